@@ -1,0 +1,405 @@
+//! A connection to a whole cluster: routing by cluster map, failover between nodes, bounded retries.
+//!
+//! The client keeps a copy of the cluster map and sends each blob request to the first node of the blob's
+//! partition (which holds a shard, saving one hop); if that node is unreachable it tries the next. The map is
+//! only a routing hint: any node can coordinate any request. Retryable failures (leader change, not enough
+//! shards reachable yet) are retried with backoff a bounded number of times, then reported.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use strata_proto::status::ClusterStatus;
+use strata_proto::{ChunkId, ClusterMap, Epoch, Request, Response, RoleSet, Secret, TenantId};
+
+use crate::error::ClientError;
+use crate::profile::Profile;
+use crate::rpc::{Reply, RpcError, RpcLimits, RpcPool};
+use crate::tls;
+
+/// Most ids sent in one dedup query.
+pub const HAS_BATCH: usize = 1024;
+/// Attempts for a retryable request before giving up.
+const ATTEMPTS: u32 = 8;
+
+/// Outcome of storing a blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PutOutcome {
+    /// Shards durably written.
+    pub shards_stored: u8,
+    /// k + m.
+    pub shards_total: u8,
+}
+
+/// A client of one cluster.
+pub struct ClusterClient {
+    pool: Arc<RpcPool>,
+    seeds: Vec<String>,
+    token: Option<Secret>,
+    operator: Option<Secret>,
+    map: RwLock<Option<Arc<ClusterMap>>>,
+    rotation: AtomicUsize,
+}
+
+impl ClusterClient {
+    /// Connects using a profile (no network traffic until the first request).
+    pub async fn from_profile(profile: &Profile) -> Result<Self, ClientError> {
+        let ca = std::fs::read_to_string(profile.ca_cert_path()).map_err(|e| {
+            ClientError::Io(format!(
+                "cannot read {}: {e}",
+                profile.ca_cert_path().display()
+            ))
+        })?;
+        let config = tls::client_config(&ca, None)?;
+        let first = crate::rpc::resolve(&profile.nodes[0]).await?;
+        let endpoint = crate::transport::client_endpoint(first)
+            .map_err(|e| ClientError::Io(format!("cannot open a UDP socket: {e}")))?;
+        let limits = RpcLimits {
+            request_timeout: Duration::from_millis(profile.request_timeout_ms),
+            ..RpcLimits::default()
+        };
+        Ok(Self::new(
+            Arc::new(RpcPool::new(endpoint, config, limits)),
+            profile.nodes.clone(),
+            profile.tenant_token(),
+            profile.operator_secret(),
+        ))
+    }
+
+    /// Builds a client over an existing pool.
+    pub fn new(
+        pool: Arc<RpcPool>,
+        seeds: Vec<String>,
+        token: Option<Secret>,
+        operator: Option<Secret>,
+    ) -> Self {
+        ClusterClient {
+            pool,
+            seeds,
+            token,
+            operator,
+            map: RwLock::new(None),
+            rotation: AtomicUsize::new(0),
+        }
+    }
+
+    fn tenant_token(&self) -> Result<&Secret, ClientError> {
+        self.token
+            .as_ref()
+            .ok_or(ClientError::MissingCredential("tenant token (`token`)"))
+    }
+
+    fn operator_token(&self) -> Result<&Secret, ClientError> {
+        self.operator.as_ref().ok_or(ClientError::MissingCredential(
+            "operator token (`operator_token`)",
+        ))
+    }
+
+    /// Every address we know: seeds first, then the map's nodes.
+    fn addresses(&self) -> Vec<String> {
+        let mut out = self.seeds.clone();
+        if let Some(map) = self.cached_map() {
+            for n in map.nodes.values() {
+                if !out.contains(&n.addr) {
+                    out.push(n.addr.clone());
+                }
+            }
+        }
+        out
+    }
+
+    fn cached_map(&self) -> Option<Arc<ClusterMap>> {
+        self.map.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Sends a request to any reachable node, rotating the starting point to spread load.
+    async fn call_any(
+        &self,
+        auth: Option<&Secret>,
+        request: Request,
+        body: Bytes,
+    ) -> Result<Reply, ClientError> {
+        let addrs = self.addresses();
+        let start = self.rotation.fetch_add(1, Ordering::Relaxed);
+        let order: Vec<String> = (0..addrs.len())
+            .map(|i| addrs[(start + i) % addrs.len()].clone())
+            .collect();
+        self.call_in_order(&order, auth, request, body).await
+    }
+
+    /// Tries `addrs` in order until one is reachable; remote errors end the search.
+    async fn call_in_order(
+        &self,
+        addrs: &[String],
+        auth: Option<&Secret>,
+        request: Request,
+        body: Bytes,
+    ) -> Result<Reply, ClientError> {
+        let mut last: Option<RpcError> = None;
+        for addr in addrs {
+            match self
+                .pool
+                .call(addr, auth, request.clone(), body.clone())
+                .await
+            {
+                Ok(r) => return Ok(r),
+                Err(e) if e.is_unreachable() => last = Some(e),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        match last {
+            Some(e) => Err(ClientError::Unreachable {
+                tried: addrs.join(", "),
+                last: e.to_string(),
+            }),
+            None => Err(ClientError::Unreachable {
+                tried: "no addresses".into(),
+                last: "none".into(),
+            }),
+        }
+    }
+
+    /// Runs `op` until it succeeds, fails permanently, or runs out of attempts.
+    async fn retrying<T, F, Fut>(&self, mut op: F) -> Result<T, ClientError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ClientError>>,
+    {
+        let mut delay = Duration::from_millis(100);
+        for attempt in 1..=ATTEMPTS {
+            match op().await {
+                Ok(v) => return Ok(v),
+                Err(e) if attempt < ATTEMPTS && is_retryable(&e) => {
+                    tracing::debug!(attempt, error = %e, "retrying");
+                    if matches!(&e, ClientError::Rpc(r) if r.code().is_some()) {
+                        self.invalidate_map();
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(3));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    fn invalidate_map(&self) {
+        *self.map.write().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// The cluster map, fetched if not cached.
+    pub async fn map(&self) -> Result<Arc<ClusterMap>, ClientError> {
+        if let Some(m) = self.cached_map() {
+            return Ok(m);
+        }
+        let reply = self
+            .call_any(
+                None,
+                Request::GetClusterMap {
+                    known_epoch: Epoch(0),
+                },
+                Bytes::new(),
+            )
+            .await?;
+        let map = match reply.response {
+            Response::ClusterMap(Some(m)) => Arc::new(*m),
+            other => {
+                return Err(ClientError::Unexpected(format!(
+                    "{other:?} to GetClusterMap"
+                )));
+            }
+        };
+        *self.map.write().unwrap_or_else(|e| e.into_inner()) = Some(map.clone());
+        Ok(map)
+    }
+
+    /// Addresses to try for a blob: its partition's nodes in shard order, then everything else.
+    async fn route(&self, id: &ChunkId) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Ok(map) = self.map().await
+            && let Ok(loc) = map.locate(id)
+        {
+            out.extend(loc.write.nodes.iter().map(|n| n.addr.clone()));
+        }
+        for a in self.addresses() {
+            if !out.contains(&a) {
+                out.push(a);
+            }
+        }
+        out
+    }
+
+    /// Which of `ids` the cluster already stores durably for this tenant.
+    pub async fn has_blobs(&self, ids: &[ChunkId]) -> Result<Vec<bool>, ClientError> {
+        let token = self.tenant_token()?;
+        let mut out = Vec::with_capacity(ids.len());
+        for batch in ids.chunks(HAS_BATCH) {
+            let reply = self
+                .retrying(|| {
+                    self.call_any(
+                        Some(token),
+                        Request::HasBlobs {
+                            ids: batch.to_vec(),
+                        },
+                        Bytes::new(),
+                    )
+                })
+                .await?;
+            match reply.response {
+                Response::HasBlobs { present } if present.len() == batch.len() => {
+                    out.extend(present)
+                }
+                other => return Err(ClientError::Unexpected(format!("{other:?} to HasBlobs"))),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stores a blob.
+    pub async fn put_blob(&self, id: ChunkId, data: Bytes) -> Result<PutOutcome, ClientError> {
+        let token = self.tenant_token()?;
+        let reply = self
+            .retrying(|| async {
+                let route = self.route(&id).await;
+                self.call_in_order(&route, Some(token), Request::PutBlob { id }, data.clone())
+                    .await
+            })
+            .await?;
+        match reply.response {
+            Response::PutBlob {
+                shards_stored,
+                shards_total,
+            } => Ok(PutOutcome {
+                shards_stored,
+                shards_total,
+            }),
+            other => Err(ClientError::Unexpected(format!("{other:?} to PutBlob"))),
+        }
+    }
+
+    /// Reads a blob.
+    pub async fn get_blob(&self, id: ChunkId) -> Result<Vec<u8>, ClientError> {
+        let token = self.tenant_token()?;
+        let reply = self
+            .retrying(|| async {
+                let route = self.route(&id).await;
+                self.call_in_order(&route, Some(token), Request::GetBlob { id }, Bytes::new())
+                    .await
+            })
+            .await?;
+        match reply.response {
+            Response::Blob => Ok(reply.body),
+            other => Err(ClientError::Unexpected(format!("{other:?} to GetBlob"))),
+        }
+    }
+
+    /// Deletes a blob (tenant admin token).
+    pub async fn delete_blob(&self, id: ChunkId) -> Result<bool, ClientError> {
+        let token = self.tenant_token()?;
+        let reply = self
+            .retrying(|| async {
+                self.call_in_order(
+                    &self.route(&id).await,
+                    Some(token),
+                    Request::DeleteBlob { id },
+                    Bytes::new(),
+                )
+                .await
+            })
+            .await?;
+        match reply.response {
+            Response::Deleted { existed } => Ok(existed),
+            other => Err(ClientError::Unexpected(format!("{other:?} to DeleteBlob"))),
+        }
+    }
+
+    /// Cluster status (operator token).
+    pub async fn status(&self) -> Result<ClusterStatus, ClientError> {
+        let token = self.operator_token()?;
+        let reply = self
+            .retrying(|| self.call_any(Some(token), Request::Status, Bytes::new()))
+            .await?;
+        match reply.response {
+            Response::Status(s) => Ok(*s),
+            other => Err(ClientError::Unexpected(format!("{other:?} to Status"))),
+        }
+    }
+
+    /// Creates a tenant (operator token).
+    pub async fn create_tenant(&self, name: &str) -> Result<TenantId, ClientError> {
+        let token = self.operator_token()?;
+        let reply = self
+            .retrying(|| {
+                self.call_any(
+                    Some(token),
+                    Request::CreateTenant { name: name.into() },
+                    Bytes::new(),
+                )
+            })
+            .await?;
+        match reply.response {
+            Response::TenantCreated { tenant } => Ok(tenant),
+            other => Err(ClientError::Unexpected(format!(
+                "{other:?} to CreateTenant"
+            ))),
+        }
+    }
+
+    /// Creates a token for `tenant` (operator token).
+    pub async fn create_token(
+        &self,
+        tenant: TenantId,
+        roles: RoleSet,
+        ttl_secs: Option<u64>,
+        label: &str,
+    ) -> Result<Secret, ClientError> {
+        let token = self.operator_token()?;
+        let request = Request::CreateToken {
+            tenant,
+            roles,
+            ttl_secs,
+            label: label.into(),
+        };
+        let reply = self
+            .retrying(|| self.call_any(Some(token), request.clone(), Bytes::new()))
+            .await?;
+        match reply.response {
+            Response::TokenCreated { token } => Ok(token),
+            other => Err(ClientError::Unexpected(format!("{other:?} to CreateToken"))),
+        }
+    }
+
+    /// Creates a one-time join token for a new node (operator token).
+    pub async fn create_join_token(&self, ttl_secs: u64) -> Result<Secret, ClientError> {
+        let token = self.operator_token()?;
+        let reply = self
+            .retrying(|| {
+                self.call_any(
+                    Some(token),
+                    Request::CreateJoinToken { ttl_secs },
+                    Bytes::new(),
+                )
+            })
+            .await?;
+        match reply.response {
+            Response::TokenCreated { token } => Ok(token),
+            other => Err(ClientError::Unexpected(format!(
+                "{other:?} to CreateJoinToken"
+            ))),
+        }
+    }
+
+    /// Closes pooled connections.
+    pub fn close(&self) {
+        self.pool.close_all();
+    }
+}
+
+fn is_retryable(e: &ClientError) -> bool {
+    match e {
+        ClientError::Rpc(r) => r.is_retryable(),
+        ClientError::Unreachable { .. } => true,
+        _ => false,
+    }
+}

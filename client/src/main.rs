@@ -1,0 +1,6 @@
+//! `strata`: the Strata command-line client.
+
+fn main() {
+    eprintln!("strata: not built yet");
+    std::process::exit(1);
+}

@@ -1,0 +1,344 @@
+//! Request/response over QUIC with a connection pool: one bidirectional stream per request.
+//!
+//! Connections are cached per address and reused. A cached connection can be dead without us knowing (the
+//! peer restarted); when a request on a reused connection fails at the connection level, the pool reconnects
+//! and tries once more, so callers see a peer restart only as a little latency. Every call has a deadline.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::Bytes;
+use strata_proto::frame::FrameKind;
+use strata_proto::{
+    ErrorCode, Request, RequestEnvelope, Response, ResponseEnvelope, Secret, WireError,
+};
+
+use crate::tls::SERVER_NAME;
+use crate::wire::{self, WireIoError};
+
+/// Limits applied to every call.
+#[derive(Debug, Clone, Copy)]
+pub struct RpcLimits {
+    /// Deadline for establishing a connection.
+    pub connect_timeout: Duration,
+    /// Deadline for a whole request, connection included.
+    pub request_timeout: Duration,
+    /// Largest response frame accepted.
+    pub max_frame_bytes: u32,
+    /// Largest response body accepted.
+    pub max_body_bytes: u64,
+}
+
+impl Default for RpcLimits {
+    fn default() -> Self {
+        RpcLimits {
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+            max_frame_bytes: strata_proto::MAX_FRAME_BYTES_DEFAULT,
+            max_body_bytes: 64 << 20,
+        }
+    }
+}
+
+/// A successful reply.
+#[derive(Debug)]
+pub struct Reply {
+    /// The response message.
+    pub response: Response,
+    /// The raw body that followed it.
+    pub body: Vec<u8>,
+}
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RpcError {
+    /// The address could not be resolved or parsed.
+    #[error("cannot resolve node address {addr:?}: {reason}")]
+    Resolve {
+        /// Address as configured.
+        addr: String,
+        /// Resolver's explanation.
+        reason: String,
+    },
+    /// No connection could be established (peer down, or TLS refused).
+    #[error("cannot connect to {addr}: {reason}")]
+    Connect {
+        /// Peer.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+    /// The deadline passed.
+    #[error("{op} request to {addr} timed out after {ms} ms")]
+    Timeout {
+        /// Peer.
+        addr: String,
+        /// Request name.
+        op: &'static str,
+        /// Deadline.
+        ms: u128,
+    },
+    /// The connection or stream failed mid-request, or the peer sent bytes that are not a valid reply.
+    #[error("{op} request to {addr} failed: {reason}")]
+    Transport {
+        /// Peer.
+        addr: String,
+        /// Request name.
+        op: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The peer answered with an error.
+    #[error("{addr}: {error}")]
+    Remote {
+        /// Peer.
+        addr: String,
+        /// Its answer.
+        error: WireError,
+    },
+}
+
+impl RpcError {
+    /// The remote error code, if the peer answered.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            RpcError::Remote { error, .. } => Some(error.code),
+            _ => None,
+        }
+    }
+
+    /// Whether the peer could not be reached at all (try another node).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            RpcError::Resolve { .. }
+                | RpcError::Connect { .. }
+                | RpcError::Timeout { .. }
+                | RpcError::Transport { .. }
+        )
+    }
+
+    /// Whether retrying later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.is_unreachable() || self.code().is_some_and(ErrorCode::is_retryable)
+    }
+}
+
+/// Failure inside one exchange, before it is attributed to an address.
+enum ExchangeError {
+    /// The connection is unusable (the request may not have reached the peer).
+    Connection(String),
+    /// The stream carried something invalid.
+    Protocol(String),
+}
+
+/// A pool of QUIC connections to Strata nodes.
+pub struct RpcPool {
+    endpoint: quinn::Endpoint,
+    config: quinn::ClientConfig,
+    limits: RpcLimits,
+    conns: Mutex<HashMap<String, quinn::Connection>>,
+}
+
+impl RpcPool {
+    /// A pool that connects from `endpoint` with `config`.
+    pub fn new(endpoint: quinn::Endpoint, config: quinn::ClientConfig, limits: RpcLimits) -> Self {
+        RpcPool {
+            endpoint,
+            config,
+            limits,
+            conns: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> RpcLimits {
+        self.limits
+    }
+
+    /// Sends `request` (with `body`) to `addr` and waits for the reply.
+    pub async fn call(
+        &self,
+        addr: &str,
+        auth: Option<&Secret>,
+        request: Request,
+        body: Bytes,
+    ) -> Result<Reply, RpcError> {
+        let op = request.op_name();
+        let env = RequestEnvelope {
+            auth: auth.cloned(),
+            body_len: body.len() as u64,
+            request,
+        };
+        let deadline = self.limits.request_timeout;
+        match tokio::time::timeout(deadline, self.call_inner(addr, op, &env, body)).await {
+            Ok(r) => r,
+            Err(_) => Err(RpcError::Timeout {
+                addr: addr.into(),
+                op,
+                ms: deadline.as_millis(),
+            }),
+        }
+    }
+
+    async fn call_inner(
+        &self,
+        addr: &str,
+        op: &'static str,
+        env: &RequestEnvelope,
+        body: Bytes,
+    ) -> Result<Reply, RpcError> {
+        let mut reused = true;
+        loop {
+            let (conn, fresh) = self.connection(addr).await?;
+            reused &= !fresh;
+            match self.exchange(&conn, env, body.clone()).await {
+                Ok(envelope_and_body) => return self.finish(addr, envelope_and_body),
+                Err(ExchangeError::Connection(reason)) => {
+                    self.evict(addr, &conn);
+                    if reused {
+                        // A pooled connection may be stale because the peer restarted: reconnect once.
+                        reused = false;
+                        continue;
+                    }
+                    return Err(RpcError::Transport {
+                        addr: addr.into(),
+                        op,
+                        reason,
+                    });
+                }
+                Err(ExchangeError::Protocol(reason)) => {
+                    return Err(RpcError::Transport {
+                        addr: addr.into(),
+                        op,
+                        reason,
+                    });
+                }
+            }
+        }
+    }
+
+    fn finish(
+        &self,
+        addr: &str,
+        (env, body): (ResponseEnvelope, Vec<u8>),
+    ) -> Result<Reply, RpcError> {
+        match env.result {
+            Ok(response) => Ok(Reply { response, body }),
+            Err(error) => Err(RpcError::Remote {
+                addr: addr.into(),
+                error,
+            }),
+        }
+    }
+
+    async fn exchange(
+        &self,
+        conn: &quinn::Connection,
+        env: &RequestEnvelope,
+        body: Bytes,
+    ) -> Result<(ResponseEnvelope, Vec<u8>), ExchangeError> {
+        let (mut send, mut recv) = conn
+            .open_bi()
+            .await
+            .map_err(|e| ExchangeError::Connection(e.to_string()))?;
+        let classify = |e: WireIoError| match e {
+            WireIoError::Stream(s) => ExchangeError::Connection(s),
+            other => ExchangeError::Protocol(other.to_string()),
+        };
+        wire::send(&mut send, FrameKind::Request, env, body)
+            .await
+            .map_err(classify)?;
+        let reply: ResponseEnvelope =
+            wire::read_frame(&mut recv, FrameKind::Response, self.limits.max_frame_bytes)
+                .await
+                .map_err(classify)?;
+        let body = wire::read_body(&mut recv, reply.body_len, self.limits.max_body_bytes)
+            .await
+            .map_err(classify)?;
+        Ok((reply, body))
+    }
+
+    async fn connection(&self, addr: &str) -> Result<(quinn::Connection, bool), RpcError> {
+        if let Some(c) = self
+            .conns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(addr)
+        {
+            if c.close_reason().is_none() {
+                return Ok((c.clone(), false));
+            }
+        }
+        let sock = resolve(addr).await?;
+        let connect_err = |reason: String| RpcError::Connect {
+            addr: addr.into(),
+            reason,
+        };
+        let connecting = self
+            .endpoint
+            .connect_with(self.config.clone(), sock, SERVER_NAME)
+            .map_err(|e| connect_err(e.to_string()))?;
+        let conn = match tokio::time::timeout(self.limits.connect_timeout, connecting).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err(connect_err(explain_connect_error(&e))),
+            Err(_) => {
+                return Err(connect_err(format!(
+                    "no answer within {} ms (node down or address wrong?)",
+                    self.limits.connect_timeout.as_millis()
+                )));
+            }
+        };
+        self.conns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(addr.to_owned(), conn.clone());
+        Ok((conn, true))
+    }
+
+    fn evict(&self, addr: &str, conn: &quinn::Connection) {
+        let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        if conns
+            .get(addr)
+            .is_some_and(|c| c.stable_id() == conn.stable_id())
+        {
+            conns.remove(addr);
+        }
+    }
+
+    /// Drops every pooled connection (used at shutdown).
+    pub fn close_all(&self) {
+        for (_, c) in self.conns.lock().unwrap_or_else(|e| e.into_inner()).drain() {
+            c.close(0u32.into(), b"closing");
+        }
+    }
+}
+
+fn explain_connect_error(e: &quinn::ConnectionError) -> String {
+    let text = e.to_string();
+    if text.contains("certificate") || text.contains("crypto") || text.contains("handshake") {
+        format!(
+            "TLS handshake failed ({text}); the node's certificate is not signed by the configured cluster CA, or ours is not accepted"
+        )
+    } else {
+        text
+    }
+}
+
+/// Resolves `host:port` to a socket address.
+pub async fn resolve(addr: &str) -> Result<SocketAddr, RpcError> {
+    if let Ok(sock) = addr.parse() {
+        return Ok(sock);
+    }
+    let err = |reason: String| RpcError::Resolve {
+        addr: addr.into(),
+        reason,
+    };
+    tokio::net::lookup_host(addr)
+        .await
+        .map_err(|e| err(e.to_string()))?
+        .next()
+        .ok_or_else(|| err("no addresses".into()))
+}

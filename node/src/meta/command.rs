@@ -1,0 +1,109 @@
+//! Commands replicated through Raft and their results.
+//!
+//! A command carries every input its effect depends on (including the proposer's clock where time matters), so
+//! applying it is deterministic on every replica. Application-level refusals (a name already taken, a stale
+//! epoch) are results, not errors: the log entry is committed either way and every replica refuses alike.
+
+use serde::{Deserialize, Serialize};
+use strata_proto::{
+    EcProfile, Epoch, ErrorCode, NodeAnnouncement, NodeId, PartitionPlacement, RoleSet, TenantId,
+    WireError,
+};
+
+/// Digest of a bearer secret (see `strata_proto::Secret::digest`).
+pub type Digest = [u8; 32];
+
+/// Parameters of a new cluster, applied once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InitCluster {
+    /// Human-readable cluster name.
+    pub cluster_name: String,
+    /// `2^partition_bits` partitions, fixed for the cluster's life.
+    pub partition_bits: u8,
+    /// Name of the first storage generation.
+    pub generation_name: String,
+    /// Its erasure-code profile.
+    pub profile: EcProfile,
+    /// Digest of the first operator token.
+    pub operator_token: Digest,
+    /// Proposer's clock, milliseconds since the Unix epoch.
+    pub now_ms: u64,
+}
+
+/// A metadata change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetaCommand {
+    /// Initialise the cluster (only once).
+    Init(InitCluster),
+    /// Add a node or update its address, zone or capacity.
+    RegisterNode(NodeAnnouncement),
+    /// Allocate a node id for a joining node.
+    ReserveNodeId,
+    /// Record a one-time join token.
+    CreateJoinToken {
+        /// Its digest.
+        digest: Digest,
+        /// When it stops being valid.
+        expires_at_ms: u64,
+    },
+    /// Use up a join token; refused if unknown, used or expired.
+    ConsumeJoinToken {
+        /// Its digest.
+        digest: Digest,
+        /// Proposer's clock.
+        now_ms: u64,
+    },
+    /// Create a tenant.
+    CreateTenant {
+        /// Unique name.
+        name: String,
+        /// Proposer's clock.
+        now_ms: u64,
+    },
+    /// Record a token (tenant token, or operator token when `tenant` is `None`).
+    CreateToken {
+        /// Its digest.
+        digest: Digest,
+        /// Tenant it is scoped to.
+        tenant: Option<TenantId>,
+        /// Roles granted.
+        roles: RoleSet,
+        /// Expiry, if any.
+        expires_at_ms: Option<u64>,
+        /// Operator-visible label.
+        label: String,
+        /// Proposer's clock.
+        now_ms: u64,
+    },
+    /// Replace the partition table, if the map is still at `expected_epoch`.
+    SetPlacement {
+        /// Epoch the placement was computed from.
+        expected_epoch: Epoch,
+        /// One entry per partition.
+        partitions: Vec<PartitionPlacement>,
+    },
+    /// Does nothing; used to commit an entry of the leader's term.
+    Noop,
+}
+
+/// The result of applying a command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetaResponse {
+    /// Applied.
+    Ok,
+    /// Applied; the node id allocated.
+    NodeId(NodeId),
+    /// Applied; the tenant created.
+    TenantId(TenantId),
+    /// Applied; the map's new epoch.
+    Epoch(Epoch),
+    /// Refused, identically on every replica.
+    Rejected(WireError),
+}
+
+impl MetaResponse {
+    /// A refusal with a code and a message.
+    pub fn reject(code: ErrorCode, message: impl Into<String>) -> Self {
+        MetaResponse::Rejected(WireError::new(code, message))
+    }
+}

@@ -1,0 +1,130 @@
+//! Work only the Raft leader does: growing the voter set and placing partitions once a generation can hold data.
+//!
+//! The decisions are pure (`membership::plan`, `placement::plan`); this loop gathers their inputs from Raft
+//! metrics and the applied state and carries out one step per tick. Placement is computed only while the map
+//! has none: changing an existing placement moves data and belongs to the migration engine.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use openraft::BasicNode;
+use openraft::ChangeMembers;
+use strata_proto::cluster_map::NodeState;
+use strata_proto::{NodeSet, PartitionPlacement};
+use tokio::sync::watch;
+
+use super::Meta;
+use super::command::MetaCommand;
+use super::membership::{self, MemberView, MembershipStep};
+use crate::placement::{self, PlacementInput};
+
+/// Entries a learner may lag behind and still count as caught up.
+const CAUGHT_UP_SLACK: u64 = 50;
+
+/// Runs until `shutdown` turns true.
+pub async fn run(meta: Meta, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        if meta.leader() != Some(meta.node_id().0) {
+            continue;
+        }
+        reconcile_membership(&meta).await;
+        ensure_placement(&meta).await;
+    }
+}
+
+async fn reconcile_membership(meta: &Meta) {
+    let (voters, learners, views) = {
+        let metrics = meta.raft.metrics();
+        let m = metrics.borrow();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        let learners: BTreeSet<u64> = membership.learner_ids().collect();
+        let last = m.last_log_index.unwrap_or(0);
+        let matched = |id: u64| -> bool {
+            if id == meta.node_id().0 {
+                return true;
+            }
+            m.replication
+                .as_ref()
+                .and_then(|r| r.get(&id).copied().flatten())
+                .is_some_and(|l| l.index + CAUGHT_UP_SLACK >= last)
+        };
+        let views: Vec<MemberView> = meta.reader.read(|s| {
+            s.map
+                .nodes
+                .values()
+                .map(|n| MemberView {
+                    id: n.id.0,
+                    addr: n.addr.clone(),
+                    zone: n.zone.clone(),
+                    eligible: n.state == NodeState::Active,
+                    caught_up: matched(n.id.0),
+                })
+                .collect()
+        });
+        (voters, learners, views)
+    };
+    let Some(step) = membership::plan(&voters, &learners, &views) else {
+        return;
+    };
+    tracing::info!(?step, "raft membership change");
+    let result = match step {
+        MembershipStep::AddLearner { id, addr } => meta
+            .raft
+            .add_learner(id, BasicNode { addr }, false)
+            .await
+            .map(|_| ()),
+        MembershipStep::SetVoters(v) => meta
+            .raft
+            .change_membership(ChangeMembers::ReplaceAllVoters(v), true)
+            .await
+            .map(|_| ()),
+    };
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "raft membership change failed; will retry");
+    }
+}
+
+async fn ensure_placement(meta: &Meta) {
+    let (epoch, sets) = {
+        let map = meta.reader.map();
+        if map.is_placed() {
+            return;
+        }
+        let input = PlacementInput {
+            previous: &[],
+            partition_count: map.partition_count(),
+            nodes: &map.nodes,
+            generations: &map.generations,
+        };
+        match placement::plan(input) {
+            Ok(plan) => (map.epoch, plan.sets),
+            Err(e) => {
+                tracing::debug!(reason = %e, "no placement yet");
+                return;
+            }
+        }
+    };
+    let partitions = sets
+        .into_iter()
+        .map(|current: NodeSet| PartitionPlacement {
+            current,
+            target: None,
+        })
+        .collect();
+    match meta
+        .write(MetaCommand::SetPlacement {
+            expected_epoch: epoch,
+            partitions,
+        })
+        .await
+    {
+        Ok(r) => tracing::info!(?r, "initial placement committed"),
+        Err(e) => tracing::warn!(error = %e, "initial placement not committed; will retry"),
+    }
+}

@@ -1,0 +1,319 @@
+//! Cluster metadata through Raft (openraft 0.9, storage-v2): the log and state machine on RocksDB, RPCs over
+//! QUIC, and [`Meta`], the handle the rest of the node uses to write commands and read state.
+//!
+//! Writes may be issued on any node: a follower forwards them to the leader over the node-to-node connection.
+//! Reads that must be linearizable call [`Meta::read_barrier`] first (ReadIndex: the leader confirms its
+//! leadership and returns its commit index; the local replica waits until it has applied that far). Raft
+//! never holds per-chunk data, only the small tables of [`state::MetaState`].
+
+pub mod command;
+pub mod leader_tasks;
+pub mod log_store;
+pub mod membership;
+pub mod network;
+pub mod state;
+pub mod state_machine;
+pub mod types;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
+use strata_client::RpcPool;
+use strata_proto::{ErrorCode, NodeId, Request, WireError};
+
+use self::command::{MetaCommand, MetaResponse};
+use self::log_store::LogStore;
+use self::network::RaftNetworkFactoryImpl;
+use self::state_machine::{MetaReader, StateMachineStore};
+use self::types::Raft;
+use crate::config::RaftSettings;
+use crate::db::Db;
+
+/// Errors at the metadata boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    /// No leader could be reached before the deadline.
+    #[error("no Raft leader reachable within {0} ms; is a majority of voters running?")]
+    NoLeader(u128),
+    /// Raft itself failed (storage error, shutdown).
+    #[error("raft: {0}")]
+    Raft(String),
+    /// The leader refused the command.
+    #[error(transparent)]
+    Rejected(WireError),
+    /// Forwarding to the leader failed.
+    #[error("forwarding to the leader failed: {0}")]
+    Forward(String),
+    /// Opening storage failed.
+    #[error("metadata storage: {0}")]
+    Storage(String),
+}
+
+impl MetaError {
+    /// The wire error for a client.
+    pub fn to_wire(&self) -> WireError {
+        match self {
+            MetaError::Rejected(e) => e.clone(),
+            MetaError::NoLeader(_) | MetaError::Forward(_) => {
+                WireError::new(ErrorCode::Unavailable, self.to_string())
+            }
+            _ => WireError::new(ErrorCode::Internal, self.to_string()),
+        }
+    }
+}
+
+/// A metadata request forwarded to the leader.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ForwardRequest {
+    /// Propose a command.
+    Write(MetaCommand),
+    /// Return the index a linearizable read must wait for.
+    ReadIndex,
+}
+
+/// The leader's answer to a [`ForwardRequest`].
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ForwardReply {
+    /// The command was committed and applied with this result.
+    Written(MetaResponse),
+    /// Reads must wait until this index is applied.
+    ReadIndex(Option<u64>),
+    /// The receiver is not the leader (it names the leader if it knows it).
+    NotLeader(Option<u64>),
+    /// Raft failed on the leader.
+    Failed(String),
+}
+
+/// How long a write or barrier keeps looking for a leader.
+const LEADER_DEADLINE: Duration = Duration::from_secs(15);
+
+/// The node's handle on cluster metadata.
+#[derive(Clone)]
+pub struct Meta {
+    /// The Raft instance.
+    pub raft: Raft,
+    /// Read access to applied state.
+    pub reader: MetaReader,
+    node_id: NodeId,
+    pool: Arc<RpcPool>,
+}
+
+impl Meta {
+    /// Starts Raft on `db`.
+    pub async fn start(
+        node_id: NodeId,
+        db: Arc<Db>,
+        pool: Arc<RpcPool>,
+        settings: &RaftSettings,
+        cluster_name: &str,
+    ) -> Result<Self, MetaError> {
+        let config = openraft::Config {
+            cluster_name: cluster_name.to_owned(),
+            heartbeat_interval: settings.heartbeat_interval_ms,
+            election_timeout_min: settings.election_timeout_min_ms,
+            election_timeout_max: settings.election_timeout_max_ms,
+            install_snapshot_timeout: 10_000,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_logs_since_last),
+            max_in_snapshot_log_to_keep: 200,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| MetaError::Raft(e.to_string()))?;
+        let log = LogStore::new(db.clone());
+        let sm = StateMachineStore::open(db).map_err(|e| MetaError::Storage(e.to_string()))?;
+        let reader = sm.reader();
+        let network = RaftNetworkFactoryImpl::new(pool.clone());
+        let raft = Raft::new(node_id.0, Arc::new(config), network, log, sm)
+            .await
+            .map_err(|e| MetaError::Raft(e.to_string()))?;
+        Ok(Meta {
+            raft,
+            reader,
+            node_id,
+            pool,
+        })
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// Makes this node the single voter of a new Raft group, unless the group already exists.
+    pub async fn initialize_if_new(&self, addr: &str) -> Result<bool, MetaError> {
+        if self
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| MetaError::Raft(e.to_string()))?
+        {
+            return Ok(false);
+        }
+        let members = BTreeMap::from([(
+            self.node_id.0,
+            BasicNode {
+                addr: addr.to_owned(),
+            },
+        )]);
+        self.raft
+            .initialize(members)
+            .await
+            .map_err(|e| MetaError::Raft(e.to_string()))?;
+        Ok(true)
+    }
+
+    /// The current leader as this node sees it.
+    pub fn leader(&self) -> Option<u64> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    fn leader_addr(&self, leader: u64) -> Option<String> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        m.membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| n.addr.clone())
+    }
+
+    /// Proposes `cmd` through the leader and returns its result. Refusals become [`MetaError::Rejected`].
+    pub async fn write(&self, cmd: MetaCommand) -> Result<MetaResponse, MetaError> {
+        match self.propose(ForwardRequest::Write(cmd)).await? {
+            ForwardReply::Written(MetaResponse::Rejected(e)) => Err(MetaError::Rejected(e)),
+            ForwardReply::Written(r) => Ok(r),
+            other => Err(MetaError::Forward(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Waits until this replica reflects every write committed before the call (linearizable reads).
+    pub async fn read_barrier(&self) -> Result<(), MetaError> {
+        let index = match self.propose(ForwardRequest::ReadIndex).await? {
+            ForwardReply::ReadIndex(i) => i,
+            other => return Err(MetaError::Forward(format!("unexpected reply {other:?}"))),
+        };
+        self.raft
+            .wait(Some(LEADER_DEADLINE))
+            .applied_index_at_least(index, "read barrier")
+            .await
+            .map_err(|e| MetaError::Raft(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Sends a request to the leader (locally if we are it), retrying while the leader is unknown or changing.
+    async fn propose(&self, req: ForwardRequest) -> Result<ForwardReply, MetaError> {
+        let started = Instant::now();
+        let mut last_error = String::from("no leader known");
+        while started.elapsed() < LEADER_DEADLINE {
+            let reply = match self.leader() {
+                Some(l) if l == self.node_id.0 => self.handle_as_leader(&req).await,
+                Some(l) => match self.leader_addr(l) {
+                    Some(addr) => self
+                        .forward(&addr, &req)
+                        .await
+                        .unwrap_or_else(|e| ForwardReply::Failed(e.to_string())),
+                    None => ForwardReply::NotLeader(None),
+                },
+                None => ForwardReply::NotLeader(None),
+            };
+            match reply {
+                ForwardReply::NotLeader(_) => {}
+                ForwardReply::Failed(e) => last_error = e,
+                done => return Ok(done),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tracing::warn!(error = %last_error, "metadata request found no leader");
+        Err(MetaError::NoLeader(LEADER_DEADLINE.as_millis()))
+    }
+
+    async fn forward(&self, addr: &str, req: &ForwardRequest) -> Result<ForwardReply, String> {
+        let body = postcard::to_stdvec(req).map_err(|e| e.to_string())?;
+        let reply = self
+            .pool
+            .call(addr, None, Request::Meta, body.into())
+            .await
+            .map_err(|e| e.to_string())?;
+        postcard::from_bytes(&reply.body).map_err(|e| format!("malformed forward reply: {e}"))
+    }
+
+    /// Serves a forwarded request (the leader side of [`Meta::propose`]).
+    pub async fn handle_as_leader(&self, req: &ForwardRequest) -> ForwardReply {
+        match req {
+            ForwardRequest::Write(cmd) => match self.raft.client_write(cmd.clone()).await {
+                Ok(resp) => ForwardReply::Written(resp.data),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                    ForwardReply::NotLeader(f.leader_id)
+                }
+                Err(e) => ForwardReply::Failed(e.to_string()),
+            },
+            ForwardRequest::ReadIndex => match self.raft.get_read_log_id().await {
+                Ok((read, _applied)) => ForwardReply::ReadIndex(read.map(|l| l.index)),
+                Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(
+                    f,
+                ))) => ForwardReply::NotLeader(f.leader_id),
+                Err(e) => ForwardReply::Failed(e.to_string()),
+            },
+        }
+    }
+
+    /// Serves a Raft RPC from a peer: decodes the body, runs it, returns the encoded result.
+    pub async fn handle_raft(
+        &self,
+        rpc: strata_proto::RaftRpc,
+        body: &[u8],
+    ) -> Result<Vec<u8>, WireError> {
+        let bad = |e: postcard::Error| {
+            WireError::new(
+                ErrorCode::BadRequest,
+                format!("malformed raft {rpc:?} body: {e}"),
+            )
+        };
+        let encoded = match rpc {
+            strata_proto::RaftRpc::AppendEntries => postcard::to_stdvec(
+                &self
+                    .raft
+                    .append_entries(postcard::from_bytes(body).map_err(bad)?)
+                    .await,
+            ),
+            strata_proto::RaftRpc::Vote => postcard::to_stdvec(
+                &self
+                    .raft
+                    .vote(postcard::from_bytes(body).map_err(bad)?)
+                    .await,
+            ),
+            strata_proto::RaftRpc::InstallSnapshot => postcard::to_stdvec(
+                &self
+                    .raft
+                    .install_snapshot(postcard::from_bytes(body).map_err(bad)?)
+                    .await,
+            ),
+        };
+        encoded.map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))
+    }
+
+    /// Serves a `Request::Meta` body.
+    pub async fn handle_forward(&self, body: &[u8]) -> Result<Vec<u8>, WireError> {
+        let req: ForwardRequest = postcard::from_bytes(body).map_err(|e| {
+            WireError::new(
+                ErrorCode::BadRequest,
+                format!("malformed metadata request: {e}"),
+            )
+        })?;
+        let reply = self.handle_as_leader(&req).await;
+        postcard::to_stdvec(&reply).map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))
+    }
+
+    /// Stops Raft.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+    }
+}
+
+#[cfg(test)]
+mod storage_suite;

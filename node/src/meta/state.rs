@@ -1,0 +1,508 @@
+//! The replicated metadata state and the deterministic `apply` of commands to it.
+//!
+//! This is everything Raft holds: the cluster map (nodes, generations, partition table), tenants, token digests
+//! and join tokens. It is small by construction: no per-chunk data ever enters it. `apply` is pure; the Raft
+//! state machine wraps it with persistence and snapshotting. Persisted encodings start with a format version.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use strata_proto::cluster_map::{Generation, GenerationState, NodeDescriptor, NodeState};
+use strata_proto::{
+    ClusterMap, Epoch, ErrorCode, GenerationId, NodeAnnouncement, NodeId, PartitionPlacement,
+    RoleSet, TenantId,
+};
+
+use super::command::{Digest, InitCluster, MetaCommand, MetaResponse};
+
+/// Format version of the encoded state (snapshots).
+pub const STATE_FORMAT_VERSION: u32 = 1;
+
+/// A tenant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantRecord {
+    /// Unique name.
+    pub name: String,
+    /// Creation time, ms since the Unix epoch.
+    pub created_at_ms: u64,
+}
+
+/// A token, stored by digest only.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// Tenant scope; `None` for operator tokens.
+    pub tenant: Option<TenantId>,
+    /// Roles granted.
+    pub roles: RoleSet,
+    /// Expiry, if any.
+    pub expires_at_ms: Option<u64>,
+    /// Operator-visible label.
+    pub label: String,
+    /// Creation time.
+    pub created_at_ms: u64,
+}
+
+/// The replicated state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetaState {
+    /// Cluster name; `None` until initialised.
+    pub cluster_name: Option<String>,
+    /// The cluster map.
+    pub map: ClusterMap,
+    /// Tenants by id.
+    pub tenants: BTreeMap<TenantId, TenantRecord>,
+    /// Tokens by digest.
+    pub tokens: BTreeMap<Digest, TokenRecord>,
+    /// Unused join tokens by digest, with their expiry.
+    pub join_tokens: BTreeMap<Digest, u64>,
+    /// Next node id to hand out.
+    pub next_node_id: u64,
+    /// Next tenant id to hand out.
+    pub next_tenant_id: u64,
+}
+
+impl Default for MetaState {
+    fn default() -> Self {
+        MetaState {
+            cluster_name: None,
+            map: ClusterMap::new(0).expect("0 partition bits is valid"),
+            tenants: BTreeMap::new(),
+            tokens: BTreeMap::new(),
+            join_tokens: BTreeMap::new(),
+            next_node_id: 1,
+            next_tenant_id: 1,
+        }
+    }
+}
+
+/// Why a token does not authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenProblem {
+    /// No token with that digest.
+    Unknown,
+    /// The token expired.
+    Expired,
+}
+
+impl MetaState {
+    /// Applies one command. Deterministic: the same state and command give the same result everywhere.
+    pub fn apply(&mut self, cmd: &MetaCommand) -> MetaResponse {
+        if self.cluster_name.is_none() && !matches!(cmd, MetaCommand::Init(_) | MetaCommand::Noop) {
+            return MetaResponse::reject(ErrorCode::NotReady, "the cluster is not initialised yet");
+        }
+        match cmd {
+            MetaCommand::Init(init) => self.init(init),
+            MetaCommand::RegisterNode(a) => self.register_node(a),
+            MetaCommand::ReserveNodeId => {
+                let id = NodeId(self.next_node_id);
+                self.next_node_id += 1;
+                MetaResponse::NodeId(id)
+            }
+            MetaCommand::CreateJoinToken {
+                digest,
+                expires_at_ms,
+            } => {
+                self.join_tokens.insert(*digest, *expires_at_ms);
+                MetaResponse::Ok
+            }
+            MetaCommand::ConsumeJoinToken { digest, now_ms } => {
+                self.consume_join_token(digest, *now_ms)
+            }
+            MetaCommand::CreateTenant { name, now_ms } => self.create_tenant(name, *now_ms),
+            MetaCommand::CreateToken {
+                digest,
+                tenant,
+                roles,
+                expires_at_ms,
+                label,
+                now_ms,
+            } => {
+                if let Some(t) = tenant
+                    && !self.tenants.contains_key(t)
+                {
+                    return MetaResponse::reject(
+                        ErrorCode::NotFound,
+                        format!("{t} does not exist"),
+                    );
+                }
+                let record = TokenRecord {
+                    tenant: *tenant,
+                    roles: *roles,
+                    expires_at_ms: *expires_at_ms,
+                    label: label.clone(),
+                    created_at_ms: *now_ms,
+                };
+                self.tokens.insert(*digest, record);
+                MetaResponse::Ok
+            }
+            MetaCommand::SetPlacement {
+                expected_epoch,
+                partitions,
+            } => self.set_placement(*expected_epoch, partitions),
+            MetaCommand::Noop => MetaResponse::Ok,
+        }
+    }
+
+    fn init(&mut self, init: &InitCluster) -> MetaResponse {
+        if self.cluster_name.is_some() {
+            return MetaResponse::reject(ErrorCode::Conflict, "the cluster is already initialised");
+        }
+        let map = match ClusterMap::new(init.partition_bits) {
+            Ok(m) => m,
+            Err(e) => return MetaResponse::reject(ErrorCode::BadRequest, e.to_string()),
+        };
+        if let Err(e) = init.profile.validate() {
+            return MetaResponse::reject(ErrorCode::BadRequest, e.to_string());
+        }
+        self.map = map;
+        let g = Generation {
+            id: GenerationId(1),
+            name: init.generation_name.clone(),
+            profile: init.profile,
+            state: GenerationState::Active,
+        };
+        self.map.generations.insert(g.id, g);
+        self.map.epoch = Epoch(1);
+        let operator = TokenRecord {
+            tenant: None,
+            roles: RoleSet::of(&[strata_proto::Role::Operator]),
+            expires_at_ms: None,
+            label: "initial operator token".into(),
+            created_at_ms: init.now_ms,
+        };
+        self.tokens.insert(init.operator_token, operator);
+        self.cluster_name = Some(init.cluster_name.clone());
+        MetaResponse::Ok
+    }
+
+    fn register_node(&mut self, a: &NodeAnnouncement) -> MetaResponse {
+        let Some(generation) = self.map.generation_by_name(&a.generation).map(|g| g.id) else {
+            return MetaResponse::reject(
+                ErrorCode::NotFound,
+                format!("generation {:?} does not exist", a.generation),
+            );
+        };
+        if a.id.0 == 0 {
+            return MetaResponse::reject(ErrorCode::BadRequest, "node id 0 is reserved");
+        }
+        let updated = match self.map.nodes.get(&a.id) {
+            Some(existing) if existing.state == NodeState::Removed => {
+                return MetaResponse::reject(
+                    ErrorCode::Conflict,
+                    format!("{} was removed from the cluster and cannot rejoin", a.id),
+                );
+            }
+            Some(existing) if existing.generation != generation => {
+                return MetaResponse::reject(
+                    ErrorCode::Conflict,
+                    format!(
+                        "{} belongs to another generation; a node cannot change generation",
+                        a.id
+                    ),
+                );
+            }
+            Some(existing) => NodeDescriptor {
+                addr: a.addr.clone(),
+                zone: a.zone.clone(),
+                capacity_bytes: a.capacity_bytes,
+                ..existing.clone()
+            },
+            None => NodeDescriptor {
+                id: a.id,
+                addr: a.addr.clone(),
+                zone: a.zone.clone(),
+                capacity_bytes: a.capacity_bytes,
+                generation,
+                state: NodeState::Active,
+            },
+        };
+        self.next_node_id = self.next_node_id.max(a.id.0 + 1);
+        if self.map.nodes.get(&a.id) != Some(&updated) {
+            self.map.nodes.insert(a.id, updated);
+            self.map.epoch.0 += 1;
+        }
+        MetaResponse::Epoch(self.map.epoch)
+    }
+
+    fn consume_join_token(&mut self, digest: &Digest, now_ms: u64) -> MetaResponse {
+        match self.join_tokens.remove(digest) {
+            None => MetaResponse::reject(
+                ErrorCode::Unauthenticated,
+                "unknown or already used join token",
+            ),
+            Some(expiry) if expiry <= now_ms => MetaResponse::reject(
+                ErrorCode::TokenExpired,
+                "the join token has expired; create a new one",
+            ),
+            Some(_) => MetaResponse::Ok,
+        }
+    }
+
+    fn create_tenant(&mut self, name: &str, now_ms: u64) -> MetaResponse {
+        if name.is_empty() || name.len() > 128 {
+            return MetaResponse::reject(ErrorCode::BadRequest, "tenant names are 1 to 128 bytes");
+        }
+        if self.tenants.values().any(|t| t.name == name) {
+            return MetaResponse::reject(
+                ErrorCode::Conflict,
+                format!("a tenant named {name:?} already exists"),
+            );
+        }
+        let id = TenantId(self.next_tenant_id);
+        self.next_tenant_id += 1;
+        self.tenants.insert(
+            id,
+            TenantRecord {
+                name: name.into(),
+                created_at_ms: now_ms,
+            },
+        );
+        MetaResponse::TenantId(id)
+    }
+
+    fn set_placement(
+        &mut self,
+        expected: Epoch,
+        partitions: &[PartitionPlacement],
+    ) -> MetaResponse {
+        if expected != self.map.epoch {
+            return MetaResponse::reject(
+                ErrorCode::StaleEpoch,
+                format!(
+                    "placement computed at {expected}, map is at {}",
+                    self.map.epoch
+                ),
+            );
+        }
+        let mut next = self.map.clone();
+        next.partitions = partitions.to_vec();
+        if let Err(e) = next.validate() {
+            return MetaResponse::reject(ErrorCode::BadRequest, format!("invalid placement: {e}"));
+        }
+        next.epoch.0 += 1;
+        self.map = next;
+        MetaResponse::Epoch(self.map.epoch)
+    }
+
+    /// Looks a token up by digest at time `now_ms`.
+    pub fn token(&self, digest: &Digest, now_ms: u64) -> Result<&TokenRecord, TokenProblem> {
+        let t = self.tokens.get(digest).ok_or(TokenProblem::Unknown)?;
+        match t.expires_at_ms {
+            Some(exp) if exp <= now_ms => Err(TokenProblem::Expired),
+            _ => Ok(t),
+        }
+    }
+
+    /// Encodes the state for a snapshot: format version, then postcard.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = STATE_FORMAT_VERSION.to_le_bytes().to_vec();
+        out.extend(postcard::to_stdvec(self).expect("metadata state encodes"));
+        out
+    }
+
+    /// Decodes a snapshot produced by [`MetaState::encode`].
+    pub fn decode(bytes: &[u8]) -> Result<MetaState, String> {
+        let (version, rest) = bytes
+            .split_at_checked(4)
+            .ok_or("snapshot shorter than its version header")?;
+        let version = u32::from_le_bytes(version.try_into().map_err(|_| "bad version header")?);
+        if version != STATE_FORMAT_VERSION {
+            return Err(format!(
+                "snapshot format version {version} is not supported (this build reads {STATE_FORMAT_VERSION})"
+            ));
+        }
+        let state: MetaState =
+            postcard::from_bytes(rest).map_err(|e| format!("snapshot is malformed: {e}"))?;
+        state
+            .map
+            .validate()
+            .map_err(|e| format!("snapshot holds an invalid cluster map: {e}"))?;
+        Ok(state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_proto::{EcProfile, NodeSet, Role};
+
+    fn initialised() -> MetaState {
+        let mut s = MetaState::default();
+        let init = InitCluster {
+            cluster_name: "c".into(),
+            partition_bits: 2,
+            generation_name: "gen-a".into(),
+            profile: EcProfile {
+                data_shards: 2,
+                parity_shards: 1,
+            },
+            operator_token: [1; 32],
+            now_ms: 5,
+        };
+        assert_eq!(s.apply(&MetaCommand::Init(init)), MetaResponse::Ok);
+        s
+    }
+
+    fn announce(id: u64) -> MetaCommand {
+        MetaCommand::RegisterNode(NodeAnnouncement {
+            id: NodeId(id),
+            addr: format!("127.0.0.1:{id}"),
+            zone: "z".into(),
+            capacity_bytes: 10,
+            generation: "gen-a".into(),
+        })
+    }
+
+    #[test]
+    fn commands_before_init_are_refused() {
+        let mut s = MetaState::default();
+        assert!(
+            matches!(s.apply(&announce(1)), MetaResponse::Rejected(e) if e.code == ErrorCode::NotReady)
+        );
+    }
+
+    #[test]
+    fn init_only_once_and_grants_operator() {
+        let mut s = initialised();
+        assert_eq!(
+            s.token(&[1; 32], 0).unwrap().roles,
+            RoleSet::of(&[Role::Operator])
+        );
+        let again = InitCluster {
+            cluster_name: "d".into(),
+            partition_bits: 1,
+            generation_name: "g".into(),
+            profile: EcProfile::DEFAULT,
+            operator_token: [2; 32],
+            now_ms: 0,
+        };
+        assert!(
+            matches!(s.apply(&MetaCommand::Init(again)), MetaResponse::Rejected(e) if e.code == ErrorCode::Conflict)
+        );
+    }
+
+    #[test]
+    fn registration_is_idempotent_and_bumps_epoch_on_change() {
+        let mut s = initialised();
+        let e1 = s.apply(&announce(3));
+        assert_eq!(s.apply(&announce(3)), e1);
+        assert_eq!(s.next_node_id, 4);
+        let mut moved = announce(3);
+        if let MetaCommand::RegisterNode(a) = &mut moved {
+            a.addr = "10.0.0.1:1".into();
+        }
+        assert_ne!(s.apply(&moved), e1);
+        let mut wrong_gen = announce(4);
+        if let MetaCommand::RegisterNode(a) = &mut wrong_gen {
+            a.generation = "nope".into();
+        }
+        assert!(
+            matches!(s.apply(&wrong_gen), MetaResponse::Rejected(e) if e.code == ErrorCode::NotFound)
+        );
+    }
+
+    #[test]
+    fn join_tokens_are_single_use_and_expire() {
+        let mut s = initialised();
+        s.apply(&MetaCommand::CreateJoinToken {
+            digest: [7; 32],
+            expires_at_ms: 100,
+        });
+        s.apply(&MetaCommand::CreateJoinToken {
+            digest: [8; 32],
+            expires_at_ms: 100,
+        });
+        assert_eq!(
+            s.apply(&MetaCommand::ConsumeJoinToken {
+                digest: [7; 32],
+                now_ms: 50
+            }),
+            MetaResponse::Ok
+        );
+        assert!(
+            matches!(s.apply(&MetaCommand::ConsumeJoinToken { digest: [7; 32], now_ms: 50 }), MetaResponse::Rejected(e) if e.code == ErrorCode::Unauthenticated)
+        );
+        assert!(
+            matches!(s.apply(&MetaCommand::ConsumeJoinToken { digest: [8; 32], now_ms: 100 }), MetaResponse::Rejected(e) if e.code == ErrorCode::TokenExpired)
+        );
+    }
+
+    #[test]
+    fn tenants_and_tokens() {
+        let mut s = initialised();
+        let MetaResponse::TenantId(t) = s.apply(&MetaCommand::CreateTenant {
+            name: "alice".into(),
+            now_ms: 1,
+        }) else {
+            panic!()
+        };
+        assert!(
+            matches!(s.apply(&MetaCommand::CreateTenant { name: "alice".into(), now_ms: 1 }), MetaResponse::Rejected(e) if e.code == ErrorCode::Conflict)
+        );
+        let token = |tenant, expires| MetaCommand::CreateToken {
+            digest: [9; 32],
+            tenant,
+            roles: RoleSet::of(&[Role::Backup]),
+            expires_at_ms: expires,
+            label: "laptop".into(),
+            now_ms: 1,
+        };
+        assert!(matches!(
+            s.apply(&token(Some(TenantId(99)), None)),
+            MetaResponse::Rejected(_)
+        ));
+        assert_eq!(s.apply(&token(Some(t), Some(10))), MetaResponse::Ok);
+        assert_eq!(s.token(&[9; 32], 9).unwrap().tenant, Some(t));
+        assert_eq!(s.token(&[9; 32], 10), Err(TokenProblem::Expired));
+        assert_eq!(s.token(&[3; 32], 0), Err(TokenProblem::Unknown));
+    }
+
+    #[test]
+    fn placement_is_validated_and_epoch_checked() {
+        let mut s = initialised();
+        for i in 1..=3 {
+            s.apply(&announce(i));
+        }
+        let epoch = s.map.epoch;
+        let good: Vec<_> = (0..4)
+            .map(|_| PartitionPlacement {
+                current: NodeSet {
+                    generation: GenerationId(1),
+                    nodes: vec![NodeId(1), NodeId(2), NodeId(3)],
+                },
+                target: None,
+            })
+            .collect();
+        let bad = vec![good[0].clone()];
+        assert!(
+            matches!(s.apply(&MetaCommand::SetPlacement { expected_epoch: epoch, partitions: bad }), MetaResponse::Rejected(e) if e.code == ErrorCode::BadRequest)
+        );
+        assert!(
+            matches!(s.apply(&MetaCommand::SetPlacement { expected_epoch: Epoch(0), partitions: good.clone() }), MetaResponse::Rejected(e) if e.code == ErrorCode::StaleEpoch)
+        );
+        assert_eq!(
+            s.apply(&MetaCommand::SetPlacement {
+                expected_epoch: epoch,
+                partitions: good
+            }),
+            MetaResponse::Epoch(Epoch(epoch.0 + 1))
+        );
+        assert!(s.map.is_placed());
+    }
+
+    #[test]
+    fn encoding_round_trips_and_rejects_garbage() {
+        let mut s = initialised();
+        s.apply(&announce(1));
+        assert_eq!(MetaState::decode(&s.encode()).unwrap(), s);
+        assert!(
+            MetaState::decode(&[9, 0, 0, 0])
+                .unwrap_err()
+                .contains("version 9")
+        );
+        assert!(MetaState::decode(&[1, 0]).is_err());
+        let mut garbage = s.encode();
+        garbage.truncate(garbage.len() / 2);
+        assert!(MetaState::decode(&garbage).is_err());
+    }
+}

@@ -1,0 +1,163 @@
+//! The cluster's private PKI: a CA created by `strata-node init`, node certificates signed by it.
+//!
+//! Node certificates carry two DNS names: `strata-node` (what every client asks for) and `node-<id>.strata`
+//! (the node's identity, read back by peers to check who is calling). Both server and client authentication
+//! are allowed, since nodes call each other. Keys are ECDSA P-256 generated with ring; the CA key never
+//! leaves the node that holds it, joining nodes send a certificate signing request.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+};
+use rustls_pki_types::CertificateSigningRequestDer;
+use strata_proto::NodeId;
+
+/// Why a certificate operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    /// rcgen failed.
+    #[error("certificate generation failed: {0}")]
+    Generate(#[from] rcgen::Error),
+    /// A certificate or key could not be parsed.
+    #[error("{0}")]
+    Parse(String),
+}
+
+/// A CA certificate and its key (PEM).
+pub struct CaMaterial {
+    /// Certificate.
+    pub cert_pem: String,
+    /// Private key. Keep it on as few nodes as possible.
+    pub key_pem: String,
+}
+
+/// A node certificate and its key (PEM).
+pub struct NodeIdentity {
+    /// Certificate.
+    pub cert_pem: String,
+    /// Private key.
+    pub key_pem: String,
+}
+
+fn validity(params: &mut CertificateParams, years: i64) {
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(365 * years);
+}
+
+/// Creates a new cluster CA.
+pub fn generate_ca(cluster_name: &str) -> Result<CaMaterial, PkiError> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name = DistinguishedName::new();
+    params.distinguished_name.push(
+        DnType::CommonName,
+        format!("Strata cluster CA ({cluster_name})"),
+    );
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    validity(&mut params, 30);
+    let cert = params.self_signed(&key)?;
+    Ok(CaMaterial {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+fn node_params(node: NodeId) -> Result<CertificateParams, PkiError> {
+    let mut params = CertificateParams::new(vec![
+        strata_client::tls::SERVER_NAME.to_owned(),
+        node_dns_name(node),
+    ])?;
+    params.distinguished_name = DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, format!("strata {node}"));
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    validity(&mut params, 10);
+    Ok(params)
+}
+
+fn issuer(ca: &CaMaterial) -> Result<Issuer<'static, KeyPair>, PkiError> {
+    let key = KeyPair::from_pem(&ca.key_pem)?;
+    Ok(Issuer::from_ca_cert_pem(&ca.cert_pem, key)?)
+}
+
+/// The identity DNS name of a node.
+pub fn node_dns_name(node: NodeId) -> String {
+    format!("node-{}.strata", node.0)
+}
+
+/// Issues a certificate and a fresh key for `node` (used by `init` and `dev`, which hold the CA).
+pub fn issue_node_identity(ca: &CaMaterial, node: NodeId) -> Result<NodeIdentity, PkiError> {
+    let key = KeyPair::generate()?;
+    let cert = node_params(node)?.signed_by(&key, &issuer(ca)?)?;
+    Ok(NodeIdentity {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// A key pair and a signing request for it (the joining node's side).
+pub fn new_csr() -> Result<(KeyPair, Vec<u8>), PkiError> {
+    let key = KeyPair::generate()?;
+    let csr = CertificateParams::new(Vec::<String>::new())?.serialize_request(&key)?;
+    Ok((key, csr.der().to_vec()))
+}
+
+/// Signs a joining node's request; the names in the certificate are ours, whatever the request asked for.
+pub fn sign_csr(ca: &CaMaterial, csr_der: &[u8], node: NodeId) -> Result<String, PkiError> {
+    let mut csr =
+        CertificateSigningRequestParams::from_der(&CertificateSigningRequestDer::from(csr_der))
+            .map_err(|e| PkiError::Parse(format!("invalid certificate signing request: {e}")))?;
+    csr.params = node_params(node)?;
+    Ok(csr.signed_by(&issuer(ca)?)?.pem())
+}
+
+/// The node id a certificate was issued to, from its `node-<id>.strata` name.
+pub fn node_id_of(cert_der: &[u8]) -> Option<NodeId> {
+    use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+    let (_, cert) = X509Certificate::from_der(cert_der).ok()?;
+    let san = cert.subject_alternative_name().ok()??;
+    san.value.general_names.iter().find_map(|n| match n {
+        GeneralName::DNSName(name) => name
+            .strip_prefix("node-")?
+            .strip_suffix(".strata")?
+            .parse()
+            .ok()
+            .map(NodeId),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issued_and_csr_signed_certificates_name_the_node() {
+        let ca = generate_ca("test").unwrap();
+        let id = issue_node_identity(&ca, NodeId(7)).unwrap();
+        let der = strata_client::tls::certs_from_pem(&id.cert_pem, "cert").unwrap();
+        assert_eq!(node_id_of(&der[0]), Some(NodeId(7)));
+        let (_key, csr) = new_csr().unwrap();
+        let signed = sign_csr(&ca, &csr, NodeId(42)).unwrap();
+        let der = strata_client::tls::certs_from_pem(&signed, "cert").unwrap();
+        assert_eq!(node_id_of(&der[0]), Some(NodeId(42)));
+    }
+
+    #[test]
+    fn garbage_csr_is_an_error() {
+        let ca = generate_ca("test").unwrap();
+        assert!(sign_csr(&ca, b"not a csr", NodeId(1)).is_err());
+        assert_eq!(node_id_of(b"junk"), None);
+    }
+}

@@ -1,0 +1,298 @@
+//! One behavioural suite for every [`ShardStore`] implementation (the model is openraft's `Suite::test_all`).
+//!
+//! Each check gets a fresh store from the builder. Adding an implementation means adding one `#[test]` that
+//! calls [`run_all`]; adding a behaviour means adding one check here, and every implementation is held to it.
+
+use strata_proto::{ChunkId, EcProfile, PartitionId, ShardHeader, ShardKey, TenantId};
+
+use super::{CorruptForTest, ShardStore, StoreError, Usage};
+
+/// Builds a fresh store with the given capacity; the second value keeps temporary resources alive.
+pub trait StoreBuilder {
+    /// The store under test.
+    type Store: ShardStore + CorruptForTest;
+    /// Builds one.
+    fn build(&self, capacity_bytes: u64) -> (Self::Store, Box<dyn std::any::Any>);
+}
+
+type Check<B> = fn(&B);
+
+/// Runs every check against stores from `builder`.
+pub fn run_all<B: StoreBuilder>(builder: &B) {
+    let checks: &[(&str, Check<B>)] = &[
+        ("round_trip", round_trip),
+        ("absent_is_none", absent_is_none),
+        ("idempotent_put", idempotent_put),
+        ("overwrite_replaces", overwrite_replaces),
+        ("delete", delete),
+        ("held_mask", held_mask),
+        ("tenants_are_isolated", tenants_are_isolated),
+        (
+            "scan_partition_in_order_with_cursor",
+            scan_partition_in_order_with_cursor,
+        ),
+        (
+            "mismatched_checksum_is_refused",
+            mismatched_checksum_is_refused,
+        ),
+        (
+            "corruption_is_reported_not_returned",
+            corruption_is_reported_not_returned,
+        ),
+        ("capacity_is_enforced", capacity_is_enforced),
+        ("empty_shard", empty_shard),
+    ];
+    for (name, check) in checks {
+        eprintln!("shard store conformance: {name}");
+        check(builder);
+    }
+}
+
+fn key(partition: u32, tenant: u64, chunk: u8, index: u8) -> ShardKey {
+    ShardKey {
+        partition: PartitionId(partition),
+        tenant: TenantId(tenant),
+        chunk: ChunkId([chunk; 32]),
+        index,
+    }
+}
+
+fn shard(key: &ShardKey, data: &[u8]) -> ShardHeader {
+    ShardHeader::for_shard(EcProfile::DEFAULT, data.len() as u64 * 4, key.index, data)
+}
+
+fn put<S: ShardStore>(s: &S, key: &ShardKey, data: &[u8]) {
+    s.put(key, &shard(key, data), data).unwrap();
+}
+
+fn round_trip<B: StoreBuilder>(b: &B) {
+    let (s, _g) = b.build(1 << 30);
+    let k = key(3, 1, 7, 2);
+    let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
+    put(&s, &k, &data);
+    let got = s.get(&k).unwrap().unwrap();
+    assert_eq!(got.data, data);
+    assert_eq!(got.header, shard(&k, &data));
+    assert_eq!(
+        s.usage(),
+        Usage {
+            shards: 1,
+            bytes: 10_000
+        }
+    );
+}
+
+fn absent_is_none<B: StoreBuilder>(b: &B) {
+    let (s, _g) = b.build(1 << 30);
+    assert_eq!(s.get(&key(0, 0, 0, 0)).unwrap(), None);
+    assert!(!s.delete(&key(0, 0, 0, 0)).unwrap());
+}
+
+fn idempotent_put<B: StoreBuilder>(b: &B) {
+    let (s, _g) = b.build(1 << 30);
+    let k = key(1, 1, 1, 0);
+    put(&s, &k, b"same bytes");
+    put(&s, &k, b"same bytes");
+    assert_eq!(
+        s.usage(),
+        Usage {
+            shards: 1,
+            bytes: 10
+        }
+    );
+}
+
+fn overwrite_replaces<B: StoreBuilder>(b: &B) {
+    let (s, _g) = b.build(1 << 30);
+    let k = key(1, 1, 1, 0);
+    put(&s, &k, b"first version");
+    put(&s, &k, b"second");
+    assert_eq!(s.get(&k).unwrap().unwrap().data, b"second");
+    assert_eq!(
+        s.usage(),
+        Usage {
+            shards: 1,
+            bytes: 6
+        }
+    );
+}
+
+fn delete<B: StoreBuilder>(b: &B) {
+    let (s, _g) = b.build(1 << 30);
+    let k = key(1, 1, 1, 0);
+    put(&s, &k, b"bytes");
+    assert!(s.delete(&k).unwrap());
+    assert_eq!(s.get(&k).unwrap(), None);
+    assert!(!s.delete(&k).unwrap());
+    assert_eq!(s.usage(), Usage::default());
+}
+
+fn held_mask<B: StoreBuilder>(b: &B) {
+    let (s, _g) = b.build(1 << 30);
+    for i in [0u8, 3, 5] {
+        put(&s, &key(9, 4, 2, i), &[i; 8]);
+    }
+    put(&s, &key(9, 4, 3, 1), b"other chunk");
+    assert_eq!(
+        s.held(TenantId(4), PartitionId(9), &ChunkId([2; 32]))
+            .unwrap(),
+        0b101001
+    );
+    assert_eq!(
+        s.held(TenantId(4), PartitionId(9), &ChunkId([3; 32]))
+            .unwrap(),
+        0b10
+    );
+    assert_eq!(
+        s.held(TenantId(4), PartitionId(9), &ChunkId([4; 32]))
+            .unwrap(),
+        0
+    );
+}
+
+fn tenants_are_isolated<B: StoreBuilder>(b: &B) {
+    let (s, _g) = b.build(1 << 30);
+    put(&s, &key(2, 10, 5, 0), b"tenant ten");
+    assert_eq!(
+        s.held(TenantId(11), PartitionId(2), &ChunkId([5; 32]))
+            .unwrap(),
+        0
+    );
+    assert_eq!(s.get(&key(2, 11, 5, 0)).unwrap(), None);
+}
+
+fn scan_partition_in_order_with_cursor<B: StoreBuilder>(b: &B) {
+    let (s, _g) = b.build(1 << 30);
+    let mut keys = Vec::new();
+    for chunk in [9u8, 1, 5] {
+        for idx in 0..3 {
+            let k = key(7, 1, chunk, idx);
+            put(&s, &k, &[chunk, idx]);
+            keys.push(k);
+        }
+    }
+    put(&s, &key(6, 1, 1, 0), b"before");
+    put(&s, &key(8, 1, 1, 0), b"after");
+    keys.sort();
+    let first: Vec<_> = s
+        .scan_partition(PartitionId(7), None, 4)
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(first, keys[..4]);
+    let rest: Vec<_> = s
+        .scan_partition(PartitionId(7), Some(&first[3]), 100)
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(rest, keys[4..]);
+    assert!(
+        s.scan_partition(PartitionId(5), None, 10)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+fn mismatched_checksum_is_refused<B: StoreBuilder>(b: &B) {
+    let (s, _g) = b.build(1 << 30);
+    let k = key(1, 1, 1, 0);
+    let header = shard(&k, b"original");
+    assert!(matches!(
+        s.put(&k, &header, b"tampered"),
+        Err(StoreError::ChecksumMismatch { .. })
+    ));
+    // The header binds the shard index too: the right bytes in the wrong slot are refused.
+    let other = key(1, 1, 1, 1);
+    assert!(matches!(
+        s.put(&other, &header, b"original"),
+        Err(StoreError::ChecksumMismatch { .. })
+    ));
+    assert_eq!(s.get(&k).unwrap(), None);
+}
+
+fn corruption_is_reported_not_returned<B: StoreBuilder>(b: &B) {
+    let (s, _g) = b.build(1 << 30);
+    let k = key(1, 1, 1, 0);
+    let data = vec![42u8; 5000];
+    put(&s, &k, &data);
+    assert!(s.flip_bit(&k, 1234));
+    assert!(matches!(s.get(&k), Err(StoreError::Corrupt { .. })));
+    // Re-writing the good bytes (what repair does) heals it, even though the header is unchanged.
+    put(&s, &k, &data);
+    assert_eq!(s.get(&k).unwrap().unwrap().data, data);
+    assert_eq!(s.usage().shards, 1);
+}
+
+fn capacity_is_enforced<B: StoreBuilder>(b: &B) {
+    let (s, _g) = b.build(100);
+    put(&s, &key(1, 1, 1, 0), &[1; 60]);
+    let k2 = key(1, 1, 2, 0);
+    let err = s.put(&k2, &shard(&k2, &[2; 50]), &[2; 50]).unwrap_err();
+    assert!(matches!(err, StoreError::NoSpace(_)), "{err}");
+    assert_eq!(s.get(&k2).unwrap(), None);
+    // Existing data is intact and replacing a shard counts only the difference.
+    assert_eq!(s.get(&key(1, 1, 1, 0)).unwrap().unwrap().data, vec![1; 60]);
+    put(&s, &key(1, 1, 1, 0), &[3; 90]);
+    assert_eq!(s.usage().bytes, 90);
+}
+
+fn empty_shard<B: StoreBuilder>(b: &B) {
+    let (s, _g) = b.build(1 << 30);
+    let k = key(0, 0, 0, 0);
+    put(&s, &k, b"");
+    assert_eq!(s.get(&k).unwrap().unwrap().data, b"");
+}
+
+struct Memory;
+impl StoreBuilder for Memory {
+    type Store = super::MemoryShardStore;
+    fn build(&self, capacity_bytes: u64) -> (Self::Store, Box<dyn std::any::Any>) {
+        (super::MemoryShardStore::new(capacity_bytes), Box::new(()))
+    }
+}
+
+struct Rocks;
+impl StoreBuilder for Rocks {
+    type Store = super::RocksShardStore;
+    fn build(&self, capacity_bytes: u64) -> (Self::Store, Box<dyn std::any::Any>) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::db::open(dir.path(), &crate::db::DbOptions::default()).unwrap();
+        (
+            super::RocksShardStore::open(db, capacity_bytes, false).unwrap(),
+            Box::new(dir),
+        )
+    }
+}
+
+#[test]
+fn memory_store_conforms() {
+    run_all(&Memory);
+}
+
+#[test]
+fn rocks_store_conforms() {
+    run_all(&Rocks);
+}
+
+#[test]
+fn rocks_store_recounts_usage_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = crate::db::open(dir.path(), &crate::db::DbOptions::default()).unwrap();
+        let s = super::RocksShardStore::open(db, 1 << 30, true).unwrap();
+        put(&s, &key(1, 1, 1, 0), &[5; 700]);
+        put(&s, &key(1, 1, 2, 0), &[5; 300]);
+    }
+    let db = crate::db::open(dir.path(), &crate::db::DbOptions::default()).unwrap();
+    let s = super::RocksShardStore::open(db, 1 << 30, true).unwrap();
+    assert_eq!(
+        s.usage(),
+        Usage {
+            shards: 2,
+            bytes: 1000
+        }
+    );
+    assert_eq!(s.get(&key(1, 1, 1, 0)).unwrap().unwrap().data, vec![5; 700]);
+}

@@ -1,0 +1,259 @@
+//! RocksDB shard store: headers in `shard_meta`, bytes in `shard_data` (BlobDB), both written in one batch.
+//!
+//! Usage counters are rebuilt from the small header family at open and kept in memory; a striped lock makes
+//! the "does it exist, how big was it" check and the write atomic per key, so concurrent puts of one shard
+//! cannot double-count. Writes go through the WAL with `sync` when configured, which is what a put's
+//! acknowledgement relies on.
+
+use std::sync::{Arc, Mutex};
+
+use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions};
+use strata_proto::{ChunkId, PartitionId, ShardHeader, ShardKey, TenantId};
+
+use super::format::{KEY_LEN, decode_header, decode_key, encode_header, encode_key, key_prefix};
+use super::{
+    CorruptForTest, Shard, ShardStore, StoreError, Usage, display_key, verify_incoming,
+    verify_stored,
+};
+use crate::db::{CF_SHARD_DATA, CF_SHARD_META, Db, cf};
+
+const LOCK_STRIPES: usize = 64;
+
+/// Shard store on the node's RocksDB.
+pub struct RocksShardStore {
+    db: Arc<Db>,
+    capacity_bytes: u64,
+    sync_writes: bool,
+    usage: Mutex<Usage>,
+    stripes: Vec<Mutex<()>>,
+}
+
+fn io(e: rocksdb::Error) -> StoreError {
+    let msg = e.to_string();
+    if msg.contains("No space left") || msg.contains("ENOSPC") {
+        StoreError::NoSpace(format!("disk full: {msg}"))
+    } else {
+        StoreError::Io(msg)
+    }
+}
+
+impl RocksShardStore {
+    /// Opens the store on `db`, counting what it already holds.
+    pub fn open(db: Arc<Db>, capacity_bytes: u64, sync_writes: bool) -> Result<Self, StoreError> {
+        let mut usage = Usage::default();
+        for item in db.iterator_cf(cf(&db, CF_SHARD_META), IteratorMode::Start) {
+            let (key, value) = item.map_err(io)?;
+            // A record that cannot be decoded still occupies space; count what we can and let reads report it.
+            if let Ok((_, len)) = decode_header(&value) {
+                usage.bytes += u64::from(len);
+            }
+            if key.len() == KEY_LEN {
+                usage.shards += 1;
+            }
+        }
+        Ok(RocksShardStore {
+            db,
+            capacity_bytes,
+            sync_writes,
+            usage: Mutex::new(usage),
+            stripes: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+        })
+    }
+
+    fn stripe(&self, key: &ShardKey) -> std::sync::MutexGuard<'_, ()> {
+        let i = (key.chunk.0[31] as usize ^ key.index as usize) % LOCK_STRIPES;
+        self.stripes[i].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn usage_mut(&self) -> std::sync::MutexGuard<'_, Usage> {
+        self.usage.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_opts(&self) -> WriteOptions {
+        let mut o = WriteOptions::default();
+        o.set_sync(self.sync_writes);
+        o
+    }
+
+    /// Stored header and data length of `key`, if present and decodable.
+    fn stored_header(
+        &self,
+        enc: &[u8],
+    ) -> Result<Option<Result<(ShardHeader, u32), String>>, StoreError> {
+        let raw = self
+            .db
+            .get_pinned_cf(cf(&self.db, CF_SHARD_META), enc)
+            .map_err(io)?;
+        Ok(raw.map(|v| decode_header(&v)))
+    }
+}
+
+impl ShardStore for RocksShardStore {
+    fn put(&self, key: &ShardKey, header: &ShardHeader, data: &[u8]) -> Result<(), StoreError> {
+        verify_incoming(key, header, data)?;
+        let data_len = u32::try_from(data.len()).map_err(|_| {
+            StoreError::NoSpace(format!("shard of {} bytes is over 4 GiB", data.len()))
+        })?;
+        let enc = encode_key(key);
+        let _guard = self.stripe(key);
+        let previous = self.stored_header(&enc)?;
+        let previous_len = match &previous {
+            Some(Ok((h, len))) if h == header => {
+                // Same checksum: the bytes are the same unless the stored copy rotted; only rewrite if it did.
+                if self.get(key).is_ok() {
+                    return Ok(());
+                }
+                u64::from(*len)
+            }
+            Some(Ok((_, len))) => u64::from(*len),
+            Some(Err(_)) | None => 0,
+        };
+        {
+            let usage = self.usage_mut();
+            if usage.bytes - previous_len.min(usage.bytes) + u64::from(data_len)
+                > self.capacity_bytes
+            {
+                return Err(StoreError::NoSpace(format!(
+                    "{} bytes used of {} capacity",
+                    usage.bytes, self.capacity_bytes
+                )));
+            }
+        }
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            cf(&self.db, CF_SHARD_META),
+            enc,
+            encode_header(header, data_len),
+        );
+        batch.put_cf(cf(&self.db, CF_SHARD_DATA), enc, data);
+        self.db.write_opt(batch, &self.write_opts()).map_err(io)?;
+        let mut usage = self.usage_mut();
+        usage.bytes = usage.bytes - previous_len.min(usage.bytes) + u64::from(data_len);
+        if previous.is_none() {
+            usage.shards += 1;
+        }
+        Ok(())
+    }
+
+    fn get(&self, key: &ShardKey) -> Result<Option<Shard>, StoreError> {
+        let enc = encode_key(key);
+        let Some(header) = self.stored_header(&enc)? else {
+            return Ok(None);
+        };
+        let corrupt = |reason: String| StoreError::Corrupt {
+            key: display_key(key),
+            reason,
+        };
+        let (header, len) = header.map_err(corrupt)?;
+        let data = self
+            .db
+            .get_cf(cf(&self.db, CF_SHARD_DATA), enc)
+            .map_err(io)?
+            .ok_or_else(|| corrupt("header present, data missing".into()))?;
+        if data.len() != len as usize {
+            return Err(corrupt(format!(
+                "data is {} bytes, header says {len}",
+                data.len()
+            )));
+        }
+        verify_stored(key, header, data).map(Some)
+    }
+
+    fn delete(&self, key: &ShardKey) -> Result<bool, StoreError> {
+        let enc = encode_key(key);
+        let _guard = self.stripe(key);
+        let Some(previous) = self.stored_header(&enc)? else {
+            return Ok(false);
+        };
+        let mut batch = WriteBatch::default();
+        batch.delete_cf(cf(&self.db, CF_SHARD_META), enc);
+        batch.delete_cf(cf(&self.db, CF_SHARD_DATA), enc);
+        self.db.write_opt(batch, &self.write_opts()).map_err(io)?;
+        let mut usage = self.usage_mut();
+        if let Ok((_, len)) = previous {
+            usage.bytes = usage.bytes.saturating_sub(u64::from(len));
+        }
+        usage.shards = usage.shards.saturating_sub(1);
+        Ok(true)
+    }
+
+    fn held(
+        &self,
+        tenant: TenantId,
+        partition: PartitionId,
+        chunk: &ChunkId,
+    ) -> Result<u64, StoreError> {
+        let prefix = key_prefix(partition, Some((tenant, chunk)));
+        let mut mask = 0u64;
+        for item in self.db.iterator_cf(
+            cf(&self.db, CF_SHARD_META),
+            IteratorMode::From(&prefix, Direction::Forward),
+        ) {
+            let (k, _) = item.map_err(io)?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            if let Some(key) = decode_key(&k).filter(|k| k.index < 64) {
+                mask |= 1 << key.index;
+            }
+        }
+        Ok(mask)
+    }
+
+    fn scan_partition(
+        &self,
+        partition: PartitionId,
+        after: Option<&ShardKey>,
+        limit: usize,
+    ) -> Result<Vec<(ShardKey, ShardHeader)>, StoreError> {
+        let prefix = key_prefix(partition, None);
+        let start = after
+            .map(|k| encode_key(k).to_vec())
+            .unwrap_or_else(|| prefix.clone());
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(
+            cf(&self.db, CF_SHARD_META),
+            IteratorMode::From(&start, Direction::Forward),
+        ) {
+            let (k, v) = item.map_err(io)?;
+            if !k.starts_with(&prefix) || out.len() >= limit {
+                break;
+            }
+            let Some(key) = decode_key(&k) else { continue };
+            if after == Some(&key) {
+                continue;
+            }
+            let header = decode_header(&v)
+                .map_err(|reason| StoreError::Corrupt {
+                    key: display_key(&key),
+                    reason,
+                })?
+                .0;
+            out.push((key, header));
+        }
+        Ok(out)
+    }
+
+    fn usage(&self) -> Usage {
+        *self.usage_mut()
+    }
+
+    fn capacity_bytes(&self) -> u64 {
+        self.capacity_bytes
+    }
+}
+
+impl CorruptForTest for RocksShardStore {
+    fn flip_bit(&self, key: &ShardKey, byte: usize) -> bool {
+        let enc = encode_key(key);
+        let data_cf = cf(&self.db, CF_SHARD_DATA);
+        match self.db.get_cf(data_cf, enc) {
+            Ok(Some(mut data)) if !data.is_empty() => {
+                let i = byte % data.len();
+                data[i] ^= 1;
+                self.db.put_cf(data_cf, enc, data).is_ok()
+            }
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,457 @@
+//! Requests and responses.
+//!
+//! One QUIC bidirectional stream carries one request and its response. Each side sends a frame holding an
+//! envelope, then `body_len` raw bytes (a blob, a shard, a Raft payload), then finishes its half of the stream.
+//! Client requests authenticate with a bearer token in the envelope; node-to-node requests authenticate with
+//! the node certificate of the mutual-TLS connection and carry no token. New variants go at the end of each
+//! enum: postcard encodes variants by position.
+
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{RoleSet, Secret};
+use crate::cluster_map::{ClusterMap, EcProfile};
+use crate::error::WireError;
+use crate::ids::{ChunkId, Epoch, NodeId, PartitionId, ShardIndex, TenantId};
+use crate::status::ClusterStatus;
+
+/// The first frame on a request stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestEnvelope {
+    /// Bearer token (client requests) or join token (`Join`); `None` for node-to-node requests.
+    pub auth: Option<Secret>,
+    /// Number of raw body bytes that follow the frame.
+    pub body_len: u64,
+    /// What is asked.
+    pub request: Request,
+}
+
+/// The first frame on the response half of a stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResponseEnvelope {
+    /// Number of raw body bytes that follow the frame.
+    pub body_len: u64,
+    /// The answer, or why there is none.
+    pub result: Result<Response, WireError>,
+}
+
+/// Names one shard on one node: partition first, so a partition's shards are contiguous on disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ShardKey {
+    /// Partition of the chunk.
+    pub partition: PartitionId,
+    /// Tenant that owns the blob; tenants never share keys, so they can never see each other's data.
+    pub tenant: TenantId,
+    /// The blob's chunk id.
+    pub chunk: ChunkId,
+    /// Position in the stripe.
+    pub index: ShardIndex,
+}
+
+/// What a shard holder must know to verify a shard and to rebuild its blob.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardHeader {
+    /// Profile the stripe was encoded with.
+    pub profile: EcProfile,
+    /// Length of the whole blob, to strip the padding after decoding.
+    pub blob_len: u64,
+    /// See [`ShardHeader::checksum_of`]; verified on receipt and on every read.
+    pub checksum: [u8; 32],
+}
+
+impl ShardHeader {
+    const CHECKSUM_CONTEXT: &'static str = "strata 2026-11 shard checksum v1";
+
+    /// The checksum of shard `index` of a stripe: BLAKE3 over the profile, blob length, index and bytes, so a
+    /// shard moved to the wrong slot or paired with the wrong header fails verification too.
+    pub fn checksum_of(
+        profile: EcProfile,
+        blob_len: u64,
+        index: ShardIndex,
+        data: &[u8],
+    ) -> [u8; 32] {
+        let mut h = blake3::Hasher::new_derive_key(Self::CHECKSUM_CONTEXT);
+        h.update(&[profile.data_shards, profile.parity_shards, index]);
+        h.update(&blob_len.to_le_bytes());
+        h.update(data);
+        *h.finalize().as_bytes()
+    }
+
+    /// Builds the header of shard `index` holding `data`.
+    pub fn for_shard(profile: EcProfile, blob_len: u64, index: ShardIndex, data: &[u8]) -> Self {
+        ShardHeader {
+            profile,
+            blob_len,
+            checksum: Self::checksum_of(profile, blob_len, index, data),
+        }
+    }
+
+    /// Whether `data` is shard `index` as this header describes it.
+    pub fn verifies(&self, index: ShardIndex, data: &[u8]) -> bool {
+        Self::checksum_of(self.profile, self.blob_len, index, data) == self.checksum
+    }
+}
+
+/// What a node says about itself when it registers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeAnnouncement {
+    /// Its id (from its certificate).
+    pub id: NodeId,
+    /// Address it listens on.
+    pub addr: String,
+    /// Failure domain.
+    pub zone: String,
+    /// Capacity offered.
+    pub capacity_bytes: u64,
+    /// Name of its generation.
+    pub generation: String,
+}
+
+/// Which Raft RPC a [`Request::Raft`] body holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RaftRpc {
+    /// openraft AppendEntries.
+    AppendEntries,
+    /// openraft Vote.
+    Vote,
+    /// openraft InstallSnapshot (one chunk).
+    InstallSnapshot,
+}
+
+/// A request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Liveness and version probe; needs no credentials.
+    Ping,
+    /// The cluster map, if newer than `known_epoch`.
+    GetClusterMap {
+        /// Epoch the caller already holds.
+        known_epoch: Epoch,
+    },
+    /// Which of these blobs the tenant already stores durably (dedup query).
+    HasBlobs {
+        /// Blobs to check, at most the configured batch size.
+        ids: Vec<ChunkId>,
+    },
+    /// Store a blob; the body is the blob.
+    PutBlob {
+        /// The blob's chunk id.
+        id: ChunkId,
+    },
+    /// Read a blob; the response body is the blob.
+    GetBlob {
+        /// The blob's chunk id.
+        id: ChunkId,
+    },
+    /// Delete a blob of the tenant (tenant admin role).
+    DeleteBlob {
+        /// The blob's chunk id.
+        id: ChunkId,
+    },
+    /// Cluster health and layout (operator role).
+    Status,
+    /// Create a tenant (operator role).
+    CreateTenant {
+        /// Unique name.
+        name: String,
+    },
+    /// Create a token for a tenant (operator, or admin of that tenant for non-admin roles).
+    CreateToken {
+        /// Tenant the token is scoped to.
+        tenant: TenantId,
+        /// Roles granted.
+        roles: RoleSet,
+        /// Lifetime; `None` for a token that does not expire.
+        ttl_secs: Option<u64>,
+        /// Free text shown to operators (device name, purpose).
+        label: String,
+    },
+    /// Create a one-time token a new node uses to join (operator role).
+    CreateJoinToken {
+        /// Lifetime of the token.
+        ttl_secs: u64,
+    },
+    /// A new node asks for a certificate; `auth` holds the join token.
+    Join {
+        /// PKCS#10 certificate signing request (DER) for the node's own key pair.
+        csr_der: Vec<u8>,
+        /// Address the node will listen on.
+        addr: String,
+        /// Failure domain.
+        zone: String,
+        /// Capacity offered.
+        capacity_bytes: u64,
+        /// Name of the generation to join.
+        generation: String,
+    },
+    /// A node announces itself (or a changed address) to the cluster. Node certificate required, and its
+    /// identity must match `node.id`.
+    RegisterNode {
+        /// The node as it describes itself.
+        node: NodeAnnouncement,
+    },
+    /// Store one shard; the body is the shard. Node certificate required.
+    PutShard {
+        /// Where.
+        key: ShardKey,
+        /// Verification data.
+        header: ShardHeader,
+    },
+    /// Read one shard; the response body is the shard. Node certificate required.
+    GetShard {
+        /// Which.
+        key: ShardKey,
+    },
+    /// Which shard indices this node holds for each chunk. Node certificate required.
+    HasShards {
+        /// Tenant of the chunks.
+        tenant: TenantId,
+        /// Chunks to check, each with its partition.
+        chunks: Vec<(PartitionId, ChunkId)>,
+    },
+    /// Delete one shard. Node certificate required.
+    DeleteShard {
+        /// Which.
+        key: ShardKey,
+    },
+    /// A Raft RPC; the body is its postcard encoding. Node certificate required.
+    Raft {
+        /// Which RPC.
+        rpc: RaftRpc,
+    },
+    /// A metadata request (write or read barrier) forwarded to the Raft leader; the body is its encoding.
+    /// Node certificate required.
+    Meta,
+}
+
+impl Request {
+    /// Short stable name, used as the `op` label in metrics and in logs.
+    pub fn op_name(&self) -> &'static str {
+        match self {
+            Request::Ping => "ping",
+            Request::GetClusterMap { .. } => "get_cluster_map",
+            Request::HasBlobs { .. } => "has_blobs",
+            Request::PutBlob { .. } => "put_blob",
+            Request::GetBlob { .. } => "get_blob",
+            Request::DeleteBlob { .. } => "delete_blob",
+            Request::Status => "status",
+            Request::CreateTenant { .. } => "create_tenant",
+            Request::CreateToken { .. } => "create_token",
+            Request::CreateJoinToken { .. } => "create_join_token",
+            Request::Join { .. } => "join",
+            Request::RegisterNode { .. } => "register_node",
+            Request::PutShard { .. } => "put_shard",
+            Request::GetShard { .. } => "get_shard",
+            Request::HasShards { .. } => "has_shards",
+            Request::DeleteShard { .. } => "delete_shard",
+            Request::Raft {
+                rpc: RaftRpc::AppendEntries,
+            } => "raft_append",
+            Request::Raft { rpc: RaftRpc::Vote } => "raft_vote",
+            Request::Raft {
+                rpc: RaftRpc::InstallSnapshot,
+            } => "raft_snapshot",
+            Request::Meta => "meta",
+        }
+    }
+
+    /// Whether the request is node-to-node and so requires a node certificate.
+    pub fn is_internal(&self) -> bool {
+        matches!(
+            self,
+            Request::RegisterNode { .. }
+                | Request::PutShard { .. }
+                | Request::GetShard { .. }
+                | Request::HasShards { .. }
+                | Request::DeleteShard { .. }
+                | Request::Raft { .. }
+                | Request::Meta
+        )
+    }
+
+    /// Whether the request carries a body.
+    pub fn has_body(&self) -> bool {
+        matches!(
+            self,
+            Request::PutBlob { .. }
+                | Request::PutShard { .. }
+                | Request::Raft { .. }
+                | Request::Meta
+        )
+    }
+}
+
+/// A successful response.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// Answer to `Ping`.
+    Pong {
+        /// The answering node.
+        node_id: NodeId,
+        /// Its protocol version.
+        protocol_version: u16,
+    },
+    /// Answer to `GetClusterMap`: `None` when the caller's epoch is current.
+    ClusterMap(Option<Box<ClusterMap>>),
+    /// Answer to `HasBlobs`, one flag per id in order.
+    HasBlobs {
+        /// `present[i]` is true when `ids[i]` is stored durably.
+        present: Vec<bool>,
+    },
+    /// Answer to `PutBlob`.
+    PutBlob {
+        /// Shards durably stored.
+        shards_stored: u8,
+        /// k + m of the profile.
+        shards_total: u8,
+    },
+    /// Answer to `GetBlob`; the body is the blob.
+    Blob,
+    /// Answer to `DeleteBlob`.
+    Deleted {
+        /// Whether any shard of the blob existed.
+        existed: bool,
+    },
+    /// Answer to `Status`.
+    Status(Box<ClusterStatus>),
+    /// Answer to `CreateTenant`.
+    TenantCreated {
+        /// The new tenant's id.
+        tenant: TenantId,
+    },
+    /// Answer to `CreateToken` and `CreateJoinToken`. Shown once; the cluster keeps only a digest.
+    TokenCreated {
+        /// The secret.
+        token: Secret,
+    },
+    /// Answer to `Join`.
+    Joined {
+        /// Id assigned to the node.
+        node_id: NodeId,
+        /// The node's certificate (PEM).
+        cert_pem: String,
+        /// The cluster CA certificate (PEM).
+        ca_pem: String,
+        /// Addresses of current members to contact at start-up.
+        seeds: Vec<String>,
+    },
+    /// Generic success.
+    Ok,
+    /// Answer to `GetShard`; the body is the shard.
+    Shard {
+        /// Verification data stored with the shard.
+        header: ShardHeader,
+    },
+    /// Answer to `HasShards`: for each chunk a bit mask of shard indices held.
+    HasShards {
+        /// Bit `i` of `held[j]` is set when shard `i` of `chunks[j]` is stored here.
+        held: Vec<u64>,
+    },
+    /// Answer to `Raft` and `Meta`; the body is the postcard-encoded reply.
+    Raft,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Role;
+    use crate::frame::{FrameKind, decode, encode};
+    use proptest::prelude::*;
+
+    fn arb_request() -> impl Strategy<Value = Request> {
+        let id = any::<[u8; 32]>().prop_map(ChunkId);
+        prop_oneof![
+            Just(Request::Ping),
+            any::<u64>().prop_map(|e| Request::GetClusterMap {
+                known_epoch: Epoch(e)
+            }),
+            proptest::collection::vec(id.clone(), 0..50).prop_map(|ids| Request::HasBlobs { ids }),
+            id.clone().prop_map(|id| Request::PutBlob { id }),
+            (".{0,40}", any::<u64>()).prop_map(|(label, t)| Request::CreateToken {
+                tenant: TenantId(t),
+                roles: RoleSet::of(&[Role::Backup]),
+                ttl_secs: Some(t),
+                label
+            }),
+            (id, any::<u32>(), any::<u64>(), any::<u8>(), any::<u64>()).prop_map(
+                |(chunk, p, t, i, len)| Request::PutShard {
+                    key: ShardKey {
+                        partition: PartitionId(p),
+                        tenant: TenantId(t),
+                        chunk,
+                        index: i
+                    },
+                    header: ShardHeader {
+                        profile: EcProfile::DEFAULT,
+                        blob_len: len,
+                        checksum: [7; 32]
+                    },
+                }
+            ),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn requests_round_trip(req in arb_request(), body_len in any::<u64>(), token in proptest::option::of("[a-z0-9_]{1,70}")) {
+            let env = RequestEnvelope { auth: token.map(Secret), body_len, request: req };
+            let bytes = encode(FrameKind::Request, &env);
+            let (back, used): (RequestEnvelope, usize) = decode(&bytes, FrameKind::Request, 1 << 20).unwrap();
+            prop_assert_eq!(used, bytes.len());
+            prop_assert_eq!(back, env);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode::<RequestEnvelope>(&bytes, FrameKind::Request, 1 << 20);
+            let _ = decode::<ResponseEnvelope>(&bytes, FrameKind::Response, 1 << 20);
+        }
+
+        #[test]
+        fn valid_header_with_random_payload_never_panics(payload in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let mut bytes = crate::frame::encode_header(FrameKind::Request, payload.len() as u32).to_vec();
+            bytes.extend_from_slice(&payload);
+            let _ = decode::<RequestEnvelope>(&bytes, FrameKind::Request, 1 << 20);
+        }
+    }
+
+    #[test]
+    fn responses_round_trip() {
+        let cases = vec![
+            ResponseEnvelope {
+                body_len: 0,
+                result: Ok(Response::HasBlobs {
+                    present: vec![true, false],
+                }),
+            },
+            ResponseEnvelope {
+                body_len: 9,
+                result: Ok(Response::Blob),
+            },
+            ResponseEnvelope {
+                body_len: 0,
+                result: Err(WireError::new(
+                    crate::ErrorCode::NoSpace,
+                    "disk full on node-3",
+                )),
+            },
+        ];
+        for env in cases {
+            let bytes = encode(FrameKind::Response, &env);
+            let (back, _): (ResponseEnvelope, usize) =
+                decode(&bytes, FrameKind::Response, 1 << 20).unwrap();
+            assert_eq!(back, env);
+        }
+    }
+
+    #[test]
+    fn internal_requests_are_flagged() {
+        assert!(Request::Meta.is_internal());
+        assert!(!Request::HasBlobs { ids: vec![] }.is_internal());
+        assert!(
+            Request::PutBlob {
+                id: ChunkId([0; 32])
+            }
+            .has_body()
+        );
+    }
+}
