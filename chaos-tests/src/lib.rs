@@ -1,1 +1,373 @@
-//! placeholder
+//! A harness that runs real Strata clusters as separate `strata-node` processes and injects faults.
+//!
+//! [`Cluster::start`] prepares a cluster with `strata-node dev --prepare-only` on free loopback ports, starts
+//! every node, and waits until all report ready on `/health`. Any node can then be killed with SIGKILL,
+//! restarted on its data, paused with SIGSTOP and resumed with SIGCONT. Clusters are torn down (SIGKILL) when
+//! dropped. Only one cluster runs at a time per test process, so tests never compete for the machine's cores;
+//! every wait is bounded and polls a condition instead of sleeping blindly.
+
+pub mod workload;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde::Deserialize;
+use strata_client::health_probe::get_health;
+use strata_client::{ClusterClient, Profile};
+use strata_proto::{Role, RoleSet};
+
+static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    /// Number of nodes.
+    pub nodes: usize,
+    /// Erasure-code profile.
+    pub ec: &'static str,
+    /// `2^partition_bits` partitions.
+    pub partition_bits: u8,
+    /// Capacity of each node (`strata-node` size syntax).
+    pub capacity: &'static str,
+}
+
+impl Default for ClusterSpec {
+    fn default() -> Self {
+        ClusterSpec { nodes: 6, ec: "4+2", partition_bits: 6, capacity: "4GiB" }
+    }
+}
+
+/// One node process.
+pub struct NodeProc {
+    /// 1-based node number (= node id).
+    pub id: usize,
+    /// Its config file.
+    pub config: PathBuf,
+    /// QUIC address.
+    pub quic: String,
+    /// HTTP metrics/health address.
+    pub metrics: String,
+    child: Option<Child>,
+    paused: bool,
+}
+
+#[derive(Deserialize)]
+struct PreparedNode {
+    config: PathBuf,
+    quic: String,
+    metrics: String,
+}
+
+#[derive(Deserialize)]
+struct Prepared {
+    nodes: Vec<PreparedNode>,
+}
+
+#[derive(Deserialize)]
+struct DevManifest {
+    operator_token: String,
+}
+
+/// A running cluster.
+pub struct Cluster {
+    /// Node processes, index 0 is node 1.
+    pub nodes: Vec<NodeProc>,
+    dir: tempfile::TempDir,
+    binary: PathBuf,
+    operator_token: String,
+    _exclusive: MutexGuard<'static, ()>,
+}
+
+/// The `strata-node` binary: `$STRATA_NODE_BIN`, or the one cargo built next to this test.
+pub fn node_binary() -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("STRATA_NODE_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe()?;
+    let profile_dir = exe.parent().and_then(Path::parent).context("test binary has no target directory")?;
+    let bin = profile_dir.join("strata-node");
+    if !bin.is_file() {
+        bail!("{} not found: build it with `cargo build -p strata-node` or set STRATA_NODE_BIN", bin.display());
+    }
+    Ok(bin)
+}
+
+/// A block of ports whose QUIC (UDP) and metrics (TCP) ports are all free right now.
+fn free_base_port(nodes: usize) -> anyhow::Result<u16> {
+    let start = 20_000 + (std::process::id() % 150) as u16 * 200;
+    for attempt in 0..150u16 {
+        let base = 20_000 + (start - 20_000 + attempt * 200) % 30_000;
+        let free = (1..=nodes as u16).all(|i| {
+            std::net::UdpSocket::bind(("127.0.0.1", base + i)).is_ok() && std::net::TcpListener::bind(("127.0.0.1", base + 100 + i)).is_ok()
+        });
+        if free {
+            return Ok(base);
+        }
+    }
+    bail!("no free block of loopback ports found")
+}
+
+impl Cluster {
+    /// Prepares and starts a cluster, waiting until every node is ready.
+    pub async fn start(spec: ClusterSpec) -> anyhow::Result<Cluster> {
+        let exclusive = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let binary = node_binary()?;
+        let dir = tempfile::Builder::new().prefix("strata-chaos-").tempdir()?;
+        let base = free_base_port(spec.nodes)?;
+        let out = Command::new(&binary)
+            .args([
+                "dev",
+                "--prepare-only",
+                "--nodes",
+                &spec.nodes.to_string(),
+                "--ec",
+                spec.ec,
+                "--partition-bits",
+                &spec.partition_bits.to_string(),
+            ])
+            .args(["--capacity", spec.capacity, "--base-port", &base.to_string(), "--dir"])
+            .arg(dir.path())
+            .output()
+            .context("running strata-node dev --prepare-only")?;
+        if !out.status.success() {
+            bail!("strata-node dev --prepare-only failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let prepared: Prepared = serde_json::from_slice(&out.stdout).context("parsing the prepared cluster")?;
+        let manifest: DevManifest = toml::from_str(&std::fs::read_to_string(dir.path().join("dev.toml"))?)?;
+        let nodes = prepared
+            .nodes
+            .into_iter()
+            .enumerate()
+            .map(|(i, n)| NodeProc { id: i + 1, config: n.config, quic: n.quic, metrics: n.metrics, child: None, paused: false })
+            .collect();
+        let mut cluster = Cluster { nodes, dir, binary, operator_token: manifest.operator_token, _exclusive: exclusive };
+        for i in 1..=spec.nodes {
+            cluster.spawn(i)?;
+        }
+        cluster.wait_all_ready(Duration::from_secs(60)).await?;
+        Ok(cluster)
+    }
+
+    fn node(&mut self, id: usize) -> &mut NodeProc {
+        &mut self.nodes[id - 1]
+    }
+
+    fn spawn(&mut self, id: usize) -> anyhow::Result<()> {
+        let binary = self.binary.clone();
+        let n = self.node(id);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(n.config.with_file_name("node.log"))?;
+        let child = Command::new(binary)
+            .arg("run")
+            .arg("--config")
+            .arg(&n.config)
+            .env("STRATA_LOG", std::env::var("STRATA_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting node {id}"))?;
+        n.child = Some(child);
+        n.paused = false;
+        Ok(())
+    }
+
+    fn signal(&mut self, id: usize, sig: Signal) -> anyhow::Result<()> {
+        let n = self.node(id);
+        let child = n.child.as_ref().with_context(|| format!("node {id} is not running"))?;
+        kill(Pid::from_raw(child.id() as i32), sig).with_context(|| format!("sending {sig} to node {id}"))?;
+        Ok(())
+    }
+
+    /// Kills a node with SIGKILL (no chance to flush or say goodbye).
+    pub fn kill(&mut self, id: usize) -> anyhow::Result<()> {
+        if self.node(id).paused {
+            self.resume(id)?;
+        }
+        self.signal(id, Signal::SIGKILL)?;
+        let n = self.node(id);
+        if let Some(mut c) = n.child.take() {
+            c.wait()?;
+        }
+        eprintln!("chaos: killed node {id}");
+        Ok(())
+    }
+
+    /// Stops a node gracefully with SIGTERM and waits for it to exit (at most 20 s, then SIGKILL).
+    pub fn stop(&mut self, id: usize) -> anyhow::Result<()> {
+        self.signal(id, Signal::SIGTERM)?;
+        let n = self.node(id);
+        let mut child = n.child.take().context("not running")?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while child.try_wait()?.is_none() {
+            if Instant::now() > deadline {
+                child.kill()?;
+                child.wait()?;
+                bail!("node {id} did not stop within 20 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    /// Starts a stopped or killed node again on its data.
+    pub fn restart(&mut self, id: usize) -> anyhow::Result<()> {
+        anyhow::ensure!(self.node(id).child.is_none(), "node {id} is still running");
+        self.spawn(id)?;
+        eprintln!("chaos: restarted node {id}");
+        Ok(())
+    }
+
+    /// Freezes a node with SIGSTOP (it holds its sockets but answers nothing).
+    pub fn pause(&mut self, id: usize) -> anyhow::Result<()> {
+        self.signal(id, Signal::SIGSTOP)?;
+        self.node(id).paused = true;
+        eprintln!("chaos: paused node {id}");
+        Ok(())
+    }
+
+    /// Thaws a paused node with SIGCONT.
+    pub fn resume(&mut self, id: usize) -> anyhow::Result<()> {
+        self.signal(id, Signal::SIGCONT)?;
+        self.node(id).paused = false;
+        eprintln!("chaos: resumed node {id}");
+        Ok(())
+    }
+
+    /// Whether node `id` has a live process.
+    pub fn is_running(&self, id: usize) -> bool {
+        self.nodes[id - 1].child.is_some()
+    }
+
+    /// The parsed `/health` of a node, if it answers.
+    pub async fn health(&self, id: usize) -> Option<serde_json::Value> {
+        let (_, body) = get_health(&self.nodes[id - 1].metrics, Duration::from_millis(800)).await.ok()?;
+        serde_json::from_str(&body).ok()
+    }
+
+    /// Waits until `cond` holds, polling every 100 ms; fails with `what` after `timeout`.
+    pub async fn wait_for<F, Fut>(&self, what: &str, timeout: Duration, mut cond: F) -> anyhow::Result<()>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if cond().await {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("timed out after {} s waiting for {what}", timeout.as_secs())
+    }
+
+    /// Waits until every running node reports ready.
+    pub async fn wait_all_ready(&self, timeout: Duration) -> anyhow::Result<()> {
+        let running: Vec<usize> = self.nodes.iter().filter(|n| n.child.is_some() && !n.paused).map(|n| n.id).collect();
+        self.wait_for("all running nodes to be ready", timeout, || async {
+            for &id in &running {
+                match self.health(id).await {
+                    Some(h) if h["ready"] == true => {}
+                    _ => return false,
+                }
+            }
+            true
+        })
+        .await
+    }
+
+    /// The leader as seen by the first running node that knows one.
+    pub async fn leader(&self) -> Option<usize> {
+        for n in self.nodes.iter().filter(|n| n.child.is_some() && !n.paused) {
+            if let Some(h) = self.health(n.id).await
+                && let Some(l) = h["leader"].as_u64()
+            {
+                return Some(l as usize);
+            }
+        }
+        None
+    }
+
+    /// Waits until every running node agrees on a leader other than `not`; returns it.
+    pub async fn wait_new_leader(&self, not: Option<usize>, timeout: Duration) -> anyhow::Result<usize> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let mut seen = Vec::new();
+            for n in self.nodes.iter().filter(|n| n.child.is_some() && !n.paused) {
+                seen.push(self.health(n.id).await.and_then(|h| h["leader"].as_u64()).map(|l| l as usize));
+            }
+            if let Some(Some(l)) = seen.first().copied()
+                && Some(l) != not
+                && seen.iter().all(|s| *s == Some(l))
+            {
+                return Ok(l);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("no agreed leader (other than {not:?}) within {} s", timeout.as_secs())
+    }
+
+    fn profile(&self, token: Option<String>, operator: bool) -> Profile {
+        Profile {
+            ca_cert: self.dir.path().join("ca.pem"),
+            nodes: self.nodes.iter().map(|n| n.quic.clone()).collect(),
+            token,
+            operator_token: operator.then(|| self.operator_token.clone()),
+            request_timeout_ms: 60_000,
+            base_dir: PathBuf::new(),
+        }
+    }
+
+    /// A client holding only the operator token.
+    pub async fn operator(&self) -> anyhow::Result<ClusterClient> {
+        Ok(ClusterClient::from_profile(&self.profile(None, true)).await?)
+    }
+
+    /// Creates a tenant and returns a client with a token of `roles` for it.
+    pub async fn tenant_client(&self, name: &str, roles: &[Role]) -> anyhow::Result<ClusterClient> {
+        let op = self.operator().await?;
+        let tenant = op.create_tenant(name).await?;
+        let token = op.create_token(tenant, RoleSet::of(roles), None, "chaos test").await?;
+        op.close();
+        Ok(ClusterClient::from_profile(&self.profile(Some(token.expose().to_owned()), false)).await?)
+    }
+
+    /// A client for an existing token.
+    pub async fn client_with_token(&self, token: &str) -> anyhow::Result<ClusterClient> {
+        Ok(ClusterClient::from_profile(&self.profile(Some(token.to_owned()), false)).await?)
+    }
+
+    /// Directory holding the cluster's files (CA, node directories, logs).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The last lines of a node's log, for failure messages.
+    pub fn log_tail(&self, id: usize, lines: usize) -> String {
+        let text = std::fs::read_to_string(self.nodes[id - 1].config.with_file_name("node.log")).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            if let Some(mut c) = n.child.take() {
+                let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGCONT);
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        if std::thread::panicking() || std::env::var_os("STRATA_CHAOS_KEEP").is_some() {
+            // Keep the logs of a failed test (or on request) for inspection.
+            let kept = self.dir.path().to_path_buf();
+            eprintln!("chaos: cluster files kept in {}", kept.display());
+            std::mem::forget(std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir")));
+        }
+    }
+}

@@ -5,9 +5,10 @@
 //! only a routing hint: any node can coordinate any request. Retryable failures (leader change, not enough
 //! shards reachable yet) are retried with backoff a bounded number of times, then reported.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use strata_proto::status::ClusterStatus;
@@ -22,6 +23,8 @@ use crate::tls;
 pub const HAS_BATCH: usize = 1024;
 /// Attempts for a retryable request before giving up.
 const ATTEMPTS: u32 = 8;
+/// How long an address that could not be reached is tried only after the others.
+const SUSPECT_FOR: Duration = Duration::from_secs(15);
 
 /// Outcome of storing a blob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,25 +43,19 @@ pub struct ClusterClient {
     operator: Option<Secret>,
     map: RwLock<Option<Arc<ClusterMap>>>,
     rotation: AtomicUsize,
+    /// Addresses that recently could not be reached, with when that was.
+    suspects: Mutex<HashMap<String, Instant>>,
 }
 
 impl ClusterClient {
     /// Connects using a profile (no network traffic until the first request).
     pub async fn from_profile(profile: &Profile) -> Result<Self, ClientError> {
-        let ca = std::fs::read_to_string(profile.ca_cert_path()).map_err(|e| {
-            ClientError::Io(format!(
-                "cannot read {}: {e}",
-                profile.ca_cert_path().display()
-            ))
-        })?;
+        let ca = std::fs::read_to_string(profile.ca_cert_path())
+            .map_err(|e| ClientError::Io(format!("cannot read {}: {e}", profile.ca_cert_path().display())))?;
         let config = tls::client_config(&ca, None)?;
         let first = crate::rpc::resolve(&profile.nodes[0]).await?;
-        let endpoint = crate::transport::client_endpoint(first)
-            .map_err(|e| ClientError::Io(format!("cannot open a UDP socket: {e}")))?;
-        let limits = RpcLimits {
-            request_timeout: Duration::from_millis(profile.request_timeout_ms),
-            ..RpcLimits::default()
-        };
+        let endpoint = crate::transport::client_endpoint(first).map_err(|e| ClientError::Io(format!("cannot open a UDP socket: {e}")))?;
+        let limits = RpcLimits { request_timeout: Duration::from_millis(profile.request_timeout_ms), ..RpcLimits::default() };
         Ok(Self::new(
             Arc::new(RpcPool::new(endpoint, config, limits)),
             profile.nodes.clone(),
@@ -68,12 +65,7 @@ impl ClusterClient {
     }
 
     /// Builds a client over an existing pool.
-    pub fn new(
-        pool: Arc<RpcPool>,
-        seeds: Vec<String>,
-        token: Option<Secret>,
-        operator: Option<Secret>,
-    ) -> Self {
+    pub fn new(pool: Arc<RpcPool>, seeds: Vec<String>, token: Option<Secret>, operator: Option<Secret>) -> Self {
         ClusterClient {
             pool,
             seeds,
@@ -81,19 +73,16 @@ impl ClusterClient {
             operator,
             map: RwLock::new(None),
             rotation: AtomicUsize::new(0),
+            suspects: Mutex::new(HashMap::new()),
         }
     }
 
     fn tenant_token(&self) -> Result<&Secret, ClientError> {
-        self.token
-            .as_ref()
-            .ok_or(ClientError::MissingCredential("tenant token (`token`)"))
+        self.token.as_ref().ok_or(ClientError::MissingCredential("tenant token (`token`)"))
     }
 
     fn operator_token(&self) -> Result<&Secret, ClientError> {
-        self.operator.as_ref().ok_or(ClientError::MissingCredential(
-            "operator token (`operator_token`)",
-        ))
+        self.operator.as_ref().ok_or(ClientError::MissingCredential("operator token (`operator_token`)"))
     }
 
     /// Every address we know: seeds first, then the map's nodes.
@@ -114,50 +103,41 @@ impl ClusterClient {
     }
 
     /// Sends a request to any reachable node, rotating the starting point to spread load.
-    async fn call_any(
-        &self,
-        auth: Option<&Secret>,
-        request: Request,
-        body: Bytes,
-    ) -> Result<Reply, ClientError> {
+    async fn call_any(&self, auth: Option<&Secret>, request: Request, body: Bytes) -> Result<Reply, ClientError> {
         let addrs = self.addresses();
         let start = self.rotation.fetch_add(1, Ordering::Relaxed);
-        let order: Vec<String> = (0..addrs.len())
-            .map(|i| addrs[(start + i) % addrs.len()].clone())
-            .collect();
+        let order: Vec<String> = (0..addrs.len()).map(|i| addrs[(start + i) % addrs.len()].clone()).collect();
         self.call_in_order(&order, auth, request, body).await
     }
 
     /// Tries `addrs` in order until one is reachable; remote errors end the search.
-    async fn call_in_order(
-        &self,
-        addrs: &[String],
-        auth: Option<&Secret>,
-        request: Request,
-        body: Bytes,
-    ) -> Result<Reply, ClientError> {
+    async fn call_in_order(&self, addrs: &[String], auth: Option<&Secret>, request: Request, body: Bytes) -> Result<Reply, ClientError> {
         let mut last: Option<RpcError> = None;
-        for addr in addrs {
-            match self
-                .pool
-                .call(addr, auth, request.clone(), body.clone())
-                .await
-            {
-                Ok(r) => return Ok(r),
-                Err(e) if e.is_unreachable() => last = Some(e),
+        for addr in self.healthy_first(addrs) {
+            match self.pool.call(&addr, auth, request.clone(), body.clone()).await {
+                Ok(r) => {
+                    self.suspects.lock().unwrap_or_else(|e| e.into_inner()).remove(&addr);
+                    return Ok(r);
+                }
+                Err(e) if e.is_unreachable() => {
+                    self.suspects.lock().unwrap_or_else(|e| e.into_inner()).insert(addr.clone(), Instant::now());
+                    last = Some(e);
+                }
                 Err(e) => return Err(e.into()),
             }
         }
         match last {
-            Some(e) => Err(ClientError::Unreachable {
-                tried: addrs.join(", "),
-                last: e.to_string(),
-            }),
-            None => Err(ClientError::Unreachable {
-                tried: "no addresses".into(),
-                last: "none".into(),
-            }),
+            Some(e) => Err(ClientError::Unreachable { tried: addrs.join(", "), last: e.to_string() }),
+            None => Err(ClientError::Unreachable { tried: "no addresses".into(), last: "none".into() }),
         }
+    }
+
+    /// `addrs` with recently unreachable ones moved to the end (order otherwise kept).
+    fn healthy_first(&self, addrs: &[String]) -> Vec<String> {
+        let mut suspects = self.suspects.lock().unwrap_or_else(|e| e.into_inner());
+        suspects.retain(|_, since| since.elapsed() < SUSPECT_FOR);
+        let (bad, good): (Vec<String>, Vec<String>) = addrs.iter().cloned().partition(|a| suspects.contains_key(a));
+        good.into_iter().chain(bad).collect()
     }
 
     /// Runs `op` until it succeeds, fails permanently, or runs out of attempts.
@@ -193,21 +173,11 @@ impl ClusterClient {
         if let Some(m) = self.cached_map() {
             return Ok(m);
         }
-        let reply = self
-            .call_any(
-                None,
-                Request::GetClusterMap {
-                    known_epoch: Epoch(0),
-                },
-                Bytes::new(),
-            )
-            .await?;
+        let reply = self.call_any(None, Request::GetClusterMap { known_epoch: Epoch(0) }, Bytes::new()).await?;
         let map = match reply.response {
             Response::ClusterMap(Some(m)) => Arc::new(*m),
             other => {
-                return Err(ClientError::Unexpected(format!(
-                    "{other:?} to GetClusterMap"
-                )));
+                return Err(ClientError::Unexpected(format!("{other:?} to GetClusterMap")));
             }
         };
         *self.map.write().unwrap_or_else(|e| e.into_inner()) = Some(map.clone());
@@ -235,21 +205,9 @@ impl ClusterClient {
         let token = self.tenant_token()?;
         let mut out = Vec::with_capacity(ids.len());
         for batch in ids.chunks(HAS_BATCH) {
-            let reply = self
-                .retrying(|| {
-                    self.call_any(
-                        Some(token),
-                        Request::HasBlobs {
-                            ids: batch.to_vec(),
-                        },
-                        Bytes::new(),
-                    )
-                })
-                .await?;
+            let reply = self.retrying(|| self.call_any(Some(token), Request::HasBlobs { ids: batch.to_vec() }, Bytes::new())).await?;
             match reply.response {
-                Response::HasBlobs { present } if present.len() == batch.len() => {
-                    out.extend(present)
-                }
+                Response::HasBlobs { present } if present.len() == batch.len() => out.extend(present),
                 other => return Err(ClientError::Unexpected(format!("{other:?} to HasBlobs"))),
             }
         }
@@ -262,18 +220,11 @@ impl ClusterClient {
         let reply = self
             .retrying(|| async {
                 let route = self.route(&id).await;
-                self.call_in_order(&route, Some(token), Request::PutBlob { id }, data.clone())
-                    .await
+                self.call_in_order(&route, Some(token), Request::PutBlob { id }, data.clone()).await
             })
             .await?;
         match reply.response {
-            Response::PutBlob {
-                shards_stored,
-                shards_total,
-            } => Ok(PutOutcome {
-                shards_stored,
-                shards_total,
-            }),
+            Response::PutBlob { shards_stored, shards_total } => Ok(PutOutcome { shards_stored, shards_total }),
             other => Err(ClientError::Unexpected(format!("{other:?} to PutBlob"))),
         }
     }
@@ -284,8 +235,7 @@ impl ClusterClient {
         let reply = self
             .retrying(|| async {
                 let route = self.route(&id).await;
-                self.call_in_order(&route, Some(token), Request::GetBlob { id }, Bytes::new())
-                    .await
+                self.call_in_order(&route, Some(token), Request::GetBlob { id }, Bytes::new()).await
             })
             .await?;
         match reply.response {
@@ -298,15 +248,7 @@ impl ClusterClient {
     pub async fn delete_blob(&self, id: ChunkId) -> Result<bool, ClientError> {
         let token = self.tenant_token()?;
         let reply = self
-            .retrying(|| async {
-                self.call_in_order(
-                    &self.route(&id).await,
-                    Some(token),
-                    Request::DeleteBlob { id },
-                    Bytes::new(),
-                )
-                .await
-            })
+            .retrying(|| async { self.call_in_order(&self.route(&id).await, Some(token), Request::DeleteBlob { id }, Bytes::new()).await })
             .await?;
         match reply.response {
             Response::Deleted { existed } => Ok(existed),
@@ -317,9 +259,7 @@ impl ClusterClient {
     /// Cluster status (operator token).
     pub async fn status(&self) -> Result<ClusterStatus, ClientError> {
         let token = self.operator_token()?;
-        let reply = self
-            .retrying(|| self.call_any(Some(token), Request::Status, Bytes::new()))
-            .await?;
+        let reply = self.retrying(|| self.call_any(Some(token), Request::Status, Bytes::new())).await?;
         match reply.response {
             Response::Status(s) => Ok(*s),
             other => Err(ClientError::Unexpected(format!("{other:?} to Status"))),
@@ -329,41 +269,18 @@ impl ClusterClient {
     /// Creates a tenant (operator token).
     pub async fn create_tenant(&self, name: &str) -> Result<TenantId, ClientError> {
         let token = self.operator_token()?;
-        let reply = self
-            .retrying(|| {
-                self.call_any(
-                    Some(token),
-                    Request::CreateTenant { name: name.into() },
-                    Bytes::new(),
-                )
-            })
-            .await?;
+        let reply = self.retrying(|| self.call_any(Some(token), Request::CreateTenant { name: name.into() }, Bytes::new())).await?;
         match reply.response {
             Response::TenantCreated { tenant } => Ok(tenant),
-            other => Err(ClientError::Unexpected(format!(
-                "{other:?} to CreateTenant"
-            ))),
+            other => Err(ClientError::Unexpected(format!("{other:?} to CreateTenant"))),
         }
     }
 
     /// Creates a token for `tenant` (operator token).
-    pub async fn create_token(
-        &self,
-        tenant: TenantId,
-        roles: RoleSet,
-        ttl_secs: Option<u64>,
-        label: &str,
-    ) -> Result<Secret, ClientError> {
+    pub async fn create_token(&self, tenant: TenantId, roles: RoleSet, ttl_secs: Option<u64>, label: &str) -> Result<Secret, ClientError> {
         let token = self.operator_token()?;
-        let request = Request::CreateToken {
-            tenant,
-            roles,
-            ttl_secs,
-            label: label.into(),
-        };
-        let reply = self
-            .retrying(|| self.call_any(Some(token), request.clone(), Bytes::new()))
-            .await?;
+        let request = Request::CreateToken { tenant, roles, ttl_secs, label: label.into() };
+        let reply = self.retrying(|| self.call_any(Some(token), request.clone(), Bytes::new())).await?;
         match reply.response {
             Response::TokenCreated { token } => Ok(token),
             other => Err(ClientError::Unexpected(format!("{other:?} to CreateToken"))),
@@ -373,20 +290,10 @@ impl ClusterClient {
     /// Creates a one-time join token for a new node (operator token).
     pub async fn create_join_token(&self, ttl_secs: u64) -> Result<Secret, ClientError> {
         let token = self.operator_token()?;
-        let reply = self
-            .retrying(|| {
-                self.call_any(
-                    Some(token),
-                    Request::CreateJoinToken { ttl_secs },
-                    Bytes::new(),
-                )
-            })
-            .await?;
+        let reply = self.retrying(|| self.call_any(Some(token), Request::CreateJoinToken { ttl_secs }, Bytes::new())).await?;
         match reply.response {
             Response::TokenCreated { token } => Ok(token),
-            other => Err(ClientError::Unexpected(format!(
-                "{other:?} to CreateJoinToken"
-            ))),
+            other => Err(ClientError::Unexpected(format!("{other:?} to CreateJoinToken"))),
         }
     }
 

@@ -59,16 +59,10 @@ impl ClientError {
     /// The CLI exit code for this error.
     pub fn exit_code(&self) -> i32 {
         match self {
-            ClientError::Profile(_) | ClientError::MissingCredential(_) | ClientError::Tls(_) => {
-                exit::PROFILE
-            }
+            ClientError::Profile(_) | ClientError::MissingCredential(_) | ClientError::Tls(_) => exit::PROFILE,
             ClientError::Unreachable { .. } => exit::UNREACHABLE,
             ClientError::Rpc(e) => match e.code() {
-                Some(
-                    ErrorCode::Unauthenticated
-                    | ErrorCode::PermissionDenied
-                    | ErrorCode::TokenExpired,
-                ) => exit::AUTH,
+                Some(ErrorCode::Unauthenticated | ErrorCode::PermissionDenied | ErrorCode::TokenExpired) => exit::AUTH,
                 Some(ErrorCode::NotFound) => exit::NOT_FOUND,
                 None if e.is_unreachable() => exit::UNREACHABLE,
                 _ => exit::FAILURE,

@@ -6,8 +6,10 @@
 
 pub mod cluster;
 pub mod error;
+pub mod health_probe;
 pub mod profile;
 pub mod rpc;
+pub mod size;
 pub mod tls;
 pub mod transport;
 pub mod wire;

@@ -1,6 +1,7 @@
 //! `strata`: the Strata command-line client.
 
+mod cli;
+
 fn main() {
-    eprintln!("strata: not built yet");
-    std::process::exit(1);
+    std::process::exit(cli::main());
 }

@@ -92,41 +92,26 @@ impl Profile {
         match Self::default_path() {
             Some(p) if p.exists() => Ok(p),
             Some(p) => Err(ProfileError::Missing(p.display().to_string())),
-            None => Err(ProfileError::Missing(
-                "$HOME/.config/strata/profile.toml".into(),
-            )),
+            None => Err(ProfileError::Missing("$HOME/.config/strata/profile.toml".into())),
         }
     }
 
     /// Reads and validates a profile.
     pub fn load(path: &Path) -> Result<Profile, ProfileError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ProfileError::Read {
-            path: shown.clone(),
-            reason: e.to_string(),
-        })?;
-        let mut p: Profile = toml::from_str(&text).map_err(|e| ProfileError::Parse {
-            path: shown.clone(),
-            reason: e.to_string(),
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|e| ProfileError::Read { path: shown.clone(), reason: e.to_string() })?;
+        let mut p: Profile = toml::from_str(&text).map_err(|e| ProfileError::Parse { path: shown.clone(), reason: e.to_string() })?;
         p.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         p.validate(&shown)?;
         Ok(p)
     }
 
     fn validate(&self, shown: &str) -> Result<(), ProfileError> {
-        let field = |field, reason: String| ProfileError::Field {
-            path: shown.into(),
-            field,
-            reason,
-        };
+        let field = |field, reason: String| ProfileError::Field { path: shown.into(), field, reason };
         if self.nodes.is_empty() {
             return Err(field("nodes", "must list at least one node address".into()));
         }
-        if let Some(bad) = self.nodes.iter().find(|a| {
-            a.rsplit_once(':')
-                .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
-        }) {
+        if let Some(bad) = self.nodes.iter().find(|a| a.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())) {
             return Err(field("nodes", format!("entry {bad:?} is not host:port")));
         }
         if self.request_timeout_ms == 0 {
@@ -134,10 +119,7 @@ impl Profile {
         }
         let ca = self.ca_cert_path();
         if !ca.is_file() {
-            return Err(field(
-                "ca_cert",
-                format!("names {}, which is not a readable file", ca.display()),
-            ));
+            return Err(field("ca_cert", format!("names {}, which is not a readable file", ca.display())));
         }
         Ok(())
     }
@@ -197,10 +179,7 @@ mod tests {
     #[test]
     fn loads_relative_paths() {
         let d = tempfile::tempdir().unwrap();
-        let p = write(
-            d.path(),
-            "ca_cert = \"ca.pem\"\nnodes = [\"127.0.0.1:7401\"]\ntoken = \"t\"\n",
-        );
+        let p = write(d.path(), "ca_cert = \"ca.pem\"\nnodes = [\"127.0.0.1:7401\"]\ntoken = \"t\"\n");
         let prof = Profile::load(&p).unwrap();
         assert_eq!(prof.ca_cert_path(), d.path().join("ca.pem"));
         assert_eq!(prof.request_timeout_ms, 60_000);
@@ -212,23 +191,12 @@ mod tests {
         let cases = [
             ("ca_cert = \"ca.pem\"\nnodes = []\n", "`nodes`"),
             ("ca_cert = \"ca.pem\"\nnodes = [\"nohost\"]\n", "`nodes`"),
-            (
-                "ca_cert = \"missing.pem\"\nnodes = [\"a:1\"]\n",
-                "`ca_cert`",
-            ),
-            (
-                "ca_cert = \"ca.pem\"\nnodes = [\"a:1\"]\nrequest_timeout_ms = 0\n",
-                "`request_timeout_ms`",
-            ),
-            (
-                "ca_cert = \"ca.pem\"\nnodes = [\"a:1\"]\ntokn = \"x\"\n",
-                "tokn",
-            ),
+            ("ca_cert = \"missing.pem\"\nnodes = [\"a:1\"]\n", "`ca_cert`"),
+            ("ca_cert = \"ca.pem\"\nnodes = [\"a:1\"]\nrequest_timeout_ms = 0\n", "`request_timeout_ms`"),
+            ("ca_cert = \"ca.pem\"\nnodes = [\"a:1\"]\ntokn = \"x\"\n", "tokn"),
         ];
         for (body, needle) in cases {
-            let err = Profile::load(&write(d.path(), body))
-                .unwrap_err()
-                .to_string();
+            let err = Profile::load(&write(d.path(), body)).unwrap_err().to_string();
             assert!(err.contains(needle), "{err} lacks {needle}");
         }
     }
@@ -241,10 +209,7 @@ mod tests {
         let p = write(d.path(), "ca_cert = \"ca.pem\"\nnodes = [\"a:1\"]\n");
         let prof = Profile::load(&p).unwrap();
         prof.save(&d.path().join("out.toml")).unwrap();
-        let mode = std::fs::metadata(d.path().join("out.toml"))
-            .unwrap()
-            .permissions()
-            .mode();
+        let mode = std::fs::metadata(d.path().join("out.toml")).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 }

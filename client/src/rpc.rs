@@ -7,13 +7,11 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use strata_proto::frame::FrameKind;
-use strata_proto::{
-    ErrorCode, Request, RequestEnvelope, Response, ResponseEnvelope, Secret, WireError,
-};
+use strata_proto::{ErrorCode, Request, RequestEnvelope, Response, ResponseEnvelope, Secret, WireError};
 
 use crate::tls::SERVER_NAME;
 use crate::wire::{self, WireIoError};
@@ -34,7 +32,7 @@ pub struct RpcLimits {
 impl Default for RpcLimits {
     fn default() -> Self {
         RpcLimits {
-            connect_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(30),
             max_frame_bytes: strata_proto::MAX_FRAME_BYTES_DEFAULT,
             max_body_bytes: 64 << 20,
@@ -111,13 +109,7 @@ impl RpcError {
 
     /// Whether the peer could not be reached at all (try another node).
     pub fn is_unreachable(&self) -> bool {
-        matches!(
-            self,
-            RpcError::Resolve { .. }
-                | RpcError::Connect { .. }
-                | RpcError::Timeout { .. }
-                | RpcError::Transport { .. }
-        )
+        matches!(self, RpcError::Resolve { .. } | RpcError::Connect { .. } | RpcError::Timeout { .. } | RpcError::Transport { .. })
     }
 
     /// Whether retrying later may succeed.
@@ -140,17 +132,18 @@ pub struct RpcPool {
     config: quinn::ClientConfig,
     limits: RpcLimits,
     conns: Mutex<HashMap<String, quinn::Connection>>,
+    /// Addresses whose last connection attempt failed, with when: callers fail fast for a moment instead of
+    /// each waiting for its own connect timeout.
+    refused: Mutex<HashMap<String, Instant>>,
 }
+
+/// How long a failed connection attempt is remembered.
+const REFUSED_FOR: Duration = Duration::from_millis(1000);
 
 impl RpcPool {
     /// A pool that connects from `endpoint` with `config`.
     pub fn new(endpoint: quinn::Endpoint, config: quinn::ClientConfig, limits: RpcLimits) -> Self {
-        RpcPool {
-            endpoint,
-            config,
-            limits,
-            conns: Mutex::new(HashMap::new()),
-        }
+        RpcPool { endpoint, config, limits, conns: Mutex::new(HashMap::new()), refused: Mutex::new(HashMap::new()) }
     }
 
     /// The limits in force.
@@ -159,37 +152,21 @@ impl RpcPool {
     }
 
     /// Sends `request` (with `body`) to `addr` and waits for the reply.
-    pub async fn call(
-        &self,
-        addr: &str,
-        auth: Option<&Secret>,
-        request: Request,
-        body: Bytes,
-    ) -> Result<Reply, RpcError> {
+    pub async fn call(&self, addr: &str, auth: Option<&Secret>, request: Request, body: Bytes) -> Result<Reply, RpcError> {
         let op = request.op_name();
-        let env = RequestEnvelope {
-            auth: auth.cloned(),
-            body_len: body.len() as u64,
-            request,
-        };
+        let env = RequestEnvelope { auth: auth.cloned(), body_len: body.len() as u64, request };
         let deadline = self.limits.request_timeout;
         match tokio::time::timeout(deadline, self.call_inner(addr, op, &env, body)).await {
             Ok(r) => r,
-            Err(_) => Err(RpcError::Timeout {
-                addr: addr.into(),
-                op,
-                ms: deadline.as_millis(),
-            }),
+            Err(_) => {
+                // The connection may be dead without knowing it yet (peer killed or frozen): start afresh.
+                self.conns.lock().unwrap_or_else(|e| e.into_inner()).remove(addr);
+                Err(RpcError::Timeout { addr: addr.into(), op, ms: deadline.as_millis() })
+            }
         }
     }
 
-    async fn call_inner(
-        &self,
-        addr: &str,
-        op: &'static str,
-        env: &RequestEnvelope,
-        body: Bytes,
-    ) -> Result<Reply, RpcError> {
+    async fn call_inner(&self, addr: &str, op: &'static str, env: &RequestEnvelope, body: Bytes) -> Result<Reply, RpcError> {
         let mut reused = true;
         loop {
             let (conn, fresh) = self.connection(addr).await?;
@@ -203,34 +180,19 @@ impl RpcPool {
                         reused = false;
                         continue;
                     }
-                    return Err(RpcError::Transport {
-                        addr: addr.into(),
-                        op,
-                        reason,
-                    });
+                    return Err(RpcError::Transport { addr: addr.into(), op, reason });
                 }
                 Err(ExchangeError::Protocol(reason)) => {
-                    return Err(RpcError::Transport {
-                        addr: addr.into(),
-                        op,
-                        reason,
-                    });
+                    return Err(RpcError::Transport { addr: addr.into(), op, reason });
                 }
             }
         }
     }
 
-    fn finish(
-        &self,
-        addr: &str,
-        (env, body): (ResponseEnvelope, Vec<u8>),
-    ) -> Result<Reply, RpcError> {
+    fn finish(&self, addr: &str, (env, body): (ResponseEnvelope, Vec<u8>)) -> Result<Reply, RpcError> {
         match env.result {
             Ok(response) => Ok(Reply { response, body }),
-            Err(error) => Err(RpcError::Remote {
-                addr: addr.into(),
-                error,
-            }),
+            Err(error) => Err(RpcError::Remote { addr: addr.into(), error }),
         }
     }
 
@@ -240,70 +202,50 @@ impl RpcPool {
         env: &RequestEnvelope,
         body: Bytes,
     ) -> Result<(ResponseEnvelope, Vec<u8>), ExchangeError> {
-        let (mut send, mut recv) = conn
-            .open_bi()
-            .await
-            .map_err(|e| ExchangeError::Connection(e.to_string()))?;
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| ExchangeError::Connection(e.to_string()))?;
         let classify = |e: WireIoError| match e {
             WireIoError::Stream(s) => ExchangeError::Connection(s),
             other => ExchangeError::Protocol(other.to_string()),
         };
-        wire::send(&mut send, FrameKind::Request, env, body)
-            .await
-            .map_err(classify)?;
+        wire::send(&mut send, FrameKind::Request, env, body).await.map_err(classify)?;
         let reply: ResponseEnvelope =
-            wire::read_frame(&mut recv, FrameKind::Response, self.limits.max_frame_bytes)
-                .await
-                .map_err(classify)?;
-        let body = wire::read_body(&mut recv, reply.body_len, self.limits.max_body_bytes)
-            .await
-            .map_err(classify)?;
+            wire::read_frame(&mut recv, FrameKind::Response, self.limits.max_frame_bytes).await.map_err(classify)?;
+        let body = wire::read_body(&mut recv, reply.body_len, self.limits.max_body_bytes).await.map_err(classify)?;
         Ok((reply, body))
     }
 
     async fn connection(&self, addr: &str) -> Result<(quinn::Connection, bool), RpcError> {
-        if let Some(c) = self
-            .conns
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(addr)
-        {
+        if let Some(c) = self.conns.lock().unwrap_or_else(|e| e.into_inner()).get(addr) {
             if c.close_reason().is_none() {
                 return Ok((c.clone(), false));
             }
         }
+        let connect_err = |reason: String| RpcError::Connect { addr: addr.into(), reason };
+        if let Some(at) = self.refused.lock().unwrap_or_else(|e| e.into_inner()).get(addr)
+            && at.elapsed() < REFUSED_FOR
+        {
+            return Err(connect_err(format!("a connection attempt failed {} ms ago", at.elapsed().as_millis())));
+        }
         let sock = resolve(addr).await?;
-        let connect_err = |reason: String| RpcError::Connect {
-            addr: addr.into(),
-            reason,
-        };
-        let connecting = self
-            .endpoint
-            .connect_with(self.config.clone(), sock, SERVER_NAME)
-            .map_err(|e| connect_err(e.to_string()))?;
+        let connecting = self.endpoint.connect_with(self.config.clone(), sock, SERVER_NAME).map_err(|e| connect_err(e.to_string()))?;
         let conn = match tokio::time::timeout(self.limits.connect_timeout, connecting).await {
             Ok(Ok(c)) => c,
-            Ok(Err(e)) => return Err(connect_err(explain_connect_error(&e))),
-            Err(_) => {
-                return Err(connect_err(format!(
-                    "no answer within {} ms (node down or address wrong?)",
-                    self.limits.connect_timeout.as_millis()
-                )));
+            outcome => {
+                self.refused.lock().unwrap_or_else(|e| e.into_inner()).insert(addr.to_owned(), Instant::now());
+                return Err(connect_err(match outcome {
+                    Ok(Err(e)) => explain_connect_error(&e),
+                    _ => format!("no answer within {} ms (node down or address wrong?)", self.limits.connect_timeout.as_millis()),
+                }));
             }
         };
-        self.conns
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(addr.to_owned(), conn.clone());
+        self.refused.lock().unwrap_or_else(|e| e.into_inner()).remove(addr);
+        self.conns.lock().unwrap_or_else(|e| e.into_inner()).insert(addr.to_owned(), conn.clone());
         Ok((conn, true))
     }
 
     fn evict(&self, addr: &str, conn: &quinn::Connection) {
         let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
-        if conns
-            .get(addr)
-            .is_some_and(|c| c.stable_id() == conn.stable_id())
-        {
+        if conns.get(addr).is_some_and(|c| c.stable_id() == conn.stable_id()) {
             conns.remove(addr);
         }
     }
@@ -319,9 +261,7 @@ impl RpcPool {
 fn explain_connect_error(e: &quinn::ConnectionError) -> String {
     let text = e.to_string();
     if text.contains("certificate") || text.contains("crypto") || text.contains("handshake") {
-        format!(
-            "TLS handshake failed ({text}); the node's certificate is not signed by the configured cluster CA, or ours is not accepted"
-        )
+        format!("TLS handshake failed ({text}); the node's certificate is not signed by the configured cluster CA, or ours is not accepted")
     } else {
         text
     }
@@ -332,13 +272,6 @@ pub async fn resolve(addr: &str) -> Result<SocketAddr, RpcError> {
     if let Ok(sock) = addr.parse() {
         return Ok(sock);
     }
-    let err = |reason: String| RpcError::Resolve {
-        addr: addr.into(),
-        reason,
-    };
-    tokio::net::lookup_host(addr)
-        .await
-        .map_err(|e| err(e.to_string()))?
-        .next()
-        .ok_or_else(|| err("no addresses".into()))
+    let err = |reason: String| RpcError::Resolve { addr: addr.into(), reason };
+    tokio::net::lookup_host(addr).await.map_err(|e| err(e.to_string()))?.next().ok_or_else(|| err("no addresses".into()))
 }

@@ -47,25 +47,16 @@ pub fn provider() -> Arc<CryptoProvider> {
 pub fn certs_from_pem(pem: &str, what: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsError::Pem {
-            what: what.into(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| TlsError::Pem { what: what.into(), reason: e.to_string() })?;
     if certs.is_empty() {
-        return Err(TlsError::Pem {
-            what: what.into(),
-            reason: "no certificate found".into(),
-        });
+        return Err(TlsError::Pem { what: what.into(), reason: "no certificate found".into() });
     }
     Ok(certs)
 }
 
 /// Parses a private key from PEM text.
 pub fn key_from_pem(pem: &str, what: &str) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| TlsError::Pem {
-        what: what.into(),
-        reason: e.to_string(),
-    })
+    PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| TlsError::Pem { what: what.into(), reason: e.to_string() })
 }
 
 /// BLAKE3 fingerprint of a certificate (used to pin the cluster CA in join tokens).
@@ -83,8 +74,7 @@ fn roots(ca: &[CertificateDer<'static>]) -> Result<Arc<RootCertStore>, TlsError>
 
 fn quic_client(mut cfg: rustls::ClientConfig) -> Result<quinn::ClientConfig, TlsError> {
     cfg.alpn_protocols = vec![ALPN.to_vec()];
-    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(cfg)
-        .map_err(|e| TlsError::Quic(e.to_string()))?;
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(cfg).map_err(|e| TlsError::Quic(e.to_string()))?;
     let mut client = quinn::ClientConfig::new(Arc::new(quic));
     client.transport_config(crate::transport::transport_config());
     Ok(client)
@@ -108,10 +98,7 @@ pub fn client_config(
 
 /// Client configuration for a node that is joining: trusts only a CA whose fingerprint is `ca_fingerprint`.
 pub fn pinned_client_config(ca_fingerprint: [u8; 32]) -> Result<quinn::ClientConfig, TlsError> {
-    let verifier = Arc::new(PinnedCaVerifier {
-        fingerprint: ca_fingerprint,
-        provider: provider(),
-    });
+    let verifier = Arc::new(PinnedCaVerifier { fingerprint: ca_fingerprint, provider: provider() });
     let cfg = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
@@ -139,13 +126,8 @@ impl ServerCertVerifier for PinnedCaVerifier {
         let ca = intermediates
             .iter()
             .find(|c| fingerprint(c) == self.fingerprint)
-            .ok_or_else(|| {
-                rustls::Error::General(
-                    "server did not present the CA pinned by the join token".into(),
-                )
-            })?;
-        let roots =
-            roots(&[ca.clone().into_owned()]).map_err(|e| rustls::Error::General(e.to_string()))?;
+            .ok_or_else(|| rustls::Error::General("server did not present the CA pinned by the join token".into()))?;
+        let roots = roots(&[ca.clone().into_owned()]).map_err(|e| rustls::Error::General(e.to_string()))?;
         let inner = WebPkiServerVerifier::builder_with_provider(roots, self.provider.clone())
             .build()
             .map_err(|e| rustls::Error::General(e.to_string()))?;
@@ -158,12 +140,7 @@ impl ServerCertVerifier for PinnedCaVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -172,17 +149,10 @@ impl ServerCertVerifier for PinnedCaVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }

@@ -36,30 +36,19 @@ pub enum WireIoError {
 
 fn map_read_exact(e: quinn::ReadExactError, expected: u64) -> WireIoError {
     match e {
-        quinn::ReadExactError::FinishedEarly(got) => WireIoError::Truncated {
-            expected: expected - got as u64,
-        },
+        quinn::ReadExactError::FinishedEarly(got) => WireIoError::Truncated { expected: expected - got as u64 },
         quinn::ReadExactError::ReadError(e) => WireIoError::Stream(e.to_string()),
     }
 }
 
 /// Sends one frame followed by `body`, then finishes the stream.
-pub async fn send<T: Serialize>(
-    send: &mut SendStream,
-    kind: FrameKind,
-    msg: &T,
-    body: Bytes,
-) -> Result<(), WireIoError> {
+pub async fn send<T: Serialize>(send: &mut SendStream, kind: FrameKind, msg: &T, body: Bytes) -> Result<(), WireIoError> {
     let framed = frame::encode(kind, msg);
     let stream_err = |e: quinn::WriteError| WireIoError::Stream(e.to_string());
     if body.is_empty() {
-        send.write_chunk(Bytes::from(framed))
-            .await
-            .map_err(stream_err)?;
+        send.write_chunk(Bytes::from(framed)).await.map_err(stream_err)?;
     } else {
-        send.write_all_chunks(&mut [Bytes::from(framed), body])
-            .await
-            .map_err(stream_err)?;
+        send.write_all_chunks(&mut [Bytes::from(framed), body]).await.map_err(stream_err)?;
     }
     // Finishing fails only if the stream was already reset; the peer will see that as an error itself.
     let _ = send.finish();
@@ -67,27 +56,15 @@ pub async fn send<T: Serialize>(
 }
 
 /// Reads one frame of `kind` with a payload of at most `max_payload` bytes.
-pub async fn read_frame<T: DeserializeOwned>(
-    recv: &mut RecvStream,
-    kind: FrameKind,
-    max_payload: u32,
-) -> Result<T, WireIoError> {
+pub async fn read_frame<T: DeserializeOwned>(recv: &mut RecvStream, kind: FrameKind, max_payload: u32) -> Result<T, WireIoError> {
     let mut header = [0u8; HEADER_LEN];
-    recv.read_exact(&mut header)
-        .await
-        .map_err(|e| map_read_exact(e, HEADER_LEN as u64))?;
+    recv.read_exact(&mut header).await.map_err(|e| map_read_exact(e, HEADER_LEN as u64))?;
     let h = frame::decode_header(&header, max_payload)?;
     if h.kind != kind {
-        return Err(FrameError::WrongKind {
-            expected: kind,
-            got: h.kind,
-        }
-        .into());
+        return Err(FrameError::WrongKind { expected: kind, got: h.kind }.into());
     }
     let mut payload = vec![0u8; h.payload_len as usize];
-    recv.read_exact(&mut payload)
-        .await
-        .map_err(|e| map_read_exact(e, u64::from(h.payload_len)))?;
+    recv.read_exact(&mut payload).await.map_err(|e| map_read_exact(e, u64::from(h.payload_len)))?;
     Ok(frame::decode_payload(&payload)?)
 }
 
@@ -97,8 +74,6 @@ pub async fn read_body(recv: &mut RecvStream, len: u64, max: u64) -> Result<Vec<
         return Err(WireIoError::BodyTooLarge { len, max });
     }
     let mut body = vec![0u8; len as usize];
-    recv.read_exact(&mut body)
-        .await
-        .map_err(|e| map_read_exact(e, len))?;
+    recv.read_exact(&mut body).await.map_err(|e| map_read_exact(e, len))?;
     Ok(body)
 }

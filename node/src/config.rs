@@ -37,10 +37,7 @@ pub enum ConfigError {
 }
 
 fn field(field: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Field {
-        field,
-        reason: reason.into(),
-    }
+    ConfigError::Field { field, reason: reason.into() }
 }
 
 /// Complete node configuration.
@@ -189,11 +186,7 @@ pub struct StorageSettings {
 
 impl Default for StorageSettings {
     fn default() -> Self {
-        StorageSettings {
-            sync_writes: true,
-            block_cache_bytes: 64 << 20,
-            write_buffer_bytes: 32 << 20,
-        }
+        StorageSettings { sync_writes: true, block_cache_bytes: 64 << 20, write_buffer_bytes: 32 << 20 }
     }
 }
 
@@ -207,9 +200,7 @@ pub struct Durability {
 
 impl Default for Durability {
     fn default() -> Self {
-        Durability {
-            extra_shards_for_ack: 1,
-        }
+        Durability { extra_shards_for_ack: 1 }
     }
 }
 
@@ -217,14 +208,8 @@ impl NodeConfig {
     /// Reads, resolves relative paths and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-            path: shown.clone(),
-            reason: e.to_string(),
-        })?;
-        let mut cfg: NodeConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: shown,
-            reason: e.to_string(),
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read { path: shown.clone(), reason: e.to_string() })?;
+        let mut cfg: NodeConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse { path: shown, reason: e.to_string() })?;
         let base = path.parent().unwrap_or(Path::new("."));
         cfg.resolve_paths(base);
         cfg.validate()?;
@@ -256,21 +241,14 @@ impl NodeConfig {
         if self.node_id == 0 {
             return Err(field("node_id", "must be at least 1"));
         }
-        self.listen_addr.parse::<SocketAddr>().map_err(|e| {
-            field(
-                "listen_addr",
-                format!("{:?} is not ip:port ({e})", self.listen_addr),
-            )
-        })?;
+        self.listen_addr.parse::<SocketAddr>().map_err(|e| field("listen_addr", format!("{:?} is not ip:port ({e})", self.listen_addr)))?;
         if let Some(a) = &self.advertise_addr
-            && a.rsplit_once(':')
-                .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+            && a.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
         {
             return Err(field("advertise_addr", format!("{a:?} is not host:port")));
         }
         if let Some(m) = &self.metrics_addr {
-            m.parse::<SocketAddr>()
-                .map_err(|e| field("metrics_addr", format!("{m:?} is not ip:port ({e})")))?;
+            m.parse::<SocketAddr>().map_err(|e| field("metrics_addr", format!("{m:?} is not ip:port ({e})")))?;
         }
         if self.zone.trim().is_empty() {
             return Err(field("zone", "must not be empty"));
@@ -281,71 +259,43 @@ impl NodeConfig {
         if self.capacity_bytes == 0 {
             return Err(field("capacity_bytes", "must be greater than 0"));
         }
-        for (name, path) in [
-            ("tls.ca_cert", &self.tls.ca_cert),
-            ("tls.node_cert", &self.tls.node_cert),
-            ("tls.node_key", &self.tls.node_key),
-        ] {
+        for (name, path) in
+            [("tls.ca_cert", &self.tls.ca_cert), ("tls.node_cert", &self.tls.node_cert), ("tls.node_key", &self.tls.node_key)]
+        {
             if !path.is_file() {
-                return Err(field(
-                    name,
-                    format!("names {}, which is not a readable file", path.display()),
-                ));
+                return Err(field(name, format!("names {}, which is not a readable file", path.display())));
             }
         }
         if let Some(b) = &self.bootstrap {
             if b.partition_bits > strata_proto::cluster_map::MAX_PARTITION_BITS {
                 return Err(field(
                     "bootstrap.partition_bits",
-                    format!(
-                        "must be at most {}",
-                        strata_proto::cluster_map::MAX_PARTITION_BITS
-                    ),
+                    format!("must be at most {}", strata_proto::cluster_map::MAX_PARTITION_BITS),
                 ));
             }
-            b.ec_profile
-                .parse::<EcProfile>()
-                .map_err(|e| field("bootstrap.ec_profile", e.to_string()))?;
+            b.ec_profile.parse::<EcProfile>().map_err(|e| field("bootstrap.ec_profile", e.to_string()))?;
             if hex::decode(&b.operator_token_digest).map(|d| d.len()) != Ok(32) {
-                return Err(field(
-                    "bootstrap.operator_token_digest",
-                    "must be 64 hex digits",
-                ));
+                return Err(field("bootstrap.operator_token_digest", "must be 64 hex digits"));
             }
         } else if self.seeds.is_empty() {
-            return Err(field(
-                "seeds",
-                "must name at least one existing node (only the bootstrap node may have none)",
-            ));
+            return Err(field("seeds", "must name at least one existing node (only the bootstrap node may have none)"));
         }
         let l = &self.limits;
         if l.max_frame_bytes < 1024 {
             return Err(field("limits.max_frame_bytes", "must be at least 1024"));
         }
         if l.max_blob_bytes == 0 || l.max_blob_bytes > l.max_inflight_bytes {
-            return Err(field(
-                "limits.max_blob_bytes",
-                "must be positive and at most limits.max_inflight_bytes",
-            ));
+            return Err(field("limits.max_blob_bytes", "must be positive and at most limits.max_inflight_bytes"));
         }
         if l.max_has_batch == 0 || l.shard_timeout_ms == 0 || l.request_timeout_ms == 0 {
-            return Err(field(
-                "limits",
-                "max_has_batch, shard_timeout_ms and request_timeout_ms must be positive",
-            ));
+            return Err(field("limits", "max_has_batch, shard_timeout_ms and request_timeout_ms must be positive"));
         }
         let r = &self.raft;
         if r.heartbeat_interval_ms == 0 || r.heartbeat_interval_ms >= r.election_timeout_min_ms {
-            return Err(field(
-                "raft.heartbeat_interval_ms",
-                "must be positive and below raft.election_timeout_min_ms",
-            ));
+            return Err(field("raft.heartbeat_interval_ms", "must be positive and below raft.election_timeout_min_ms"));
         }
         if r.election_timeout_min_ms >= r.election_timeout_max_ms {
-            return Err(field(
-                "raft.election_timeout_max_ms",
-                "must be above raft.election_timeout_min_ms",
-            ));
+            return Err(field("raft.election_timeout_max_ms", "must be above raft.election_timeout_min_ms"));
         }
         if r.snapshot_logs_since_last == 0 {
             return Err(field("raft.snapshot_logs_since_last", "must be positive"));
@@ -389,26 +339,14 @@ mod tests {
         let cases = [
             (b.replace("node_id = 1", "node_id = 0"), "`node_id`"),
             (b.replace("127.0.0.1:7401", "localhost"), "`listen_addr`"),
-            (
-                b.replace("capacity_bytes = 1000", "capacity_bytes = 0"),
-                "`capacity_bytes`",
-            ),
+            (b.replace("capacity_bytes = 1000", "capacity_bytes = 0"), "`capacity_bytes`"),
             (b.replace("ca.pem", "nope.pem"), "`tls.ca_cert`"),
             (b.replace("seeds = [\"127.0.0.1:7402\"]", ""), "`seeds`"),
-            (
-                format!("{b}[raft]\nheartbeat_interval_ms = 5000\n"),
-                "`raft.heartbeat_interval_ms`",
-            ),
-            (
-                format!("{b}[limits]\nmax_blob_bytes = 0\n"),
-                "`limits.max_blob_bytes`",
-            ),
+            (format!("{b}[raft]\nheartbeat_interval_ms = 5000\n"), "`raft.heartbeat_interval_ms`"),
+            (format!("{b}[limits]\nmax_blob_bytes = 0\n"), "`limits.max_blob_bytes`"),
             (b.replace("zone = \"z1\"", "zone = \" \""), "`zone`"),
             (format!("{b}colour = 3\n"), "colour"),
-            (
-                b.replace("capacity_bytes = 1000", "capacity_bytes = \"lots\""),
-                "capacity_bytes",
-            ),
+            (b.replace("capacity_bytes = 1000", "capacity_bytes = \"lots\""), "capacity_bytes"),
         ];
         for (text, needle) in cases {
             let err = load(d.path(), &text).unwrap_err().to_string();

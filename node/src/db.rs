@@ -33,10 +33,7 @@ pub struct DbOptions {
 
 impl Default for DbOptions {
     fn default() -> Self {
-        DbOptions {
-            block_cache_bytes: 64 << 20,
-            write_buffer_bytes: 32 << 20,
-        }
+        DbOptions { block_cache_bytes: 64 << 20, write_buffer_bytes: 32 << 20 }
     }
 }
 
@@ -81,16 +78,10 @@ pub fn open(path: &Path, options: &DbOptions) -> Result<Arc<Db>, DbOpenError> {
     db_opts.create_missing_column_families(true);
     db_opts.set_max_total_wal_size(256 << 20);
     db_opts.set_keep_log_file_num(4);
-    Db::open_cf_descriptors(&db_opts, path, cfs)
-        .map(Arc::new)
-        .map_err(|source| DbOpenError {
-            path: path.display().to_string(),
-            source,
-        })
+    Db::open_cf_descriptors(&db_opts, path, cfs).map(Arc::new).map_err(|source| DbOpenError { path: path.display().to_string(), source })
 }
 
 /// Column family handle; the families are created at open, so absence is a programming error.
 pub fn cf<'a>(db: &'a Db, name: &str) -> &'a rocksdb::ColumnFamily {
-    db.cf_handle(name)
-        .unwrap_or_else(|| panic!("column family {name} is opened with the database"))
+    db.cf_handle(name).unwrap_or_else(|| panic!("column family {name} is opened with the database"))
 }

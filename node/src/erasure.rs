@@ -52,11 +52,8 @@ impl Codecs {
         if let Some(rs) = cache.get(&profile) {
             return Ok(rs.clone());
         }
-        let rs = ReedSolomon::new(
-            usize::from(profile.data_shards),
-            usize::from(profile.parity_shards),
-        )
-        .map_err(|e| ErasureError::BadProfile(profile, format!("{e:?}")))?;
+        let rs = ReedSolomon::new(usize::from(profile.data_shards), usize::from(profile.parity_shards))
+            .map_err(|e| ErasureError::BadProfile(profile, format!("{e:?}")))?;
         let rs = Arc::new(rs);
         cache.insert(profile, rs.clone());
         Ok(rs)
@@ -77,38 +74,25 @@ impl Codecs {
                 s
             })
             .collect();
-        rs.encode(&mut shards)
-            .map_err(|e| ErasureError::BadProfile(profile, format!("{e:?}")))?;
+        rs.encode(&mut shards).map_err(|e| ErasureError::BadProfile(profile, format!("{e:?}")))?;
         Ok(shards)
     }
 
     /// Rebuilds the blob from any k shards (`None` marks a missing or corrupt shard).
-    pub fn decode(
-        &self,
-        profile: EcProfile,
-        blob_len: u64,
-        mut shards: Vec<Option<Vec<u8>>>,
-    ) -> Result<Vec<u8>, ErasureError> {
+    pub fn decode(&self, profile: EcProfile, blob_len: u64, mut shards: Vec<Option<Vec<u8>>>) -> Result<Vec<u8>, ErasureError> {
         let k = usize::from(profile.data_shards);
         let expected = shard_len(profile, blob_len);
         shards.resize(profile.total_shards(), None);
         let available = shards.iter().filter(|s| s.is_some()).count();
         if available < k {
-            return Err(ErasureError::TooFewShards {
-                available,
-                needed: k,
-            });
+            return Err(ErasureError::TooFewShards { available, needed: k });
         }
         if let Some(bad) = shards.iter().flatten().find(|s| s.len() != expected) {
-            return Err(ErasureError::ShardSize {
-                expected,
-                found: bad.len(),
-            });
+            return Err(ErasureError::ShardSize { expected, found: bad.len() });
         }
         if shards[..k].iter().any(Option::is_none) {
             let rs = self.get(profile)?;
-            rs.reconstruct_data(&mut shards)
-                .map_err(|e| ErasureError::BadProfile(profile, format!("{e:?}")))?;
+            rs.reconstruct_data(&mut shards).map_err(|e| ErasureError::BadProfile(profile, format!("{e:?}")))?;
         }
         let mut blob = Vec::with_capacity(expected * k);
         for s in shards.into_iter().take(k) {
@@ -119,35 +103,19 @@ impl Codecs {
     }
 
     /// Rebuilds every missing shard of a stripe (data and parity), for repair.
-    pub fn rebuild_all(
-        &self,
-        profile: EcProfile,
-        blob_len: u64,
-        mut shards: Vec<Option<Vec<u8>>>,
-    ) -> Result<Vec<Vec<u8>>, ErasureError> {
+    pub fn rebuild_all(&self, profile: EcProfile, blob_len: u64, mut shards: Vec<Option<Vec<u8>>>) -> Result<Vec<Vec<u8>>, ErasureError> {
         let expected = shard_len(profile, blob_len);
         shards.resize(profile.total_shards(), None);
         let available = shards.iter().filter(|s| s.is_some()).count();
         let k = usize::from(profile.data_shards);
         if available < k {
-            return Err(ErasureError::TooFewShards {
-                available,
-                needed: k,
-            });
+            return Err(ErasureError::TooFewShards { available, needed: k });
         }
         if let Some(bad) = shards.iter().flatten().find(|s| s.len() != expected) {
-            return Err(ErasureError::ShardSize {
-                expected,
-                found: bad.len(),
-            });
+            return Err(ErasureError::ShardSize { expected, found: bad.len() });
         }
-        self.get(profile)?
-            .reconstruct(&mut shards)
-            .map_err(|e| ErasureError::BadProfile(profile, format!("{e:?}")))?;
-        Ok(shards
-            .into_iter()
-            .map(|s| s.expect("reconstructed"))
-            .collect())
+        self.get(profile)?.reconstruct(&mut shards).map_err(|e| ErasureError::BadProfile(profile, format!("{e:?}")))?;
+        Ok(shards.into_iter().map(|s| s.expect("reconstructed")).collect())
     }
 }
 
@@ -157,10 +125,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn profile(k: u8, m: u8) -> EcProfile {
-        EcProfile {
-            data_shards: k,
-            parity_shards: m,
-        }
+        EcProfile { data_shards: k, parity_shards: m }
     }
 
     #[test]
@@ -170,13 +135,7 @@ mod tests {
             let blob: Vec<u8> = (0..len as u8).collect();
             let shards = c.encode(EcProfile::DEFAULT, &blob).unwrap();
             assert_eq!(shards.len(), 6);
-            let back = c
-                .decode(
-                    EcProfile::DEFAULT,
-                    len as u64,
-                    shards.into_iter().map(Some).collect(),
-                )
-                .unwrap();
+            let back = c.decode(EcProfile::DEFAULT, len as u64, shards.into_iter().map(Some).collect()).unwrap();
             assert_eq!(back, blob);
         }
     }
@@ -198,29 +157,15 @@ mod tests {
         partial[0] = None;
         partial[2] = None;
         partial[5] = None;
-        assert_eq!(
-            c.decode(profile(4, 2), 11, partial),
-            Err(ErasureError::TooFewShards {
-                available: 3,
-                needed: 4
-            })
-        );
+        assert_eq!(c.decode(profile(4, 2), 11, partial), Err(ErasureError::TooFewShards { available: 3, needed: 4 }));
     }
 
     #[test]
     fn wrong_shard_size_is_an_error() {
         let c = Codecs::default();
-        let mut shards: Vec<_> = c
-            .encode(profile(2, 1), b"abcdef")
-            .unwrap()
-            .into_iter()
-            .map(Some)
-            .collect();
+        let mut shards: Vec<_> = c.encode(profile(2, 1), b"abcdef").unwrap().into_iter().map(Some).collect();
         shards[1].as_mut().unwrap().push(0);
-        assert!(matches!(
-            c.decode(profile(2, 1), 6, shards),
-            Err(ErasureError::ShardSize { .. })
-        ));
+        assert!(matches!(c.decode(profile(2, 1), 6, shards), Err(ErasureError::ShardSize { .. })));
     }
 
     proptest! {

@@ -6,9 +6,18 @@
 //! metadata paths.
 
 pub mod config;
+pub mod context;
+pub mod coordinator;
 pub mod db;
+pub mod dev;
 pub mod erasure;
+pub mod health;
+pub mod http;
 pub mod meta;
+pub mod metrics;
+pub mod node;
 pub mod pki;
 pub mod placement;
+pub mod provision;
+pub mod server;
 pub mod store;

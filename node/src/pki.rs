@@ -6,8 +6,8 @@
 //! leaves the node that holds it, joining nodes send a certificate signing request.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+    KeyPair, KeyUsagePurpose,
 };
 use rustls_pki_types::CertificateSigningRequestDer;
 use strata_proto::NodeId;
@@ -51,37 +51,19 @@ pub fn generate_ca(cluster_name: &str) -> Result<CaMaterial, PkiError> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.distinguished_name = DistinguishedName::new();
-    params.distinguished_name.push(
-        DnType::CommonName,
-        format!("Strata cluster CA ({cluster_name})"),
-    );
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
+    params.distinguished_name.push(DnType::CommonName, format!("Strata cluster CA ({cluster_name})"));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     validity(&mut params, 30);
     let cert = params.self_signed(&key)?;
-    Ok(CaMaterial {
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-    })
+    Ok(CaMaterial { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
 }
 
 fn node_params(node: NodeId) -> Result<CertificateParams, PkiError> {
-    let mut params = CertificateParams::new(vec![
-        strata_client::tls::SERVER_NAME.to_owned(),
-        node_dns_name(node),
-    ])?;
+    let mut params = CertificateParams::new(vec![strata_client::tls::SERVER_NAME.to_owned(), node_dns_name(node)])?;
     params.distinguished_name = DistinguishedName::new();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, format!("strata {node}"));
+    params.distinguished_name.push(DnType::CommonName, format!("strata {node}"));
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
     validity(&mut params, 10);
     Ok(params)
 }
@@ -100,10 +82,7 @@ pub fn node_dns_name(node: NodeId) -> String {
 pub fn issue_node_identity(ca: &CaMaterial, node: NodeId) -> Result<NodeIdentity, PkiError> {
     let key = KeyPair::generate()?;
     let cert = node_params(node)?.signed_by(&key, &issuer(ca)?)?;
-    Ok(NodeIdentity {
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-    })
+    Ok(NodeIdentity { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
 }
 
 /// A key pair and a signing request for it (the joining node's side).
@@ -115,9 +94,8 @@ pub fn new_csr() -> Result<(KeyPair, Vec<u8>), PkiError> {
 
 /// Signs a joining node's request; the names in the certificate are ours, whatever the request asked for.
 pub fn sign_csr(ca: &CaMaterial, csr_der: &[u8], node: NodeId) -> Result<String, PkiError> {
-    let mut csr =
-        CertificateSigningRequestParams::from_der(&CertificateSigningRequestDer::from(csr_der))
-            .map_err(|e| PkiError::Parse(format!("invalid certificate signing request: {e}")))?;
+    let mut csr = CertificateSigningRequestParams::from_der(&CertificateSigningRequestDer::from(csr_der))
+        .map_err(|e| PkiError::Parse(format!("invalid certificate signing request: {e}")))?;
     csr.params = node_params(node)?;
     Ok(csr.signed_by(&issuer(ca)?)?.pem())
 }
@@ -128,12 +106,7 @@ pub fn node_id_of(cert_der: &[u8]) -> Option<NodeId> {
     let (_, cert) = X509Certificate::from_der(cert_der).ok()?;
     let san = cert.subject_alternative_name().ok()??;
     san.value.general_names.iter().find_map(|n| match n {
-        GeneralName::DNSName(name) => name
-            .strip_prefix("node-")?
-            .strip_suffix(".strata")?
-            .parse()
-            .ok()
-            .map(NodeId),
+        GeneralName::DNSName(name) => name.strip_prefix("node-")?.strip_suffix(".strata")?.parse().ok().map(NodeId),
         _ => None,
     })
 }

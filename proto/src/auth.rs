@@ -111,20 +111,13 @@ impl RoleSet {
 
     /// Whether the set grants `role`. Admin implies Backup and Restore within its tenant.
     pub fn allows(self, role: Role) -> bool {
-        let implied = if self.0 & Role::Admin.bit() != 0 {
-            Role::Backup.bit() | Role::Restore.bit()
-        } else {
-            0
-        };
+        let implied = if self.0 & Role::Admin.bit() != 0 { Role::Backup.bit() | Role::Restore.bit() } else { 0 };
         (self.0 | implied) & role.bit() != 0
     }
 
     /// The roles in the set, in display order.
     pub fn roles(self) -> Vec<Role> {
-        Role::ALL
-            .into_iter()
-            .filter(|r| self.0 & r.bit() != 0)
-            .collect()
+        Role::ALL.into_iter().filter(|r| self.0 & r.bit() != 0).collect()
     }
 }
 

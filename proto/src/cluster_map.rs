@@ -26,10 +26,7 @@ pub struct EcProfile {
 
 impl EcProfile {
     /// The default profile, 4 data + 2 parity.
-    pub const DEFAULT: EcProfile = EcProfile {
-        data_shards: 4,
-        parity_shards: 2,
-    };
+    pub const DEFAULT: EcProfile = EcProfile { data_shards: 4, parity_shards: 2 };
 
     /// k + m.
     pub fn total_shards(self) -> usize {
@@ -56,10 +53,7 @@ impl FromStr for EcProfile {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || MapError::BadProfile(s.to_owned());
         let (k, m) = s.split_once('+').ok_or_else(bad)?;
-        let p = EcProfile {
-            data_shards: k.trim().parse().map_err(|_| bad())?,
-            parity_shards: m.trim().parse().map_err(|_| bad())?,
-        };
+        let p = EcProfile { data_shards: k.trim().parse().map_err(|_| bad())?, parity_shards: m.trim().parse().map_err(|_| bad())? };
         p.validate()?;
         Ok(p)
     }
@@ -228,13 +222,7 @@ impl ClusterMap {
         if partition_bits > MAX_PARTITION_BITS {
             return Err(MapError::BadPartitionBits(partition_bits));
         }
-        Ok(ClusterMap {
-            epoch: Epoch(0),
-            partition_bits,
-            partitions: Vec::new(),
-            nodes: BTreeMap::new(),
-            generations: BTreeMap::new(),
-        })
+        Ok(ClusterMap { epoch: Epoch(0), partition_bits, partitions: Vec::new(), nodes: BTreeMap::new(), generations: BTreeMap::new() })
     }
 
     /// Number of partitions.
@@ -260,50 +248,25 @@ impl ClusterMap {
 
     /// Resolves where a partition is written and read.
     pub fn locate_partition(&self, partition: PartitionId) -> Result<Location<'_>, MapError> {
-        let placement = self
-            .partitions
-            .get(partition.0 as usize)
-            .ok_or(MapError::NoPlacement)?;
+        let placement = self.partitions.get(partition.0 as usize).ok_or(MapError::NoPlacement)?;
         let current = self.resolve(partition, &placement.current)?;
         match &placement.target {
-            None => Ok(Location {
-                partition,
-                write: current.clone(),
-                read: vec![current],
-            }),
+            None => Ok(Location { partition, write: current.clone(), read: vec![current] }),
             Some(target) => {
                 let target = self.resolve(partition, target)?;
-                Ok(Location {
-                    partition,
-                    write: target.clone(),
-                    read: vec![target, current],
-                })
+                Ok(Location { partition, write: target.clone(), read: vec![target, current] })
             }
         }
     }
 
-    fn resolve<'a>(
-        &'a self,
-        partition: PartitionId,
-        p: &NodeSet,
-    ) -> Result<ResolvedPlacement<'a>, MapError> {
-        let generation =
-            self.generations
-                .get(&p.generation)
-                .ok_or(MapError::UnknownGeneration {
-                    partition,
-                    generation: p.generation,
-                })?;
+    fn resolve<'a>(&'a self, partition: PartitionId, p: &NodeSet) -> Result<ResolvedPlacement<'a>, MapError> {
+        let generation = self.generations.get(&p.generation).ok_or(MapError::UnknownGeneration { partition, generation: p.generation })?;
         let nodes = p
             .nodes
             .iter()
             .map(|id| match self.nodes.get(id) {
                 Some(n) if n.generation == p.generation => Ok(n),
-                _ => Err(MapError::ForeignNode {
-                    partition,
-                    node: *id,
-                    generation: p.generation,
-                }),
+                _ => Err(MapError::ForeignNode { partition, node: *id, generation: p.generation }),
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(ResolvedPlacement { generation, nodes })
@@ -322,10 +285,7 @@ impl ClusterMap {
         }
         let expected = self.partition_count() as usize;
         if self.partitions.len() != expected {
-            return Err(MapError::WrongPartitionCount {
-                got: self.partitions.len(),
-                expected,
-            });
+            return Err(MapError::WrongPartitionCount { got: self.partitions.len(), expected });
         }
         for (i, p) in self.partitions.iter().enumerate() {
             let partition = PartitionId(i as u32);
@@ -342,11 +302,7 @@ impl ClusterMap {
         let distinct: BTreeSet<_> = p.nodes.iter().collect();
         let expected = resolved.generation.profile.total_shards();
         if distinct.len() != expected || p.nodes.len() != expected {
-            return Err(MapError::WrongWidth {
-                partition,
-                got: distinct.len(),
-                expected,
-            });
+            return Err(MapError::WrongWidth { partition, got: distinct.len(), expected });
         }
         Ok(())
     }
@@ -355,10 +311,7 @@ impl ClusterMap {
     pub fn partitions_on(&self, node: NodeId) -> usize {
         self.partitions
             .iter()
-            .filter(|p| {
-                p.current.nodes.contains(&node)
-                    || p.target.as_ref().is_some_and(|t| t.nodes.contains(&node))
-            })
+            .filter(|p| p.current.nodes.contains(&node) || p.target.as_ref().is_some_and(|t| t.nodes.contains(&node)))
             .count()
     }
 }
@@ -374,10 +327,7 @@ mod tests {
             Generation {
                 id: GenerationId(1),
                 name: "g1".into(),
-                profile: EcProfile {
-                    data_shards: 2,
-                    parity_shards: 1,
-                },
+                profile: EcProfile { data_shards: 2, parity_shards: 1 },
                 state: GenerationState::Active,
             },
         );
@@ -396,13 +346,7 @@ mod tests {
         }
         for p in 0..4u64 {
             let nodes = (0..3).map(|j| NodeId((p + j) % 4 + 1)).collect();
-            m.partitions.push(PartitionPlacement {
-                current: NodeSet {
-                    generation: GenerationId(1),
-                    nodes,
-                },
-                target: None,
-            });
+            m.partitions.push(PartitionPlacement { current: NodeSet { generation: GenerationId(1), nodes }, target: None });
         }
         m
     }
@@ -432,10 +376,7 @@ mod tests {
     #[test]
     fn moving_partition_reads_target_first() {
         let mut m = small_map();
-        m.partitions[0].target = Some(NodeSet {
-            generation: GenerationId(1),
-            nodes: vec![NodeId(2), NodeId(3), NodeId(4)],
-        });
+        m.partitions[0].target = Some(NodeSet { generation: GenerationId(1), nodes: vec![NodeId(2), NodeId(3), NodeId(4)] });
         m.validate().unwrap();
         let loc = m.locate_partition(PartitionId(0)).unwrap();
         assert_eq!(loc.write.nodes[0].id, NodeId(2));
@@ -453,10 +394,7 @@ mod tests {
         assert!(matches!(m.validate(), Err(MapError::ForeignNode { .. })));
         let mut m = small_map();
         m.partitions.pop();
-        assert!(matches!(
-            m.validate(),
-            Err(MapError::WrongPartitionCount { .. })
-        ));
+        assert!(matches!(m.validate(), Err(MapError::WrongPartitionCount { .. })));
         assert!(ClusterMap::new(MAX_PARTITION_BITS + 1).is_err());
     }
 }

@@ -95,14 +95,7 @@ impl ErrorCode {
 
     /// Whether a client may retry the same request later and expect it to succeed.
     pub fn is_retryable(self) -> bool {
-        matches!(
-            self,
-            ErrorCode::Unavailable
-                | ErrorCode::NotLeader
-                | ErrorCode::Timeout
-                | ErrorCode::StaleEpoch
-                | ErrorCode::NotReady
-        )
+        matches!(self, ErrorCode::Unavailable | ErrorCode::NotLeader | ErrorCode::Timeout | ErrorCode::StaleEpoch | ErrorCode::NotReady)
     }
 }
 
@@ -140,10 +133,7 @@ pub struct WireError {
 impl WireError {
     /// Builds an error from a code and a message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        WireError {
-            code,
-            message: message.into(),
-        }
+        WireError { code, message: message.into() }
     }
 }
 

@@ -120,10 +120,7 @@ pub fn encode_header(kind: FrameKind, payload_len: u32) -> [u8; HEADER_LEN] {
 /// Decodes and checks a header against `max_payload`.
 pub fn decode_header(bytes: &[u8], max_payload: u32) -> Result<FrameHeader, FrameError> {
     if bytes.len() < HEADER_LEN {
-        return Err(FrameError::Truncated {
-            needed: HEADER_LEN,
-            got: bytes.len(),
-        });
+        return Err(FrameError::Truncated { needed: HEADER_LEN, got: bytes.len() });
     }
     let magic = [bytes[0], bytes[1], bytes[2], bytes[3]];
     if magic != MAGIC {
@@ -139,16 +136,9 @@ pub fn decode_header(bytes: &[u8], max_payload: u32) -> Result<FrameHeader, Fram
     }
     let payload_len = u32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
     if payload_len > max_payload {
-        return Err(FrameError::TooLarge {
-            len: u64::from(payload_len),
-            max: u64::from(max_payload),
-        });
+        return Err(FrameError::TooLarge { len: u64::from(payload_len), max: u64::from(max_payload) });
     }
-    Ok(FrameHeader {
-        version,
-        kind,
-        payload_len,
-    })
+    Ok(FrameHeader { version, kind, payload_len })
 }
 
 /// Encodes `msg` as a complete frame (header and payload).
@@ -165,8 +155,7 @@ pub fn encode<T: Serialize>(kind: FrameKind, msg: &T) -> Vec<u8> {
 
 /// Decodes a payload (the bytes after a header) into a message; the whole payload must be consumed.
 pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, FrameError> {
-    let (msg, rest) =
-        postcard::take_from_bytes(payload).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    let (msg, rest) = postcard::take_from_bytes(payload).map_err(|e| FrameError::Malformed(e.to_string()))?;
     if !rest.is_empty() {
         return Err(FrameError::TrailingBytes(rest.len()));
     }
@@ -174,24 +163,14 @@ pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, FrameErr
 }
 
 /// Decodes one complete frame of `expected` kind from the front of `bytes`; returns it and the bytes consumed.
-pub fn decode<T: DeserializeOwned>(
-    bytes: &[u8],
-    expected: FrameKind,
-    max_payload: u32,
-) -> Result<(T, usize), FrameError> {
+pub fn decode<T: DeserializeOwned>(bytes: &[u8], expected: FrameKind, max_payload: u32) -> Result<(T, usize), FrameError> {
     let header = decode_header(bytes, max_payload)?;
     if header.kind != expected {
-        return Err(FrameError::WrongKind {
-            expected,
-            got: header.kind,
-        });
+        return Err(FrameError::WrongKind { expected, got: header.kind });
     }
     let end = HEADER_LEN + header.payload_len as usize;
     if bytes.len() < end {
-        return Err(FrameError::Truncated {
-            needed: end,
-            got: bytes.len(),
-        });
+        return Err(FrameError::Truncated { needed: end, got: bytes.len() });
     }
     Ok((decode_payload(&bytes[HEADER_LEN..end])?, end))
 }
@@ -202,14 +181,7 @@ mod tests {
     use crate::message::{Request, RequestEnvelope};
 
     fn ping() -> Vec<u8> {
-        encode(
-            FrameKind::Request,
-            &RequestEnvelope {
-                auth: None,
-                body_len: 0,
-                request: Request::Ping,
-            },
-        )
+        encode(FrameKind::Request, &RequestEnvelope { auth: None, body_len: 0, request: Request::Ping })
     }
 
     #[test]
@@ -225,16 +197,10 @@ mod tests {
         let good = ping();
         let mut b = good.clone();
         b[0] = b'X';
-        assert!(matches!(
-            decode_header(&b, 1024),
-            Err(FrameError::BadMagic(_))
-        ));
+        assert!(matches!(decode_header(&b, 1024), Err(FrameError::BadMagic(_))));
         let mut b = good.clone();
         b[5] = 9;
-        assert_eq!(
-            decode_header(&b, 1024),
-            Err(FrameError::UnsupportedVersion { got: 9 })
-        );
+        assert_eq!(decode_header(&b, 1024), Err(FrameError::UnsupportedVersion { got: 9 }));
         let mut b = good.clone();
         b[6] = 7;
         assert_eq!(decode_header(&b, 1024), Err(FrameError::UnknownKind(7)));
@@ -243,22 +209,10 @@ mod tests {
         assert_eq!(decode_header(&b, 1024), Err(FrameError::ReservedFlags(1)));
         let mut b = good.clone();
         b[8..12].copy_from_slice(&u32::MAX.to_be_bytes());
-        assert!(matches!(
-            decode_header(&b, 1024),
-            Err(FrameError::TooLarge { .. })
-        ));
-        assert!(matches!(
-            decode::<RequestEnvelope>(&good[..good.len() - 1], FrameKind::Request, 1024),
-            Err(FrameError::Truncated { .. })
-        ));
-        assert!(matches!(
-            decode::<RequestEnvelope>(&good, FrameKind::Response, 1024),
-            Err(FrameError::WrongKind { .. })
-        ));
-        assert!(matches!(
-            decode_header(&good[..5], 1024),
-            Err(FrameError::Truncated { .. })
-        ));
+        assert!(matches!(decode_header(&b, 1024), Err(FrameError::TooLarge { .. })));
+        assert!(matches!(decode::<RequestEnvelope>(&good[..good.len() - 1], FrameKind::Request, 1024), Err(FrameError::Truncated { .. })));
+        assert!(matches!(decode::<RequestEnvelope>(&good, FrameKind::Response, 1024), Err(FrameError::WrongKind { .. })));
+        assert!(matches!(decode_header(&good[..5], 1024), Err(FrameError::Truncated { .. })));
     }
 
     #[test]
@@ -267,15 +221,9 @@ mod tests {
         b.push(0);
         let len = (b.len() - HEADER_LEN) as u32;
         b[8..12].copy_from_slice(&len.to_be_bytes());
-        assert!(matches!(
-            decode::<RequestEnvelope>(&b, FrameKind::Request, 1024),
-            Err(FrameError::TrailingBytes(1))
-        ));
+        assert!(matches!(decode::<RequestEnvelope>(&b, FrameKind::Request, 1024), Err(FrameError::TrailingBytes(1))));
         let mut b = encode_header(FrameKind::Request, 3).to_vec();
         b.extend_from_slice(&[0xff, 0xff, 0xff]);
-        assert!(matches!(
-            decode::<RequestEnvelope>(&b, FrameKind::Request, 1024),
-            Err(FrameError::Malformed(_))
-        ));
+        assert!(matches!(decode::<RequestEnvelope>(&b, FrameKind::Request, 1024), Err(FrameError::Malformed(_))));
     }
 }

@@ -15,14 +15,8 @@ pub mod message;
 pub mod status;
 
 pub use auth::{Role, RoleSet, Secret};
-pub use cluster_map::{
-    ClusterMap, EcProfile, Generation, GenerationState, NodeDescriptor, NodeSet, NodeState,
-    PartitionPlacement,
-};
+pub use cluster_map::{ClusterMap, EcProfile, Generation, GenerationState, NodeDescriptor, NodeSet, NodeState, PartitionPlacement};
 pub use error::{ErrorCode, WireError};
 pub use frame::{FrameError, FrameHeader, FrameKind, MAX_FRAME_BYTES_DEFAULT, PROTOCOL_VERSION};
 pub use ids::{ChunkId, Epoch, GenerationId, NodeId, PartitionId, ShardIndex, TenantId};
-pub use message::{
-    NodeAnnouncement, RaftRpc, Request, RequestEnvelope, Response, ResponseEnvelope, ShardHeader,
-    ShardKey,
-};
+pub use message::{NodeAnnouncement, RaftRpc, Request, RequestEnvelope, Response, ResponseEnvelope, ShardHeader, ShardKey};

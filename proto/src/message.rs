@@ -63,12 +63,7 @@ impl ShardHeader {
 
     /// The checksum of shard `index` of a stripe: BLAKE3 over the profile, blob length, index and bytes, so a
     /// shard moved to the wrong slot or paired with the wrong header fails verification too.
-    pub fn checksum_of(
-        profile: EcProfile,
-        blob_len: u64,
-        index: ShardIndex,
-        data: &[u8],
-    ) -> [u8; 32] {
+    pub fn checksum_of(profile: EcProfile, blob_len: u64, index: ShardIndex, data: &[u8]) -> [u8; 32] {
         let mut h = blake3::Hasher::new_derive_key(Self::CHECKSUM_CONTEXT);
         h.update(&[profile.data_shards, profile.parity_shards, index]);
         h.update(&blob_len.to_le_bytes());
@@ -78,11 +73,7 @@ impl ShardHeader {
 
     /// Builds the header of shard `index` holding `data`.
     pub fn for_shard(profile: EcProfile, blob_len: u64, index: ShardIndex, data: &[u8]) -> Self {
-        ShardHeader {
-            profile,
-            blob_len,
-            checksum: Self::checksum_of(profile, blob_len, index, data),
-        }
+        ShardHeader { profile, blob_len, checksum: Self::checksum_of(profile, blob_len, index, data) }
     }
 
     /// Whether `data` is shard `index` as this header describes it.
@@ -243,13 +234,9 @@ impl Request {
             Request::GetShard { .. } => "get_shard",
             Request::HasShards { .. } => "has_shards",
             Request::DeleteShard { .. } => "delete_shard",
-            Request::Raft {
-                rpc: RaftRpc::AppendEntries,
-            } => "raft_append",
+            Request::Raft { rpc: RaftRpc::AppendEntries } => "raft_append",
             Request::Raft { rpc: RaftRpc::Vote } => "raft_vote",
-            Request::Raft {
-                rpc: RaftRpc::InstallSnapshot,
-            } => "raft_snapshot",
+            Request::Raft { rpc: RaftRpc::InstallSnapshot } => "raft_snapshot",
             Request::Meta => "meta",
         }
     }
@@ -270,13 +257,7 @@ impl Request {
 
     /// Whether the request carries a body.
     pub fn has_body(&self) -> bool {
-        matches!(
-            self,
-            Request::PutBlob { .. }
-                | Request::PutShard { .. }
-                | Request::Raft { .. }
-                | Request::Meta
-        )
+        matches!(self, Request::PutBlob { .. } | Request::PutShard { .. } | Request::Raft { .. } | Request::Meta)
     }
 }
 
@@ -289,6 +270,10 @@ pub enum Response {
         node_id: NodeId,
         /// Its protocol version.
         protocol_version: u16,
+        /// Shards it stores.
+        shards: u64,
+        /// Bytes of shard data it stores.
+        bytes: u64,
     },
     /// Answer to `GetClusterMap`: `None` when the caller's epoch is current.
     ClusterMap(Option<Box<ClusterMap>>),
@@ -361,9 +346,7 @@ mod tests {
         let id = any::<[u8; 32]>().prop_map(ChunkId);
         prop_oneof![
             Just(Request::Ping),
-            any::<u64>().prop_map(|e| Request::GetClusterMap {
-                known_epoch: Epoch(e)
-            }),
+            any::<u64>().prop_map(|e| Request::GetClusterMap { known_epoch: Epoch(e) }),
             proptest::collection::vec(id.clone(), 0..50).prop_map(|ids| Request::HasBlobs { ids }),
             id.clone().prop_map(|id| Request::PutBlob { id }),
             (".{0,40}", any::<u64>()).prop_map(|(label, t)| Request::CreateToken {
@@ -372,21 +355,10 @@ mod tests {
                 ttl_secs: Some(t),
                 label
             }),
-            (id, any::<u32>(), any::<u64>(), any::<u8>(), any::<u64>()).prop_map(
-                |(chunk, p, t, i, len)| Request::PutShard {
-                    key: ShardKey {
-                        partition: PartitionId(p),
-                        tenant: TenantId(t),
-                        chunk,
-                        index: i
-                    },
-                    header: ShardHeader {
-                        profile: EcProfile::DEFAULT,
-                        blob_len: len,
-                        checksum: [7; 32]
-                    },
-                }
-            ),
+            (id, any::<u32>(), any::<u64>(), any::<u8>(), any::<u64>()).prop_map(|(chunk, p, t, i, len)| Request::PutShard {
+                key: ShardKey { partition: PartitionId(p), tenant: TenantId(t), chunk, index: i },
+                header: ShardHeader { profile: EcProfile::DEFAULT, blob_len: len, checksum: [7; 32] },
+            }),
         ]
     }
 
@@ -417,28 +389,13 @@ mod tests {
     #[test]
     fn responses_round_trip() {
         let cases = vec![
-            ResponseEnvelope {
-                body_len: 0,
-                result: Ok(Response::HasBlobs {
-                    present: vec![true, false],
-                }),
-            },
-            ResponseEnvelope {
-                body_len: 9,
-                result: Ok(Response::Blob),
-            },
-            ResponseEnvelope {
-                body_len: 0,
-                result: Err(WireError::new(
-                    crate::ErrorCode::NoSpace,
-                    "disk full on node-3",
-                )),
-            },
+            ResponseEnvelope { body_len: 0, result: Ok(Response::HasBlobs { present: vec![true, false] }) },
+            ResponseEnvelope { body_len: 9, result: Ok(Response::Blob) },
+            ResponseEnvelope { body_len: 0, result: Err(WireError::new(crate::ErrorCode::NoSpace, "disk full on node-3")) },
         ];
         for env in cases {
             let bytes = encode(FrameKind::Response, &env);
-            let (back, _): (ResponseEnvelope, usize) =
-                decode(&bytes, FrameKind::Response, 1 << 20).unwrap();
+            let (back, _): (ResponseEnvelope, usize) = decode(&bytes, FrameKind::Response, 1 << 20).unwrap();
             assert_eq!(back, env);
         }
     }
@@ -447,11 +404,6 @@ mod tests {
     fn internal_requests_are_flagged() {
         assert!(Request::Meta.is_internal());
         assert!(!Request::HasBlobs { ids: vec![] }.is_internal());
-        assert!(
-            Request::PutBlob {
-                id: ChunkId([0; 32])
-            }
-            .has_body()
-        );
+        assert!(Request::PutBlob { id: ChunkId([0; 32]) }.has_body());
     }
 }

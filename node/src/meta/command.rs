@@ -5,10 +5,7 @@
 //! epoch) are results, not errors: the log entry is committed either way and every replica refuses alike.
 
 use serde::{Deserialize, Serialize};
-use strata_proto::{
-    EcProfile, Epoch, ErrorCode, NodeAnnouncement, NodeId, PartitionPlacement, RoleSet, TenantId,
-    WireError,
-};
+use strata_proto::{EcProfile, Epoch, ErrorCode, NodeAnnouncement, NodeId, PartitionPlacement, RoleSet, TenantId, WireError};
 
 /// Digest of a bearer secret (see `strata_proto::Secret::digest`).
 pub type Digest = [u8; 32];

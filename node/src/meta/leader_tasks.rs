@@ -32,12 +32,18 @@ pub async fn run(meta: Meta, mut shutdown: watch::Receiver<bool>) {
         if meta.leader() != Some(meta.node_id().0) {
             continue;
         }
-        reconcile_membership(&meta).await;
+        // Several membership steps may be due at once (a whole cluster starting): take them back to back.
+        for _ in 0..16 {
+            if !reconcile_membership(&meta).await {
+                break;
+            }
+        }
         ensure_placement(&meta).await;
     }
 }
 
-async fn reconcile_membership(meta: &Meta) {
+/// Carries out the next membership step; returns whether one was carried out successfully.
+async fn reconcile_membership(meta: &Meta) -> bool {
     let (voters, learners, views) = {
         let metrics = meta.raft.metrics();
         let m = metrics.borrow();
@@ -49,10 +55,7 @@ async fn reconcile_membership(meta: &Meta) {
             if id == meta.node_id().0 {
                 return true;
             }
-            m.replication
-                .as_ref()
-                .and_then(|r| r.get(&id).copied().flatten())
-                .is_some_and(|l| l.index + CAUGHT_UP_SLACK >= last)
+            m.replication.as_ref().and_then(|r| r.get(&id).copied().flatten()).is_some_and(|l| l.index + CAUGHT_UP_SLACK >= last)
         };
         let views: Vec<MemberView> = meta.reader.read(|s| {
             s.map
@@ -70,23 +73,19 @@ async fn reconcile_membership(meta: &Meta) {
         (voters, learners, views)
     };
     let Some(step) = membership::plan(&voters, &learners, &views) else {
-        return;
+        return false;
     };
     tracing::info!(?step, "raft membership change");
     let result = match step {
-        MembershipStep::AddLearner { id, addr } => meta
-            .raft
-            .add_learner(id, BasicNode { addr }, false)
-            .await
-            .map(|_| ()),
-        MembershipStep::SetVoters(v) => meta
-            .raft
-            .change_membership(ChangeMembers::ReplaceAllVoters(v), true)
-            .await
-            .map(|_| ()),
+        MembershipStep::AddLearner { id, addr } => meta.raft.add_learner(id, BasicNode { addr }, false).await.map(|_| ()),
+        MembershipStep::SetVoters(v) => meta.raft.change_membership(ChangeMembers::ReplaceAllVoters(v), true).await.map(|_| ()),
     };
-    if let Err(e) = result {
-        tracing::warn!(error = %e, "raft membership change failed; will retry");
+    match result {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "raft membership change failed; will retry");
+            false
+        }
     }
 }
 
@@ -96,12 +95,8 @@ async fn ensure_placement(meta: &Meta) {
         if map.is_placed() {
             return;
         }
-        let input = PlacementInput {
-            previous: &[],
-            partition_count: map.partition_count(),
-            nodes: &map.nodes,
-            generations: &map.generations,
-        };
+        let input =
+            PlacementInput { previous: &[], partition_count: map.partition_count(), nodes: &map.nodes, generations: &map.generations };
         match placement::plan(input) {
             Ok(plan) => (map.epoch, plan.sets),
             Err(e) => {
@@ -110,20 +105,8 @@ async fn ensure_placement(meta: &Meta) {
             }
         }
     };
-    let partitions = sets
-        .into_iter()
-        .map(|current: NodeSet| PartitionPlacement {
-            current,
-            target: None,
-        })
-        .collect();
-    match meta
-        .write(MetaCommand::SetPlacement {
-            expected_epoch: epoch,
-            partitions,
-        })
-        .await
-    {
+    let partitions = sets.into_iter().map(|current: NodeSet| PartitionPlacement { current, target: None }).collect();
+    match meta.write(MetaCommand::SetPlacement { expected_epoch: epoch, partitions }).await {
         Ok(r) => tracing::info!(?r, "initial placement committed"),
         Err(e) => tracing::warn!(error = %e, "initial placement not committed; will retry"),
     }

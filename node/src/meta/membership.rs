@@ -45,55 +45,25 @@ pub fn target_voters(eligible: usize) -> usize {
 }
 
 /// The next membership change, if any.
-pub fn plan(
-    voters: &BTreeSet<u64>,
-    learners: &BTreeSet<u64>,
-    nodes: &[MemberView],
-) -> Option<MembershipStep> {
-    if let Some(n) = nodes
-        .iter()
-        .find(|n| n.eligible && !voters.contains(&n.id) && !learners.contains(&n.id))
-    {
-        return Some(MembershipStep::AddLearner {
-            id: n.id,
-            addr: n.addr.clone(),
-        });
+pub fn plan(voters: &BTreeSet<u64>, learners: &BTreeSet<u64>, nodes: &[MemberView]) -> Option<MembershipStep> {
+    if let Some(n) = nodes.iter().find(|n| n.eligible && !voters.contains(&n.id) && !learners.contains(&n.id)) {
+        return Some(MembershipStep::AddLearner { id: n.id, addr: n.addr.clone() });
     }
     let eligible: Vec<&MemberView> = nodes.iter().filter(|n| n.eligible).collect();
     let target = target_voters(eligible.len());
-    let mut desired: BTreeSet<u64> = voters
-        .iter()
-        .copied()
-        .filter(|v| eligible.iter().any(|n| n.id == *v))
-        .collect();
-    let mut zones: BTreeSet<&str> = eligible
-        .iter()
-        .filter(|n| desired.contains(&n.id))
-        .map(|n| n.zone.as_str())
-        .collect();
-    let mut candidates: Vec<&MemberView> = eligible
-        .iter()
-        .copied()
-        .filter(|n| n.caught_up && !desired.contains(&n.id))
-        .collect();
+    let mut desired: BTreeSet<u64> = voters.iter().copied().filter(|v| eligible.iter().any(|n| n.id == *v)).collect();
+    let mut zones: BTreeSet<&str> = eligible.iter().filter(|n| desired.contains(&n.id)).map(|n| n.zone.as_str()).collect();
+    let mut candidates: Vec<&MemberView> = eligible.iter().copied().filter(|n| n.caught_up && !desired.contains(&n.id)).collect();
     while desired.len() < target && !candidates.is_empty() {
         // Prefer a zone with no voter yet, then the lowest id.
-        let pick = candidates
-            .iter()
-            .position(|n| !zones.contains(n.zone.as_str()))
-            .unwrap_or(0);
+        let pick = candidates.iter().position(|n| !zones.contains(n.zone.as_str())).unwrap_or(0);
         let n = candidates.remove(pick);
         desired.insert(n.id);
         zones.insert(&n.zone);
     }
     if desired.len() % 2 == 0 && desired.len() > 1 {
         // Never run with an even number of voters: drop the last addition (or a surplus voter).
-        let drop = desired
-            .iter()
-            .copied()
-            .rev()
-            .find(|v| !voters.contains(v))
-            .or_else(|| desired.iter().copied().next_back());
+        let drop = desired.iter().copied().rev().find(|v| !voters.contains(v)).or_else(|| desired.iter().copied().next_back());
         if let Some(d) = drop {
             desired.remove(&d);
         }
@@ -106,13 +76,7 @@ mod tests {
     use super::*;
 
     fn view(id: u64, zone: &str) -> MemberView {
-        MemberView {
-            id,
-            addr: format!("a{id}"),
-            zone: zone.into(),
-            eligible: true,
-            caught_up: true,
-        }
+        MemberView { id, addr: format!("a{id}"), zone: zone.into(), eligible: true, caught_up: true }
     }
 
     fn set(ids: &[u64]) -> BTreeSet<u64> {
@@ -122,25 +86,15 @@ mod tests {
     #[test]
     fn new_nodes_join_as_learners_first() {
         let nodes = vec![view(1, "a"), view(2, "b")];
-        assert_eq!(
-            plan(&set(&[1]), &set(&[]), &nodes),
-            Some(MembershipStep::AddLearner {
-                id: 2,
-                addr: "a2".into()
-            })
-        );
+        assert_eq!(plan(&set(&[1]), &set(&[]), &nodes), Some(MembershipStep::AddLearner { id: 2, addr: "a2".into() }));
     }
 
     #[test]
     fn grows_to_three_then_five_voters_across_zones() {
-        let nodes: Vec<_> = (1..=6)
-            .map(|i| view(i, if i <= 3 { "a" } else { "b" }))
-            .collect();
+        let nodes: Vec<_> = (1..=6).map(|i| view(i, if i <= 3 { "a" } else { "b" })).collect();
         let all = set(&[1, 2, 3, 4, 5, 6]);
         let step = plan(&set(&[1]), &all, &nodes).unwrap();
-        let MembershipStep::SetVoters(v) = step else {
-            panic!("{step:?}")
-        };
+        let MembershipStep::SetVoters(v) = step else { panic!("{step:?}") };
         assert_eq!(v.len(), 5);
         assert!(v.contains(&4), "a voter in zone b: {v:?}");
         assert_eq!(plan(&v, &all, &nodes), None);
@@ -152,10 +106,7 @@ mod tests {
         nodes[3].caught_up = false;
         nodes[4].caught_up = false;
         let learners = set(&[1, 2, 3, 4, 5]);
-        assert_eq!(
-            plan(&set(&[1]), &learners, &nodes),
-            Some(MembershipStep::SetVoters(set(&[1, 2, 3])))
-        );
+        assert_eq!(plan(&set(&[1]), &learners, &nodes), Some(MembershipStep::SetVoters(set(&[1, 2, 3]))));
         nodes[3].caught_up = true;
         // Four voters would be even: wait for the fifth.
         assert_eq!(plan(&set(&[1, 2, 3]), &learners, &nodes), None);

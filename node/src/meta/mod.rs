@@ -58,9 +58,7 @@ impl MetaError {
     pub fn to_wire(&self) -> WireError {
         match self {
             MetaError::Rejected(e) => e.clone(),
-            MetaError::NoLeader(_) | MetaError::Forward(_) => {
-                WireError::new(ErrorCode::Unavailable, self.to_string())
-            }
+            MetaError::NoLeader(_) | MetaError::Forward(_) => WireError::new(ErrorCode::Unavailable, self.to_string()),
             _ => WireError::new(ErrorCode::Internal, self.to_string()),
         }
     }
@@ -127,15 +125,8 @@ impl Meta {
         let sm = StateMachineStore::open(db).map_err(|e| MetaError::Storage(e.to_string()))?;
         let reader = sm.reader();
         let network = RaftNetworkFactoryImpl::new(pool.clone());
-        let raft = Raft::new(node_id.0, Arc::new(config), network, log, sm)
-            .await
-            .map_err(|e| MetaError::Raft(e.to_string()))?;
-        Ok(Meta {
-            raft,
-            reader,
-            node_id,
-            pool,
-        })
+        let raft = Raft::new(node_id.0, Arc::new(config), network, log, sm).await.map_err(|e| MetaError::Raft(e.to_string()))?;
+        Ok(Meta { raft, reader, node_id, pool })
     }
 
     /// This node's id.
@@ -145,24 +136,11 @@ impl Meta {
 
     /// Makes this node the single voter of a new Raft group, unless the group already exists.
     pub async fn initialize_if_new(&self, addr: &str) -> Result<bool, MetaError> {
-        if self
-            .raft
-            .is_initialized()
-            .await
-            .map_err(|e| MetaError::Raft(e.to_string()))?
-        {
+        if self.raft.is_initialized().await.map_err(|e| MetaError::Raft(e.to_string()))? {
             return Ok(false);
         }
-        let members = BTreeMap::from([(
-            self.node_id.0,
-            BasicNode {
-                addr: addr.to_owned(),
-            },
-        )]);
-        self.raft
-            .initialize(members)
-            .await
-            .map_err(|e| MetaError::Raft(e.to_string()))?;
+        let members = BTreeMap::from([(self.node_id.0, BasicNode { addr: addr.to_owned() })]);
+        self.raft.initialize(members).await.map_err(|e| MetaError::Raft(e.to_string()))?;
         Ok(true)
     }
 
@@ -174,10 +152,7 @@ impl Meta {
     fn leader_addr(&self, leader: u64) -> Option<String> {
         let metrics = self.raft.metrics();
         let m = metrics.borrow();
-        m.membership_config
-            .membership()
-            .get_node(&leader)
-            .map(|n| n.addr.clone())
+        m.membership_config.membership().get_node(&leader).map(|n| n.addr.clone())
     }
 
     /// Proposes `cmd` through the leader and returns its result. Refusals become [`MetaError::Rejected`].
@@ -211,10 +186,7 @@ impl Meta {
             let reply = match self.leader() {
                 Some(l) if l == self.node_id.0 => self.handle_as_leader(&req).await,
                 Some(l) => match self.leader_addr(l) {
-                    Some(addr) => self
-                        .forward(&addr, &req)
-                        .await
-                        .unwrap_or_else(|e| ForwardReply::Failed(e.to_string())),
+                    Some(addr) => self.forward(&addr, &req).await.unwrap_or_else(|e| ForwardReply::Failed(e.to_string())),
                     None => ForwardReply::NotLeader(None),
                 },
                 None => ForwardReply::NotLeader(None),
@@ -232,11 +204,7 @@ impl Meta {
 
     async fn forward(&self, addr: &str, req: &ForwardRequest) -> Result<ForwardReply, String> {
         let body = postcard::to_stdvec(req).map_err(|e| e.to_string())?;
-        let reply = self
-            .pool
-            .call(addr, None, Request::Meta, body.into())
-            .await
-            .map_err(|e| e.to_string())?;
+        let reply = self.pool.call(addr, None, Request::Meta, body.into()).await.map_err(|e| e.to_string())?;
         postcard::from_bytes(&reply.body).map_err(|e| format!("malformed forward reply: {e}"))
     }
 
@@ -245,64 +213,36 @@ impl Meta {
         match req {
             ForwardRequest::Write(cmd) => match self.raft.client_write(cmd.clone()).await {
                 Ok(resp) => ForwardReply::Written(resp.data),
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                    ForwardReply::NotLeader(f.leader_id)
-                }
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => ForwardReply::NotLeader(f.leader_id),
                 Err(e) => ForwardReply::Failed(e.to_string()),
             },
             ForwardRequest::ReadIndex => match self.raft.get_read_log_id().await {
                 Ok((read, _applied)) => ForwardReply::ReadIndex(read.map(|l| l.index)),
-                Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(
-                    f,
-                ))) => ForwardReply::NotLeader(f.leader_id),
+                Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => ForwardReply::NotLeader(f.leader_id),
                 Err(e) => ForwardReply::Failed(e.to_string()),
             },
         }
     }
 
     /// Serves a Raft RPC from a peer: decodes the body, runs it, returns the encoded result.
-    pub async fn handle_raft(
-        &self,
-        rpc: strata_proto::RaftRpc,
-        body: &[u8],
-    ) -> Result<Vec<u8>, WireError> {
-        let bad = |e: postcard::Error| {
-            WireError::new(
-                ErrorCode::BadRequest,
-                format!("malformed raft {rpc:?} body: {e}"),
-            )
-        };
+    pub async fn handle_raft(&self, rpc: strata_proto::RaftRpc, body: &[u8]) -> Result<Vec<u8>, WireError> {
+        let bad = |e: postcard::Error| WireError::new(ErrorCode::BadRequest, format!("malformed raft {rpc:?} body: {e}"));
         let encoded = match rpc {
-            strata_proto::RaftRpc::AppendEntries => postcard::to_stdvec(
-                &self
-                    .raft
-                    .append_entries(postcard::from_bytes(body).map_err(bad)?)
-                    .await,
-            ),
-            strata_proto::RaftRpc::Vote => postcard::to_stdvec(
-                &self
-                    .raft
-                    .vote(postcard::from_bytes(body).map_err(bad)?)
-                    .await,
-            ),
-            strata_proto::RaftRpc::InstallSnapshot => postcard::to_stdvec(
-                &self
-                    .raft
-                    .install_snapshot(postcard::from_bytes(body).map_err(bad)?)
-                    .await,
-            ),
+            strata_proto::RaftRpc::AppendEntries => {
+                postcard::to_stdvec(&self.raft.append_entries(postcard::from_bytes(body).map_err(bad)?).await)
+            }
+            strata_proto::RaftRpc::Vote => postcard::to_stdvec(&self.raft.vote(postcard::from_bytes(body).map_err(bad)?).await),
+            strata_proto::RaftRpc::InstallSnapshot => {
+                postcard::to_stdvec(&self.raft.install_snapshot(postcard::from_bytes(body).map_err(bad)?).await)
+            }
         };
         encoded.map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))
     }
 
     /// Serves a `Request::Meta` body.
     pub async fn handle_forward(&self, body: &[u8]) -> Result<Vec<u8>, WireError> {
-        let req: ForwardRequest = postcard::from_bytes(body).map_err(|e| {
-            WireError::new(
-                ErrorCode::BadRequest,
-                format!("malformed metadata request: {e}"),
-            )
-        })?;
+        let req: ForwardRequest =
+            postcard::from_bytes(body).map_err(|e| WireError::new(ErrorCode::BadRequest, format!("malformed metadata request: {e}")))?;
         let reply = self.handle_as_leader(&req).await;
         postcard::to_stdvec(&reply).map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))
     }

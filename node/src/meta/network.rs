@@ -7,13 +7,10 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
-};
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest, VoteResponse,
 };
 use openraft::{AnyError, BasicNode};
 use serde::Serialize;
@@ -40,11 +37,7 @@ impl RaftNetworkFactory<TypeConfig> for RaftNetworkFactoryImpl {
     type Network = PeerLink;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerLink {
-        PeerLink {
-            target,
-            addr: node.addr.clone(),
-            pool: self.pool.clone(),
-        }
+        PeerLink { target, addr: node.addr.clone(), pool: self.pool.clone() }
     }
 }
 
@@ -58,22 +51,14 @@ pub struct PeerLink {
 type RpcResult<T, E> = Result<T, RPCError<u64, BasicNode, RaftError<u64, E>>>;
 
 impl PeerLink {
-    async fn send<Req, Resp, E>(
-        &self,
-        rpc: RaftRpc,
-        req: &Req,
-        option: &RPCOption,
-    ) -> RpcResult<Resp, E>
+    async fn send<Req, Resp, E>(&self, rpc: RaftRpc, req: &Req, option: &RPCOption) -> RpcResult<Resp, E>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let body =
-            postcard::to_stdvec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let call = self
-            .pool
-            .call(&self.addr, None, Request::Raft { rpc }, Bytes::from(body));
+        let body = postcard::to_stdvec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let call = self.pool.call(&self.addr, None, Request::Raft { rpc }, Bytes::from(body));
         let reply = match tokio::time::timeout(option.hard_ttl(), call).await {
             Err(elapsed) => return Err(RPCError::Unreachable(Unreachable::new(&elapsed))),
             Ok(Err(e)) if e.is_unreachable() => {
@@ -82,8 +67,8 @@ impl PeerLink {
             Ok(Err(e)) => return Err(RPCError::Network(NetworkError::new(&e))),
             Ok(Ok(reply)) => reply,
         };
-        let result: Result<Resp, RaftError<u64, E>> = postcard::from_bytes(&reply.body)
-            .map_err(|e| RPCError::Network(NetworkError::new(&AnyError::new(&e))))?;
+        let result: Result<Resp, RaftError<u64, E>> =
+            postcard::from_bytes(&reply.body).map_err(|e| RPCError::Network(NetworkError::new(&AnyError::new(&e))))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
@@ -105,11 +90,7 @@ impl RaftNetwork<TypeConfig> for PeerLink {
         self.send(RaftRpc::InstallSnapshot, &rpc, &option).await
     }
 
-    async fn vote(
-        &mut self,
-        rpc: VoteRequest<u64>,
-        option: RPCOption,
-    ) -> RpcResult<VoteResponse<u64>, openraft::error::Infallible> {
+    async fn vote(&mut self, rpc: VoteRequest<u64>, option: RPCOption) -> RpcResult<VoteResponse<u64>, openraft::error::Infallible> {
         self.send(RaftRpc::Vote, &rpc, &option).await
     }
 }

@@ -8,10 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use strata_proto::cluster_map::{Generation, GenerationState, NodeDescriptor, NodeState};
-use strata_proto::{
-    ClusterMap, Epoch, ErrorCode, GenerationId, NodeAnnouncement, NodeId, PartitionPlacement,
-    RoleSet, TenantId,
-};
+use strata_proto::{ClusterMap, Epoch, ErrorCode, GenerationId, NodeAnnouncement, NodeId, PartitionPlacement, RoleSet, TenantId};
 
 use super::command::{Digest, InitCluster, MetaCommand, MetaResponse};
 
@@ -98,32 +95,17 @@ impl MetaState {
                 self.next_node_id += 1;
                 MetaResponse::NodeId(id)
             }
-            MetaCommand::CreateJoinToken {
-                digest,
-                expires_at_ms,
-            } => {
+            MetaCommand::CreateJoinToken { digest, expires_at_ms } => {
                 self.join_tokens.insert(*digest, *expires_at_ms);
                 MetaResponse::Ok
             }
-            MetaCommand::ConsumeJoinToken { digest, now_ms } => {
-                self.consume_join_token(digest, *now_ms)
-            }
+            MetaCommand::ConsumeJoinToken { digest, now_ms } => self.consume_join_token(digest, *now_ms),
             MetaCommand::CreateTenant { name, now_ms } => self.create_tenant(name, *now_ms),
-            MetaCommand::CreateToken {
-                digest,
-                tenant,
-                roles,
-                expires_at_ms,
-                label,
-                now_ms,
-            } => {
+            MetaCommand::CreateToken { digest, tenant, roles, expires_at_ms, label, now_ms } => {
                 if let Some(t) = tenant
                     && !self.tenants.contains_key(t)
                 {
-                    return MetaResponse::reject(
-                        ErrorCode::NotFound,
-                        format!("{t} does not exist"),
-                    );
+                    return MetaResponse::reject(ErrorCode::NotFound, format!("{t} does not exist"));
                 }
                 let record = TokenRecord {
                     tenant: *tenant,
@@ -135,10 +117,7 @@ impl MetaState {
                 self.tokens.insert(*digest, record);
                 MetaResponse::Ok
             }
-            MetaCommand::SetPlacement {
-                expected_epoch,
-                partitions,
-            } => self.set_placement(*expected_epoch, partitions),
+            MetaCommand::SetPlacement { expected_epoch, partitions } => self.set_placement(*expected_epoch, partitions),
             MetaCommand::Noop => MetaResponse::Ok,
         }
     }
@@ -155,12 +134,8 @@ impl MetaState {
             return MetaResponse::reject(ErrorCode::BadRequest, e.to_string());
         }
         self.map = map;
-        let g = Generation {
-            id: GenerationId(1),
-            name: init.generation_name.clone(),
-            profile: init.profile,
-            state: GenerationState::Active,
-        };
+        let g =
+            Generation { id: GenerationId(1), name: init.generation_name.clone(), profile: init.profile, state: GenerationState::Active };
         self.map.generations.insert(g.id, g);
         self.map.epoch = Epoch(1);
         let operator = TokenRecord {
@@ -177,36 +152,24 @@ impl MetaState {
 
     fn register_node(&mut self, a: &NodeAnnouncement) -> MetaResponse {
         let Some(generation) = self.map.generation_by_name(&a.generation).map(|g| g.id) else {
-            return MetaResponse::reject(
-                ErrorCode::NotFound,
-                format!("generation {:?} does not exist", a.generation),
-            );
+            return MetaResponse::reject(ErrorCode::NotFound, format!("generation {:?} does not exist", a.generation));
         };
         if a.id.0 == 0 {
             return MetaResponse::reject(ErrorCode::BadRequest, "node id 0 is reserved");
         }
         let updated = match self.map.nodes.get(&a.id) {
             Some(existing) if existing.state == NodeState::Removed => {
-                return MetaResponse::reject(
-                    ErrorCode::Conflict,
-                    format!("{} was removed from the cluster and cannot rejoin", a.id),
-                );
+                return MetaResponse::reject(ErrorCode::Conflict, format!("{} was removed from the cluster and cannot rejoin", a.id));
             }
             Some(existing) if existing.generation != generation => {
                 return MetaResponse::reject(
                     ErrorCode::Conflict,
-                    format!(
-                        "{} belongs to another generation; a node cannot change generation",
-                        a.id
-                    ),
+                    format!("{} belongs to another generation; a node cannot change generation", a.id),
                 );
             }
-            Some(existing) => NodeDescriptor {
-                addr: a.addr.clone(),
-                zone: a.zone.clone(),
-                capacity_bytes: a.capacity_bytes,
-                ..existing.clone()
-            },
+            Some(existing) => {
+                NodeDescriptor { addr: a.addr.clone(), zone: a.zone.clone(), capacity_bytes: a.capacity_bytes, ..existing.clone() }
+            }
             None => NodeDescriptor {
                 id: a.id,
                 addr: a.addr.clone(),
@@ -226,14 +189,10 @@ impl MetaState {
 
     fn consume_join_token(&mut self, digest: &Digest, now_ms: u64) -> MetaResponse {
         match self.join_tokens.remove(digest) {
-            None => MetaResponse::reject(
-                ErrorCode::Unauthenticated,
-                "unknown or already used join token",
-            ),
-            Some(expiry) if expiry <= now_ms => MetaResponse::reject(
-                ErrorCode::TokenExpired,
-                "the join token has expired; create a new one",
-            ),
+            None => MetaResponse::reject(ErrorCode::Unauthenticated, "unknown or already used join token"),
+            Some(expiry) if expiry <= now_ms => {
+                MetaResponse::reject(ErrorCode::TokenExpired, "the join token has expired; create a new one")
+            }
             Some(_) => MetaResponse::Ok,
         }
     }
@@ -243,36 +202,17 @@ impl MetaState {
             return MetaResponse::reject(ErrorCode::BadRequest, "tenant names are 1 to 128 bytes");
         }
         if self.tenants.values().any(|t| t.name == name) {
-            return MetaResponse::reject(
-                ErrorCode::Conflict,
-                format!("a tenant named {name:?} already exists"),
-            );
+            return MetaResponse::reject(ErrorCode::Conflict, format!("a tenant named {name:?} already exists"));
         }
         let id = TenantId(self.next_tenant_id);
         self.next_tenant_id += 1;
-        self.tenants.insert(
-            id,
-            TenantRecord {
-                name: name.into(),
-                created_at_ms: now_ms,
-            },
-        );
+        self.tenants.insert(id, TenantRecord { name: name.into(), created_at_ms: now_ms });
         MetaResponse::TenantId(id)
     }
 
-    fn set_placement(
-        &mut self,
-        expected: Epoch,
-        partitions: &[PartitionPlacement],
-    ) -> MetaResponse {
+    fn set_placement(&mut self, expected: Epoch, partitions: &[PartitionPlacement]) -> MetaResponse {
         if expected != self.map.epoch {
-            return MetaResponse::reject(
-                ErrorCode::StaleEpoch,
-                format!(
-                    "placement computed at {expected}, map is at {}",
-                    self.map.epoch
-                ),
-            );
+            return MetaResponse::reject(ErrorCode::StaleEpoch, format!("placement computed at {expected}, map is at {}", self.map.epoch));
         }
         let mut next = self.map.clone();
         next.partitions = partitions.to_vec();
@@ -302,21 +242,13 @@ impl MetaState {
 
     /// Decodes a snapshot produced by [`MetaState::encode`].
     pub fn decode(bytes: &[u8]) -> Result<MetaState, String> {
-        let (version, rest) = bytes
-            .split_at_checked(4)
-            .ok_or("snapshot shorter than its version header")?;
+        let (version, rest) = bytes.split_at_checked(4).ok_or("snapshot shorter than its version header")?;
         let version = u32::from_le_bytes(version.try_into().map_err(|_| "bad version header")?);
         if version != STATE_FORMAT_VERSION {
-            return Err(format!(
-                "snapshot format version {version} is not supported (this build reads {STATE_FORMAT_VERSION})"
-            ));
+            return Err(format!("snapshot format version {version} is not supported (this build reads {STATE_FORMAT_VERSION})"));
         }
-        let state: MetaState =
-            postcard::from_bytes(rest).map_err(|e| format!("snapshot is malformed: {e}"))?;
-        state
-            .map
-            .validate()
-            .map_err(|e| format!("snapshot holds an invalid cluster map: {e}"))?;
+        let state: MetaState = postcard::from_bytes(rest).map_err(|e| format!("snapshot is malformed: {e}"))?;
+        state.map.validate().map_err(|e| format!("snapshot holds an invalid cluster map: {e}"))?;
         Ok(state)
     }
 }
@@ -332,10 +264,7 @@ mod tests {
             cluster_name: "c".into(),
             partition_bits: 2,
             generation_name: "gen-a".into(),
-            profile: EcProfile {
-                data_shards: 2,
-                parity_shards: 1,
-            },
+            profile: EcProfile { data_shards: 2, parity_shards: 1 },
             operator_token: [1; 32],
             now_ms: 5,
         };
@@ -356,18 +285,13 @@ mod tests {
     #[test]
     fn commands_before_init_are_refused() {
         let mut s = MetaState::default();
-        assert!(
-            matches!(s.apply(&announce(1)), MetaResponse::Rejected(e) if e.code == ErrorCode::NotReady)
-        );
+        assert!(matches!(s.apply(&announce(1)), MetaResponse::Rejected(e) if e.code == ErrorCode::NotReady));
     }
 
     #[test]
     fn init_only_once_and_grants_operator() {
         let mut s = initialised();
-        assert_eq!(
-            s.token(&[1; 32], 0).unwrap().roles,
-            RoleSet::of(&[Role::Operator])
-        );
+        assert_eq!(s.token(&[1; 32], 0).unwrap().roles, RoleSet::of(&[Role::Operator]));
         let again = InitCluster {
             cluster_name: "d".into(),
             partition_bits: 1,
@@ -376,9 +300,7 @@ mod tests {
             operator_token: [2; 32],
             now_ms: 0,
         };
-        assert!(
-            matches!(s.apply(&MetaCommand::Init(again)), MetaResponse::Rejected(e) if e.code == ErrorCode::Conflict)
-        );
+        assert!(matches!(s.apply(&MetaCommand::Init(again)), MetaResponse::Rejected(e) if e.code == ErrorCode::Conflict));
     }
 
     #[test]
@@ -396,29 +318,15 @@ mod tests {
         if let MetaCommand::RegisterNode(a) = &mut wrong_gen {
             a.generation = "nope".into();
         }
-        assert!(
-            matches!(s.apply(&wrong_gen), MetaResponse::Rejected(e) if e.code == ErrorCode::NotFound)
-        );
+        assert!(matches!(s.apply(&wrong_gen), MetaResponse::Rejected(e) if e.code == ErrorCode::NotFound));
     }
 
     #[test]
     fn join_tokens_are_single_use_and_expire() {
         let mut s = initialised();
-        s.apply(&MetaCommand::CreateJoinToken {
-            digest: [7; 32],
-            expires_at_ms: 100,
-        });
-        s.apply(&MetaCommand::CreateJoinToken {
-            digest: [8; 32],
-            expires_at_ms: 100,
-        });
-        assert_eq!(
-            s.apply(&MetaCommand::ConsumeJoinToken {
-                digest: [7; 32],
-                now_ms: 50
-            }),
-            MetaResponse::Ok
-        );
+        s.apply(&MetaCommand::CreateJoinToken { digest: [7; 32], expires_at_ms: 100 });
+        s.apply(&MetaCommand::CreateJoinToken { digest: [8; 32], expires_at_ms: 100 });
+        assert_eq!(s.apply(&MetaCommand::ConsumeJoinToken { digest: [7; 32], now_ms: 50 }), MetaResponse::Ok);
         assert!(
             matches!(s.apply(&MetaCommand::ConsumeJoinToken { digest: [7; 32], now_ms: 50 }), MetaResponse::Rejected(e) if e.code == ErrorCode::Unauthenticated)
         );
@@ -430,12 +338,7 @@ mod tests {
     #[test]
     fn tenants_and_tokens() {
         let mut s = initialised();
-        let MetaResponse::TenantId(t) = s.apply(&MetaCommand::CreateTenant {
-            name: "alice".into(),
-            now_ms: 1,
-        }) else {
-            panic!()
-        };
+        let MetaResponse::TenantId(t) = s.apply(&MetaCommand::CreateTenant { name: "alice".into(), now_ms: 1 }) else { panic!() };
         assert!(
             matches!(s.apply(&MetaCommand::CreateTenant { name: "alice".into(), now_ms: 1 }), MetaResponse::Rejected(e) if e.code == ErrorCode::Conflict)
         );
@@ -447,10 +350,7 @@ mod tests {
             label: "laptop".into(),
             now_ms: 1,
         };
-        assert!(matches!(
-            s.apply(&token(Some(TenantId(99)), None)),
-            MetaResponse::Rejected(_)
-        ));
+        assert!(matches!(s.apply(&token(Some(TenantId(99)), None)), MetaResponse::Rejected(_)));
         assert_eq!(s.apply(&token(Some(t), Some(10))), MetaResponse::Ok);
         assert_eq!(s.token(&[9; 32], 9).unwrap().tenant, Some(t));
         assert_eq!(s.token(&[9; 32], 10), Err(TokenProblem::Expired));
@@ -466,10 +366,7 @@ mod tests {
         let epoch = s.map.epoch;
         let good: Vec<_> = (0..4)
             .map(|_| PartitionPlacement {
-                current: NodeSet {
-                    generation: GenerationId(1),
-                    nodes: vec![NodeId(1), NodeId(2), NodeId(3)],
-                },
+                current: NodeSet { generation: GenerationId(1), nodes: vec![NodeId(1), NodeId(2), NodeId(3)] },
                 target: None,
             })
             .collect();
@@ -481,10 +378,7 @@ mod tests {
             matches!(s.apply(&MetaCommand::SetPlacement { expected_epoch: Epoch(0), partitions: good.clone() }), MetaResponse::Rejected(e) if e.code == ErrorCode::StaleEpoch)
         );
         assert_eq!(
-            s.apply(&MetaCommand::SetPlacement {
-                expected_epoch: epoch,
-                partitions: good
-            }),
+            s.apply(&MetaCommand::SetPlacement { expected_epoch: epoch, partitions: good }),
             MetaResponse::Epoch(Epoch(epoch.0 + 1))
         );
         assert!(s.map.is_placed());
@@ -495,11 +389,7 @@ mod tests {
         let mut s = initialised();
         s.apply(&announce(1));
         assert_eq!(MetaState::decode(&s.encode()).unwrap(), s);
-        assert!(
-            MetaState::decode(&[9, 0, 0, 0])
-                .unwrap_err()
-                .contains("version 9")
-        );
+        assert!(MetaState::decode(&[9, 0, 0, 0]).unwrap_err().contains("version 9"));
         assert!(MetaState::decode(&[1, 0]).is_err());
         let mut garbage = s.encode();
         garbage.truncate(garbage.len() / 2);

@@ -84,28 +84,19 @@ impl StateMachineStore {
     /// Opens the state machine, loading the last snapshot from `db`.
     pub fn open(db: Arc<Db>) -> Result<Self, StorageError> {
         let mut applied = Applied::default();
-        if let Some(bytes) = db
-            .get_cf(cf(&db, CF_RAFT_STATE), KEY_SNAPSHOT)
-            .map_err(|e| StorageIOError::read_snapshot(None, AnyError::new(&e)))?
+        if let Some(bytes) =
+            db.get_cf(cf(&db, CF_RAFT_STATE), KEY_SNAPSHOT).map_err(|e| StorageIOError::read_snapshot(None, AnyError::new(&e)))?
         {
-            let stored: StoredSnapshot = postcard::from_bytes(&bytes)
-                .map_err(|e| StorageIOError::read_snapshot(None, AnyError::new(&e)))?;
-            applied.state = MetaState::decode(&stored.data).map_err(|e| {
-                StorageIOError::read_snapshot(Some(stored.meta.signature()), AnyError::error(e))
-            })?;
+            let stored: StoredSnapshot =
+                postcard::from_bytes(&bytes).map_err(|e| StorageIOError::read_snapshot(None, AnyError::new(&e)))?;
+            applied.state = MetaState::decode(&stored.data)
+                .map_err(|e| StorageIOError::read_snapshot(Some(stored.meta.signature()), AnyError::error(e)))?;
             applied.last_applied = stored.meta.last_log_id;
             applied.membership = stored.meta.last_membership;
         }
         let (map_tx, _) = watch::channel(Arc::new(applied.state.map.clone()));
-        let reader = MetaReader {
-            applied: Arc::new(RwLock::new(applied)),
-            map_tx: Arc::new(map_tx),
-        };
-        Ok(StateMachineStore {
-            db,
-            reader,
-            snapshots_built: Arc::new(AtomicU64::new(0)),
-        })
+        let reader = MetaReader { applied: Arc::new(RwLock::new(applied)), map_tx: Arc::new(map_tx) };
+        Ok(StateMachineStore { db, reader, snapshots_built: Arc::new(AtomicU64::new(0)) })
     }
 
     /// Read access for the rest of the node.
@@ -114,10 +105,7 @@ impl StateMachineStore {
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Applied> {
-        self.reader
-            .applied
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
+        self.reader.applied.write().unwrap_or_else(|e| e.into_inner())
     }
 
     fn publish_map_if_changed(&self, map: &ClusterMap) {
@@ -128,8 +116,7 @@ impl StateMachineStore {
 
     fn persist(&self, stored: &StoredSnapshot) -> Result<(), StorageError> {
         let sig = Some(stored.meta.signature());
-        let bytes = postcard::to_stdvec(stored)
-            .map_err(|e| StorageIOError::write_snapshot(sig.clone(), AnyError::new(&e)))?;
+        let bytes = postcard::to_stdvec(stored).map_err(|e| StorageIOError::write_snapshot(sig.clone(), AnyError::new(&e)))?;
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
         self.db
@@ -149,20 +136,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             Some(l) => format!("{}-{}-{n}", l.leader_id.term, l.index),
             None => format!("empty-{n}"),
         };
-        let meta = SnapshotMeta {
-            last_log_id,
-            last_membership,
-            snapshot_id,
-        };
-        let stored = StoredSnapshot {
-            meta: meta.clone(),
-            data,
-        };
+        let meta = SnapshotMeta { last_log_id, last_membership, snapshot_id };
+        let stored = StoredSnapshot { meta: meta.clone(), data };
         self.persist(&stored)?;
-        Ok(Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(stored.data)),
-        })
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(stored.data)) })
     }
 }
 
@@ -208,19 +185,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
-    async fn install_snapshot(
-        &mut self,
-        meta: &SnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
-    ) -> Result<(), StorageError> {
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<Cursor<Vec<u8>>>) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
-        let state = MetaState::decode(&data).map_err(|e| {
-            StorageIOError::read_snapshot(Some(meta.signature()), AnyError::error(e))
-        })?;
-        self.persist(&StoredSnapshot {
-            meta: meta.clone(),
-            data,
-        })?;
+        let state = MetaState::decode(&data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), AnyError::error(e)))?;
+        self.persist(&StoredSnapshot { meta: meta.clone(), data })?;
         let map = state.map.clone();
         {
             let mut a = self.write();
@@ -240,11 +208,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         else {
             return Ok(None);
         };
-        let stored: StoredSnapshot = postcard::from_bytes(&bytes)
-            .map_err(|e| StorageIOError::read_snapshot(None, AnyError::new(&e)))?;
-        Ok(Some(Snapshot {
-            meta: stored.meta,
-            snapshot: Box::new(Cursor::new(stored.data)),
-        }))
+        let stored: StoredSnapshot = postcard::from_bytes(&bytes).map_err(|e| StorageIOError::read_snapshot(None, AnyError::new(&e)))?;
+        Ok(Some(Snapshot { meta: stored.meta, snapshot: Box::new(Cursor::new(stored.data)) }))
     }
 }

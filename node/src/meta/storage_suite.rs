@@ -9,12 +9,9 @@ use super::types::{StorageError, TypeConfig};
 struct RocksBuilder;
 
 impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> for RocksBuilder {
-    async fn build(
-        &self,
-    ) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError> {
+    async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError> {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let db =
-            crate::db::open(dir.path(), &crate::db::DbOptions::default()).expect("open database");
+        let db = crate::db::open(dir.path(), &crate::db::DbOptions::default()).expect("open database");
         let sm = StateMachineStore::open(db.clone())?;
         Ok((dir, LogStore::new(db), sm))
     }

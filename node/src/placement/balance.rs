@@ -34,19 +34,10 @@ pub fn node_fill(
 }
 
 /// Max/mean and min/mean of node fill over `eligible` nodes (nodes without slots count as empty).
-pub fn balance(
-    fill: &BTreeMap<NodeId, f64>,
-    eligible: impl IntoIterator<Item = NodeId>,
-) -> Balance {
-    let values: Vec<f64> = eligible
-        .into_iter()
-        .map(|n| fill.get(&n).copied().unwrap_or(0.0))
-        .collect();
+pub fn balance(fill: &BTreeMap<NodeId, f64>, eligible: impl IntoIterator<Item = NodeId>) -> Balance {
+    let values: Vec<f64> = eligible.into_iter().map(|n| fill.get(&n).copied().unwrap_or(0.0)).collect();
     let mean = values.iter().sum::<f64>() / values.len().max(1) as f64;
     let max = values.iter().copied().fold(0.0, f64::max);
     let min = values.iter().copied().fold(f64::INFINITY, f64::min);
-    Balance {
-        max_over_mean: max / mean,
-        min_over_mean: min / mean,
-    }
+    Balance { max_over_mean: max / mean, min_over_mean: min / mean }
 }

@@ -82,41 +82,20 @@ impl GenerationPool<'_> {
     }
 }
 
-fn eligible_pools<'a>(
-    input: &PlacementInput<'a>,
-) -> Result<Vec<GenerationPool<'a>>, PlacementError> {
+fn eligible_pools<'a>(input: &PlacementInput<'a>) -> Result<Vec<GenerationPool<'a>>, PlacementError> {
     let mut pools = Vec::new();
     let mut detail = Vec::new();
-    for g in input
-        .generations
-        .values()
-        .filter(|g| g.state == GenerationState::Active)
-    {
-        let nodes: Vec<_> = input
-            .nodes
-            .values()
-            .filter(|n| {
-                n.generation == g.id && n.state == NodeState::Active && n.capacity_bytes > 0
-            })
-            .collect();
-        let pool = GenerationPool {
-            generation: g,
-            nodes,
-        };
-        detail.push(format!(
-            "{}: {} of {} nodes",
-            g.name,
-            pool.nodes.len(),
-            pool.width()
-        ));
+    for g in input.generations.values().filter(|g| g.state == GenerationState::Active) {
+        let nodes: Vec<_> =
+            input.nodes.values().filter(|n| n.generation == g.id && n.state == NodeState::Active && n.capacity_bytes > 0).collect();
+        let pool = GenerationPool { generation: g, nodes };
+        detail.push(format!("{}: {} of {} nodes", g.name, pool.nodes.len(), pool.width()));
         if pool.nodes.len() >= pool.width() {
             pools.push(pool);
         }
     }
     if pools.is_empty() {
-        return Err(PlacementError::NoEligibleGeneration {
-            detail: detail.join(", "),
-        });
+        return Err(PlacementError::NoEligibleGeneration { detail: detail.join(", ") });
     }
     Ok(pools)
 }
@@ -130,15 +109,8 @@ pub fn plan(input: PlacementInput<'_>) -> Result<PlacementPlan, PlacementError> 
     // Level 1: partitions to generations.
     let weights: Vec<f64> = pools.iter().map(GenerationPool::usable_capacity).collect();
     let quotas = water_fill(partitions as f64, &weights, f64::INFINITY);
-    let kept_gen: Vec<Option<usize>> = (0..partitions)
-        .map(|p| {
-            previous(p).and_then(|set| {
-                pools
-                    .iter()
-                    .position(|pool| pool.generation.id == set.generation)
-            })
-        })
-        .collect();
+    let kept_gen: Vec<Option<usize>> =
+        (0..partitions).map(|p| previous(p).and_then(|set| pools.iter().position(|pool| pool.generation.id == set.generation))).collect();
     let gen_of = slots::assign_with_quotas(&kept_gen, &quotas);
 
     // Level 2: within each generation, slots to nodes.
@@ -149,32 +121,19 @@ pub fn plan(input: PlacementInput<'_>) -> Result<PlacementPlan, PlacementError> 
         let kept: Vec<Vec<Option<NodeId>>> = members
             .iter()
             .map(|&p| match previous(p) {
-                Some(set) if set.generation == pool.generation.id => {
-                    set.nodes.iter().map(|n| Some(*n)).collect()
-                }
+                Some(set) if set.generation == pool.generation.id => set.nodes.iter().map(|n| Some(*n)).collect(),
                 _ => vec![None; pool.width()],
             })
             .collect();
         let out = slots::place_generation(&pool.nodes, pool.width(), &kept);
         zone_rule_relaxed |= out.zone_rule_relaxed;
         for (i, &p) in members.iter().enumerate() {
-            sets[p] = Some(NodeSet {
-                generation: pool.generation.id,
-                nodes: out.sets[i].clone(),
-            });
+            sets[p] = Some(NodeSet { generation: pool.generation.id, nodes: out.sets[i].clone() });
         }
     }
-    let sets: Vec<NodeSet> = sets
-        .into_iter()
-        .map(|s| s.expect("every partition was assigned a generation"))
-        .collect();
+    let sets: Vec<NodeSet> = sets.into_iter().map(|s| s.expect("every partition was assigned a generation")).collect();
     let (moved_slots, total_slots) = count_moves(input.previous, &sets);
-    Ok(PlacementPlan {
-        sets,
-        moved_slots,
-        total_slots,
-        zone_rule_relaxed,
-    })
+    Ok(PlacementPlan { sets, moved_slots, total_slots, zone_rule_relaxed })
 }
 
 /// Slots whose holder changed, and total slots. A partition that changes generation moves all its slots.
@@ -185,12 +144,7 @@ pub fn count_moves(previous: &[NodeSet], next: &[NodeSet]) -> (u64, u64) {
         total += set.nodes.len() as u64;
         match previous.get(p) {
             Some(old) if old.generation == set.generation => {
-                moved += set
-                    .nodes
-                    .iter()
-                    .zip(&old.nodes)
-                    .filter(|(a, b)| a != b)
-                    .count() as u64;
+                moved += set.nodes.iter().zip(&old.nodes).filter(|(a, b)| a != b).count() as u64;
             }
             Some(_) => moved += set.nodes.len() as u64,
             None => {}

@@ -9,12 +9,7 @@ pub fn water_fill(total: f64, weights: &[f64], cap: f64) -> Vec<f64> {
     let mut capped = vec![false; weights.len()];
     let mut remaining = total;
     loop {
-        let free_weight: f64 = weights
-            .iter()
-            .zip(&capped)
-            .filter(|(_, c)| !**c)
-            .map(|(w, _)| *w)
-            .sum();
+        let free_weight: f64 = weights.iter().zip(&capped).filter(|(_, c)| !**c).map(|(w, _)| *w).sum();
         if free_weight <= 0.0 || remaining <= 0.0 {
             return quotas;
         }

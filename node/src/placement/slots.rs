@@ -88,11 +88,7 @@ struct Generation<'a> {
 /// Phases: keep every previous holder that is still eligible and respects the rules; fill empty slots by
 /// largest deficit; then move single slots from over-quota to under-quota nodes until balanced. Every move in
 /// the last phase goes to a node that needs data, so movement stays close to the minimum.
-pub(super) fn place_generation(
-    nodes: &[&NodeDescriptor],
-    width: usize,
-    kept: &[Vec<Option<NodeId>>],
-) -> GenerationOutput {
+pub(super) fn place_generation(nodes: &[&NodeDescriptor], width: usize, kept: &[Vec<Option<NodeId>>]) -> GenerationOutput {
     let mut zone_ids: BTreeMap<&str, usize> = BTreeMap::new();
     let zone_of: Vec<usize> = nodes
         .iter()
@@ -113,34 +109,15 @@ pub(super) fn place_generation(
     let mut parts = keep_valid(&mut g, width, kept);
     let zone_rule_relaxed = fill_empty(&mut g, &mut parts);
     rebalance(&mut g, &mut parts);
-    let sets = parts
-        .into_iter()
-        .map(|ps| {
-            ps.slots
-                .into_iter()
-                .map(|s| nodes[s.expect("filled")].id)
-                .collect()
-        })
-        .collect();
-    GenerationOutput {
-        sets,
-        zone_rule_relaxed,
-    }
+    let sets = parts.into_iter().map(|ps| ps.slots.into_iter().map(|s| nodes[s.expect("filled")].id).collect()).collect();
+    GenerationOutput { sets, zone_rule_relaxed }
 }
 
 /// Keeps previous holders that are eligible, distinct and within the zone rule.
-fn keep_valid(
-    g: &mut Generation<'_>,
-    width: usize,
-    kept: &[Vec<Option<NodeId>>],
-) -> Vec<PartitionSlots> {
+fn keep_valid(g: &mut Generation<'_>, width: usize, kept: &[Vec<Option<NodeId>>]) -> Vec<PartitionSlots> {
     kept.iter()
         .map(|prev| {
-            let mut ps = PartitionSlots {
-                slots: vec![None; width],
-                fresh: vec![true; width],
-                zone_count: BTreeMap::new(),
-            };
+            let mut ps = PartitionSlots { slots: vec![None; width], fresh: vec![true; width], zone_count: BTreeMap::new() };
             for (i, node) in prev.iter().enumerate().take(width) {
                 let Some(&n) = node.as_ref().and_then(|id| g.index.get(id)) else {
                     continue;
@@ -170,11 +147,7 @@ fn tie(node: NodeId, count: usize) -> u64 {
 type FillKey = (i64, u64, Reverse<usize>);
 
 fn fill_key(g: &Generation<'_>, n: usize) -> FillKey {
-    (
-        deficit_key(g.quota[n], g.count[n]),
-        tie(g.nodes[n].id, g.count[n]),
-        Reverse(n),
-    )
+    (deficit_key(g.quota[n], g.count[n]), tie(g.nodes[n].id, g.count[n]), Reverse(n))
 }
 
 /// Fills empty slots, each with the node of largest deficit that fits. Returns whether the zone rule bent.
@@ -202,10 +175,7 @@ fn fill_empty(g: &mut Generation<'_>, parts: &mut [PartitionSlots]) -> bool {
                 None => {
                     // Every node breaks the zone rule: take the neediest one that is at least distinct.
                     relaxed = true;
-                    let pos = rejected
-                        .iter()
-                        .position(|e| !ps.holds(e.2.0))
-                        .expect("a generation has at least k+m nodes");
+                    let pos = rejected.iter().position(|e| !ps.holds(e.2.0)).expect("a generation has at least k+m nodes");
                     rejected.remove(pos).2.0
                 }
             };
@@ -226,21 +196,16 @@ fn rebalance(g: &mut Generation<'_>, parts: &mut [PartitionSlots]) {
     if parts.is_empty() {
         return;
     }
-    let mut heap: BinaryHeap<(i64, Reverse<usize>)> = (0..g.nodes.len())
-        .map(|n| (deficit_key(g.quota[n], g.count[n]), Reverse(n)))
-        .collect();
+    let mut heap: BinaryHeap<(i64, Reverse<usize>)> =
+        (0..g.nodes.len()).map(|n| (deficit_key(g.quota[n], g.count[n]), Reverse(n))).collect();
     // Each node scans partitions from its own starting point, so new data spreads over the partition range.
-    let mut cursor: Vec<usize> = g
-        .nodes
-        .iter()
-        .map(|n| (n.id.0.wrapping_mul(0x9e37_79b9_7f4a_7c15) % parts.len() as u64) as usize)
-        .collect();
+    let mut cursor: Vec<usize> =
+        g.nodes.iter().map(|n| (n.id.0.wrapping_mul(0x9e37_79b9_7f4a_7c15) % parts.len() as u64) as usize).collect();
     while let Some((deficit, Reverse(u))) = heap.pop() {
         if deficit < 1_000_000 {
             break;
         }
-        let found = find_victim(g, parts, u, cursor[u], true)
-            .or_else(|| find_victim(g, parts, u, cursor[u], false));
+        let found = find_victim(g, parts, u, cursor[u], true).or_else(|| find_victim(g, parts, u, cursor[u], false));
         if let Some((p, slot, v)) = found {
             parts[p].set(slot, u, &g.zone_of);
             parts[p].fresh[slot] = true;
@@ -253,13 +218,7 @@ fn rebalance(g: &mut Generation<'_>, parts: &mut [PartitionSlots]) {
 }
 
 /// A slot held by an over-quota node that `u` may take: (partition, slot, holder).
-fn find_victim(
-    g: &Generation<'_>,
-    parts: &[PartitionSlots],
-    u: usize,
-    start: usize,
-    fresh_only: bool,
-) -> Option<(usize, usize, usize)> {
+fn find_victim(g: &Generation<'_>, parts: &[PartitionSlots], u: usize, start: usize, fresh_only: bool) -> Option<(usize, usize, usize)> {
     for step in 0..parts.len() {
         let p = (start + step) % parts.len();
         let ps = &parts[p];
@@ -270,15 +229,8 @@ fn find_victim(
             .filter(|&slot| !fresh_only || ps.fresh[slot])
             .filter_map(|slot| ps.slots[slot].map(|v| (slot, v)))
             .filter(|&(_, v)| g.count[v] as f64 > g.quota[v])
-            .filter(|&(_, v)| {
-                g.zone_of[v] == g.zone_of[u] || ps.zone_load(g.zone_of[u]) < g.zone_cap
-            })
-            .max_by_key(|&(_, v)| {
-                (
-                    deficit_key(g.count[v] as f64, 0) - deficit_key(g.quota[v], 0),
-                    Reverse(v),
-                )
-            });
+            .filter(|&(_, v)| g.zone_of[v] == g.zone_of[u] || ps.zone_load(g.zone_of[u]) < g.zone_cap)
+            .max_by_key(|&(_, v)| (deficit_key(g.count[v] as f64, 0) - deficit_key(g.quota[v], 0), Reverse(v)));
         if let Some((slot, v)) = victim {
             return Some((p, slot, v));
         }

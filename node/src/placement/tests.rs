@@ -15,19 +15,12 @@ struct World {
 
 impl World {
     fn new() -> Self {
-        World {
-            nodes: BTreeMap::new(),
-            generations: BTreeMap::new(),
-        }
+        World { nodes: BTreeMap::new(), generations: BTreeMap::new() }
     }
 
     fn generation(&mut self, id: u32, profile: &str) -> &mut Self {
-        let g = Generation {
-            id: GenerationId(id),
-            name: format!("g{id}"),
-            profile: profile.parse().unwrap(),
-            state: GenerationState::Active,
-        };
+        let g =
+            Generation { id: GenerationId(id), name: format!("g{id}"), profile: profile.parse().unwrap(), state: GenerationState::Active };
         self.generations.insert(g.id, g);
         self
     }
@@ -46,13 +39,7 @@ impl World {
     }
 
     fn plan(&self, previous: &[NodeSet], partitions: u32) -> PlacementPlan {
-        plan(PlacementInput {
-            previous,
-            partition_count: partitions,
-            nodes: &self.nodes,
-            generations: &self.generations,
-        })
-        .unwrap()
+        plan(PlacementInput { previous, partition_count: partitions, nodes: &self.nodes, generations: &self.generations }).unwrap()
     }
 
     fn slots_per_node(&self, sets: &[NodeSet]) -> BTreeMap<NodeId, usize> {
@@ -69,18 +56,10 @@ impl World {
     fn check_invariants(&self, plan: &PlacementPlan) {
         for (p, set) in plan.sets.iter().enumerate() {
             let g = &self.generations[&set.generation];
-            assert_eq!(
-                g.state,
-                GenerationState::Active,
-                "partition {p} on inactive generation"
-            );
+            assert_eq!(g.state, GenerationState::Active, "partition {p} on inactive generation");
             assert_eq!(set.nodes.len(), g.profile.total_shards());
             let distinct: BTreeSet<_> = set.nodes.iter().collect();
-            assert_eq!(
-                distinct.len(),
-                set.nodes.len(),
-                "partition {p} repeats a node"
-            );
+            assert_eq!(distinct.len(), set.nodes.len(), "partition {p} repeats a node");
             for n in &set.nodes {
                 let d = &self.nodes[n];
                 assert_eq!(d.generation, set.generation);
@@ -98,10 +77,7 @@ impl World {
                 for n in &set.nodes {
                     *per_zone.entry(&self.nodes[n].zone).or_default() += 1;
                 }
-                assert!(
-                    per_zone.values().all(|c| *c <= cap),
-                    "partition {p} breaks zone spread: {per_zone:?}"
-                );
+                assert!(per_zone.values().all(|c| *c <= cap), "partition {p} breaks zone spread: {per_zone:?}");
             }
         }
     }
@@ -143,10 +119,7 @@ fn capacity_weights_the_share() {
     let plan = w.plan(&[], 700);
     let c = w.slots_per_node(&plan.sets);
     let ratio = c[&NodeId(1)] as f64 / c[&NodeId(2)] as f64;
-    assert!(
-        (ratio - 2.0).abs() < 0.05,
-        "2x capacity got {ratio}x slots: {c:?}"
-    );
+    assert!((ratio - 2.0).abs() < 0.05, "2x capacity got {ratio}x slots: {c:?}");
 }
 
 #[test]
@@ -204,15 +177,8 @@ fn draining_a_generation_moves_every_partition_off_it() {
     }
     let both = w.plan(&[], 128);
     w.check_invariants(&both);
-    let on_2 = both
-        .sets
-        .iter()
-        .filter(|s| s.generation == GenerationId(2))
-        .count();
-    assert!(
-        on_2 > 40 && on_2 < 90,
-        "generation 2 got {on_2} of 128 partitions"
-    );
+    let on_2 = both.sets.iter().filter(|s| s.generation == GenerationId(2)).count();
+    assert!(on_2 > 40 && on_2 < 90, "generation 2 got {on_2} of 128 partitions");
     w.generations.get_mut(&GenerationId(1)).unwrap().state = GenerationState::Draining;
     let drained = w.plan(&both.sets, 128);
     w.check_invariants(&drained);
@@ -239,10 +205,7 @@ fn adding_a_node_moves_close_to_the_minimum() {
     // The new node should end up with 1/11 of the slots; the minimum movement is exactly that.
     let optimum = after.total_slots as f64 / 11.0;
     let moved = after.moved_slots as f64;
-    assert!(
-        moved >= optimum - 1.0 && moved <= optimum * 1.02 + 2.0,
-        "moved {moved}, optimum {optimum}"
-    );
+    assert!(moved >= optimum - 1.0 && moved <= optimum * 1.02 + 2.0, "moved {moved}, optimum {optimum}");
 }
 
 #[test]
@@ -257,11 +220,7 @@ fn a_lost_node_only_moves_its_own_slots() {
     w.nodes.get_mut(&NodeId(4)).unwrap().state = NodeState::Down;
     let after = w.plan(&before.sets, 512);
     w.check_invariants(&after);
-    assert!(
-        after.moved_slots >= lost && after.moved_slots <= lost + lost / 20 + 2,
-        "moved {} for {lost} lost",
-        after.moved_slots
-    );
+    assert!(after.moved_slots >= lost && after.moved_slots <= lost + lost / 20 + 2, "moved {} for {lost} lost", after.moved_slots);
 }
 
 #[test]
@@ -271,13 +230,7 @@ fn not_enough_nodes_is_a_clear_error() {
     for i in 1..=5 {
         w.node(i, 1, "z", TB);
     }
-    let err = plan(PlacementInput {
-        previous: &[],
-        partition_count: 8,
-        nodes: &w.nodes,
-        generations: &w.generations,
-    })
-    .unwrap_err();
+    let err = plan(PlacementInput { previous: &[], partition_count: 8, nodes: &w.nodes, generations: &w.generations }).unwrap_err();
     assert!(err.to_string().contains("g1: 5 of 6 nodes"), "{err}");
 }
 

@@ -27,18 +27,9 @@ pub fn run_all<B: StoreBuilder>(builder: &B) {
         ("delete", delete),
         ("held_mask", held_mask),
         ("tenants_are_isolated", tenants_are_isolated),
-        (
-            "scan_partition_in_order_with_cursor",
-            scan_partition_in_order_with_cursor,
-        ),
-        (
-            "mismatched_checksum_is_refused",
-            mismatched_checksum_is_refused,
-        ),
-        (
-            "corruption_is_reported_not_returned",
-            corruption_is_reported_not_returned,
-        ),
+        ("scan_partition_in_order_with_cursor", scan_partition_in_order_with_cursor),
+        ("mismatched_checksum_is_refused", mismatched_checksum_is_refused),
+        ("corruption_is_reported_not_returned", corruption_is_reported_not_returned),
         ("capacity_is_enforced", capacity_is_enforced),
         ("empty_shard", empty_shard),
     ];
@@ -49,12 +40,7 @@ pub fn run_all<B: StoreBuilder>(builder: &B) {
 }
 
 fn key(partition: u32, tenant: u64, chunk: u8, index: u8) -> ShardKey {
-    ShardKey {
-        partition: PartitionId(partition),
-        tenant: TenantId(tenant),
-        chunk: ChunkId([chunk; 32]),
-        index,
-    }
+    ShardKey { partition: PartitionId(partition), tenant: TenantId(tenant), chunk: ChunkId([chunk; 32]), index }
 }
 
 fn shard(key: &ShardKey, data: &[u8]) -> ShardHeader {
@@ -73,13 +59,7 @@ fn round_trip<B: StoreBuilder>(b: &B) {
     let got = s.get(&k).unwrap().unwrap();
     assert_eq!(got.data, data);
     assert_eq!(got.header, shard(&k, &data));
-    assert_eq!(
-        s.usage(),
-        Usage {
-            shards: 1,
-            bytes: 10_000
-        }
-    );
+    assert_eq!(s.usage(), Usage { shards: 1, bytes: 10_000 });
 }
 
 fn absent_is_none<B: StoreBuilder>(b: &B) {
@@ -93,13 +73,7 @@ fn idempotent_put<B: StoreBuilder>(b: &B) {
     let k = key(1, 1, 1, 0);
     put(&s, &k, b"same bytes");
     put(&s, &k, b"same bytes");
-    assert_eq!(
-        s.usage(),
-        Usage {
-            shards: 1,
-            bytes: 10
-        }
-    );
+    assert_eq!(s.usage(), Usage { shards: 1, bytes: 10 });
 }
 
 fn overwrite_replaces<B: StoreBuilder>(b: &B) {
@@ -108,13 +82,7 @@ fn overwrite_replaces<B: StoreBuilder>(b: &B) {
     put(&s, &k, b"first version");
     put(&s, &k, b"second");
     assert_eq!(s.get(&k).unwrap().unwrap().data, b"second");
-    assert_eq!(
-        s.usage(),
-        Usage {
-            shards: 1,
-            bytes: 6
-        }
-    );
+    assert_eq!(s.usage(), Usage { shards: 1, bytes: 6 });
 }
 
 fn delete<B: StoreBuilder>(b: &B) {
@@ -133,31 +101,15 @@ fn held_mask<B: StoreBuilder>(b: &B) {
         put(&s, &key(9, 4, 2, i), &[i; 8]);
     }
     put(&s, &key(9, 4, 3, 1), b"other chunk");
-    assert_eq!(
-        s.held(TenantId(4), PartitionId(9), &ChunkId([2; 32]))
-            .unwrap(),
-        0b101001
-    );
-    assert_eq!(
-        s.held(TenantId(4), PartitionId(9), &ChunkId([3; 32]))
-            .unwrap(),
-        0b10
-    );
-    assert_eq!(
-        s.held(TenantId(4), PartitionId(9), &ChunkId([4; 32]))
-            .unwrap(),
-        0
-    );
+    assert_eq!(s.held(TenantId(4), PartitionId(9), &ChunkId([2; 32])).unwrap(), 0b101001);
+    assert_eq!(s.held(TenantId(4), PartitionId(9), &ChunkId([3; 32])).unwrap(), 0b10);
+    assert_eq!(s.held(TenantId(4), PartitionId(9), &ChunkId([4; 32])).unwrap(), 0);
 }
 
 fn tenants_are_isolated<B: StoreBuilder>(b: &B) {
     let (s, _g) = b.build(1 << 30);
     put(&s, &key(2, 10, 5, 0), b"tenant ten");
-    assert_eq!(
-        s.held(TenantId(11), PartitionId(2), &ChunkId([5; 32]))
-            .unwrap(),
-        0
-    );
+    assert_eq!(s.held(TenantId(11), PartitionId(2), &ChunkId([5; 32])).unwrap(), 0);
     assert_eq!(s.get(&key(2, 11, 5, 0)).unwrap(), None);
 }
 
@@ -174,41 +126,21 @@ fn scan_partition_in_order_with_cursor<B: StoreBuilder>(b: &B) {
     put(&s, &key(6, 1, 1, 0), b"before");
     put(&s, &key(8, 1, 1, 0), b"after");
     keys.sort();
-    let first: Vec<_> = s
-        .scan_partition(PartitionId(7), None, 4)
-        .unwrap()
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
+    let first: Vec<_> = s.scan_partition(PartitionId(7), None, 4).unwrap().into_iter().map(|(k, _)| k).collect();
     assert_eq!(first, keys[..4]);
-    let rest: Vec<_> = s
-        .scan_partition(PartitionId(7), Some(&first[3]), 100)
-        .unwrap()
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
+    let rest: Vec<_> = s.scan_partition(PartitionId(7), Some(&first[3]), 100).unwrap().into_iter().map(|(k, _)| k).collect();
     assert_eq!(rest, keys[4..]);
-    assert!(
-        s.scan_partition(PartitionId(5), None, 10)
-            .unwrap()
-            .is_empty()
-    );
+    assert!(s.scan_partition(PartitionId(5), None, 10).unwrap().is_empty());
 }
 
 fn mismatched_checksum_is_refused<B: StoreBuilder>(b: &B) {
     let (s, _g) = b.build(1 << 30);
     let k = key(1, 1, 1, 0);
     let header = shard(&k, b"original");
-    assert!(matches!(
-        s.put(&k, &header, b"tampered"),
-        Err(StoreError::ChecksumMismatch { .. })
-    ));
+    assert!(matches!(s.put(&k, &header, b"tampered"), Err(StoreError::ChecksumMismatch { .. })));
     // The header binds the shard index too: the right bytes in the wrong slot are refused.
     let other = key(1, 1, 1, 1);
-    assert!(matches!(
-        s.put(&other, &header, b"original"),
-        Err(StoreError::ChecksumMismatch { .. })
-    ));
+    assert!(matches!(s.put(&other, &header, b"original"), Err(StoreError::ChecksumMismatch { .. })));
     assert_eq!(s.get(&k).unwrap(), None);
 }
 
@@ -259,10 +191,7 @@ impl StoreBuilder for Rocks {
     fn build(&self, capacity_bytes: u64) -> (Self::Store, Box<dyn std::any::Any>) {
         let dir = tempfile::tempdir().unwrap();
         let db = crate::db::open(dir.path(), &crate::db::DbOptions::default()).unwrap();
-        (
-            super::RocksShardStore::open(db, capacity_bytes, false).unwrap(),
-            Box::new(dir),
-        )
+        (super::RocksShardStore::open(db, capacity_bytes, false).unwrap(), Box::new(dir))
     }
 }
 
@@ -287,12 +216,6 @@ fn rocks_store_recounts_usage_after_reopen() {
     }
     let db = crate::db::open(dir.path(), &crate::db::DbOptions::default()).unwrap();
     let s = super::RocksShardStore::open(db, 1 << 30, true).unwrap();
-    assert_eq!(
-        s.usage(),
-        Usage {
-            shards: 2,
-            bytes: 1000
-        }
-    );
+    assert_eq!(s.usage(), Usage { shards: 2, bytes: 1000 });
     assert_eq!(s.get(&key(1, 1, 1, 0)).unwrap().unwrap().data, vec![5; 700]);
 }

@@ -60,30 +60,17 @@ pub fn encode_header(header: &ShardHeader, data_len: u32) -> [u8; HEADER_LEN] {
 /// Decodes a header record into the header and the stored data length.
 pub fn decode_header(bytes: &[u8]) -> Result<(ShardHeader, u32), String> {
     if bytes.len() != HEADER_LEN {
-        return Err(format!(
-            "header record is {} bytes, expected {HEADER_LEN}",
-            bytes.len()
-        ));
+        return Err(format!("header record is {} bytes, expected {HEADER_LEN}", bytes.len()));
     }
     if bytes[0] != HEADER_VERSION {
         return Err(format!("unknown header format version {}", bytes[0]));
     }
-    let profile = EcProfile {
-        data_shards: bytes[1],
-        parity_shards: bytes[2],
-    };
+    let profile = EcProfile { data_shards: bytes[1], parity_shards: bytes[2] };
     profile.validate().map_err(|e| e.to_string())?;
     let blob_len = u64::from_le_bytes(bytes[4..12].try_into().map_err(|_| "short blob length")?);
     let data_len = u32::from_le_bytes(bytes[12..16].try_into().map_err(|_| "short data length")?);
     let checksum: [u8; 32] = bytes[16..48].try_into().map_err(|_| "short checksum")?;
-    Ok((
-        ShardHeader {
-            profile,
-            blob_len,
-            checksum,
-        },
-        data_len,
-    ))
+    Ok((ShardHeader { profile, blob_len, checksum }, data_len))
 }
 
 #[cfg(test)]
@@ -108,11 +95,7 @@ mod tests {
 
     #[test]
     fn header_round_trips_and_rejects_other_versions() {
-        let h = ShardHeader {
-            profile: EcProfile::DEFAULT,
-            blob_len: 12345,
-            checksum: [9; 32],
-        };
+        let h = ShardHeader { profile: EcProfile::DEFAULT, blob_len: 12345, checksum: [9; 32] };
         let enc = encode_header(&h, 77);
         assert_eq!(decode_header(&enc).unwrap(), (h, 77));
         let mut bad = enc;

@@ -23,10 +23,7 @@ struct Inner {
 impl MemoryShardStore {
     /// An empty store that accepts up to `capacity_bytes` of shard data.
     pub fn new(capacity_bytes: u64) -> Self {
-        MemoryShardStore {
-            inner: RwLock::new(Inner::default()),
-            capacity_bytes,
-        }
+        MemoryShardStore { inner: RwLock::new(Inner::default()), capacity_bytes }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
@@ -42,32 +39,15 @@ impl ShardStore for MemoryShardStore {
     fn put(&self, key: &ShardKey, header: &ShardHeader, data: &[u8]) -> Result<(), StoreError> {
         verify_incoming(key, header, data)?;
         let mut inner = self.write();
-        let existing = inner
-            .shards
-            .get(key)
-            .map(|s| s.data.len() as u64)
-            .unwrap_or(0);
-        if inner
-            .shards
-            .get(key)
-            .is_some_and(|s| s.header == *header && s.data == data)
-        {
+        let existing = inner.shards.get(key).map(|s| s.data.len() as u64).unwrap_or(0);
+        if inner.shards.get(key).is_some_and(|s| s.header == *header && s.data == data) {
             return Ok(());
         }
         if inner.used_bytes - existing + data.len() as u64 > self.capacity_bytes {
-            return Err(StoreError::NoSpace(format!(
-                "{} bytes used of {} capacity",
-                inner.used_bytes, self.capacity_bytes
-            )));
+            return Err(StoreError::NoSpace(format!("{} bytes used of {} capacity", inner.used_bytes, self.capacity_bytes)));
         }
         inner.used_bytes = inner.used_bytes - existing + data.len() as u64;
-        inner.shards.insert(
-            *key,
-            Shard {
-                header: *header,
-                data: data.to_vec(),
-            },
-        );
+        inner.shards.insert(*key, Shard { header: *header, data: data.to_vec() });
         Ok(())
     }
 
@@ -87,30 +67,10 @@ impl ShardStore for MemoryShardStore {
         Ok(removed.is_some())
     }
 
-    fn held(
-        &self,
-        tenant: TenantId,
-        partition: PartitionId,
-        chunk: &ChunkId,
-    ) -> Result<u64, StoreError> {
-        let lo = ShardKey {
-            partition,
-            tenant,
-            chunk: *chunk,
-            index: 0,
-        };
-        let hi = ShardKey {
-            partition,
-            tenant,
-            chunk: *chunk,
-            index: u8::MAX,
-        };
-        Ok(self
-            .read()
-            .shards
-            .range(lo..=hi)
-            .filter(|(k, _)| k.index < 64)
-            .fold(0u64, |mask, (k, _)| mask | 1 << k.index))
+    fn held(&self, tenant: TenantId, partition: PartitionId, chunk: &ChunkId) -> Result<u64, StoreError> {
+        let lo = ShardKey { partition, tenant, chunk: *chunk, index: 0 };
+        let hi = ShardKey { partition, tenant, chunk: *chunk, index: u8::MAX };
+        Ok(self.read().shards.range(lo..=hi).filter(|(k, _)| k.index < 64).fold(0u64, |mask, (k, _)| mask | 1 << k.index))
     }
 
     fn scan_partition(
@@ -121,12 +81,7 @@ impl ShardStore for MemoryShardStore {
     ) -> Result<Vec<(ShardKey, ShardHeader)>, StoreError> {
         let start = match after {
             Some(k) => Bound::Excluded(*k),
-            None => Bound::Included(ShardKey {
-                partition,
-                tenant: TenantId(0),
-                chunk: ChunkId([0; 32]),
-                index: 0,
-            }),
+            None => Bound::Included(ShardKey { partition, tenant: TenantId(0), chunk: ChunkId([0; 32]), index: 0 }),
         };
         Ok(self
             .read()
@@ -140,10 +95,7 @@ impl ShardStore for MemoryShardStore {
 
     fn usage(&self) -> Usage {
         let inner = self.read();
-        Usage {
-            shards: inner.shards.len() as u64,
-            bytes: inner.used_bytes,
-        }
+        Usage { shards: inner.shards.len() as u64, bytes: inner.used_bytes }
     }
 
     fn capacity_bytes(&self) -> u64 {

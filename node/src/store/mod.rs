@@ -76,12 +76,7 @@ pub trait ShardStore: Send + Sync + 'static {
     fn delete(&self, key: &ShardKey) -> Result<bool, StoreError>;
 
     /// Bit mask of the shard indices held for one chunk of one tenant.
-    fn held(
-        &self,
-        tenant: TenantId,
-        partition: PartitionId,
-        chunk: &ChunkId,
-    ) -> Result<u64, StoreError>;
+    fn held(&self, tenant: TenantId, partition: PartitionId, chunk: &ChunkId) -> Result<u64, StoreError>;
 
     /// Up to `limit` shard keys of `partition` in key order, strictly after `after` when given.
     fn scan_partition(
@@ -106,24 +101,12 @@ pub trait CorruptForTest {
 
 /// Human-readable form of a key for errors and logs.
 pub fn display_key(key: &ShardKey) -> String {
-    format!(
-        "{}/{}/{}/{}",
-        key.partition,
-        key.tenant,
-        key.chunk.to_hex(),
-        key.index
-    )
+    format!("{}/{}/{}/{}", key.partition, key.tenant, key.chunk.to_hex(), key.index)
 }
 
 /// Checks `data` against `header` before a write.
 fn verify_incoming(key: &ShardKey, header: &ShardHeader, data: &[u8]) -> Result<(), StoreError> {
-    if header.verifies(key.index, data) {
-        Ok(())
-    } else {
-        Err(StoreError::ChecksumMismatch {
-            key: display_key(key),
-        })
-    }
+    if header.verifies(key.index, data) { Ok(()) } else { Err(StoreError::ChecksumMismatch { key: display_key(key) }) }
 }
 
 /// Checks a stored record before returning it.
@@ -131,9 +114,6 @@ fn verify_stored(key: &ShardKey, header: ShardHeader, data: Vec<u8>) -> Result<S
     if header.verifies(key.index, &data) {
         Ok(Shard { header, data })
     } else {
-        Err(StoreError::Corrupt {
-            key: display_key(key),
-            reason: "checksum mismatch".into(),
-        })
+        Err(StoreError::Corrupt { key: display_key(key), reason: "checksum mismatch".into() })
     }
 }

@@ -11,10 +11,7 @@ use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions};
 use strata_proto::{ChunkId, PartitionId, ShardHeader, ShardKey, TenantId};
 
 use super::format::{KEY_LEN, decode_header, decode_key, encode_header, encode_key, key_prefix};
-use super::{
-    CorruptForTest, Shard, ShardStore, StoreError, Usage, display_key, verify_incoming,
-    verify_stored,
-};
+use super::{CorruptForTest, Shard, ShardStore, StoreError, Usage, display_key, verify_incoming, verify_stored};
 use crate::db::{CF_SHARD_DATA, CF_SHARD_META, Db, cf};
 
 const LOCK_STRIPES: usize = 64;
@@ -76,14 +73,8 @@ impl RocksShardStore {
     }
 
     /// Stored header and data length of `key`, if present and decodable.
-    fn stored_header(
-        &self,
-        enc: &[u8],
-    ) -> Result<Option<Result<(ShardHeader, u32), String>>, StoreError> {
-        let raw = self
-            .db
-            .get_pinned_cf(cf(&self.db, CF_SHARD_META), enc)
-            .map_err(io)?;
+    fn stored_header(&self, enc: &[u8]) -> Result<Option<Result<(ShardHeader, u32), String>>, StoreError> {
+        let raw = self.db.get_pinned_cf(cf(&self.db, CF_SHARD_META), enc).map_err(io)?;
         Ok(raw.map(|v| decode_header(&v)))
     }
 }
@@ -91,9 +82,8 @@ impl RocksShardStore {
 impl ShardStore for RocksShardStore {
     fn put(&self, key: &ShardKey, header: &ShardHeader, data: &[u8]) -> Result<(), StoreError> {
         verify_incoming(key, header, data)?;
-        let data_len = u32::try_from(data.len()).map_err(|_| {
-            StoreError::NoSpace(format!("shard of {} bytes is over 4 GiB", data.len()))
-        })?;
+        let data_len =
+            u32::try_from(data.len()).map_err(|_| StoreError::NoSpace(format!("shard of {} bytes is over 4 GiB", data.len())))?;
         let enc = encode_key(key);
         let _guard = self.stripe(key);
         let previous = self.stored_header(&enc)?;
@@ -110,21 +100,12 @@ impl ShardStore for RocksShardStore {
         };
         {
             let usage = self.usage_mut();
-            if usage.bytes - previous_len.min(usage.bytes) + u64::from(data_len)
-                > self.capacity_bytes
-            {
-                return Err(StoreError::NoSpace(format!(
-                    "{} bytes used of {} capacity",
-                    usage.bytes, self.capacity_bytes
-                )));
+            if usage.bytes - previous_len.min(usage.bytes) + u64::from(data_len) > self.capacity_bytes {
+                return Err(StoreError::NoSpace(format!("{} bytes used of {} capacity", usage.bytes, self.capacity_bytes)));
             }
         }
         let mut batch = WriteBatch::default();
-        batch.put_cf(
-            cf(&self.db, CF_SHARD_META),
-            enc,
-            encode_header(header, data_len),
-        );
+        batch.put_cf(cf(&self.db, CF_SHARD_META), enc, encode_header(header, data_len));
         batch.put_cf(cf(&self.db, CF_SHARD_DATA), enc, data);
         self.db.write_opt(batch, &self.write_opts()).map_err(io)?;
         let mut usage = self.usage_mut();
@@ -140,21 +121,12 @@ impl ShardStore for RocksShardStore {
         let Some(header) = self.stored_header(&enc)? else {
             return Ok(None);
         };
-        let corrupt = |reason: String| StoreError::Corrupt {
-            key: display_key(key),
-            reason,
-        };
+        let corrupt = |reason: String| StoreError::Corrupt { key: display_key(key), reason };
         let (header, len) = header.map_err(corrupt)?;
-        let data = self
-            .db
-            .get_cf(cf(&self.db, CF_SHARD_DATA), enc)
-            .map_err(io)?
-            .ok_or_else(|| corrupt("header present, data missing".into()))?;
+        let data =
+            self.db.get_cf(cf(&self.db, CF_SHARD_DATA), enc).map_err(io)?.ok_or_else(|| corrupt("header present, data missing".into()))?;
         if data.len() != len as usize {
-            return Err(corrupt(format!(
-                "data is {} bytes, header says {len}",
-                data.len()
-            )));
+            return Err(corrupt(format!("data is {} bytes, header says {len}", data.len())));
         }
         verify_stored(key, header, data).map(Some)
     }
@@ -177,18 +149,10 @@ impl ShardStore for RocksShardStore {
         Ok(true)
     }
 
-    fn held(
-        &self,
-        tenant: TenantId,
-        partition: PartitionId,
-        chunk: &ChunkId,
-    ) -> Result<u64, StoreError> {
+    fn held(&self, tenant: TenantId, partition: PartitionId, chunk: &ChunkId) -> Result<u64, StoreError> {
         let prefix = key_prefix(partition, Some((tenant, chunk)));
         let mut mask = 0u64;
-        for item in self.db.iterator_cf(
-            cf(&self.db, CF_SHARD_META),
-            IteratorMode::From(&prefix, Direction::Forward),
-        ) {
+        for item in self.db.iterator_cf(cf(&self.db, CF_SHARD_META), IteratorMode::From(&prefix, Direction::Forward)) {
             let (k, _) = item.map_err(io)?;
             if !k.starts_with(&prefix) {
                 break;
@@ -207,14 +171,9 @@ impl ShardStore for RocksShardStore {
         limit: usize,
     ) -> Result<Vec<(ShardKey, ShardHeader)>, StoreError> {
         let prefix = key_prefix(partition, None);
-        let start = after
-            .map(|k| encode_key(k).to_vec())
-            .unwrap_or_else(|| prefix.clone());
+        let start = after.map(|k| encode_key(k).to_vec()).unwrap_or_else(|| prefix.clone());
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(
-            cf(&self.db, CF_SHARD_META),
-            IteratorMode::From(&start, Direction::Forward),
-        ) {
+        for item in self.db.iterator_cf(cf(&self.db, CF_SHARD_META), IteratorMode::From(&start, Direction::Forward)) {
             let (k, v) = item.map_err(io)?;
             if !k.starts_with(&prefix) || out.len() >= limit {
                 break;
@@ -223,12 +182,7 @@ impl ShardStore for RocksShardStore {
             if after == Some(&key) {
                 continue;
             }
-            let header = decode_header(&v)
-                .map_err(|reason| StoreError::Corrupt {
-                    key: display_key(&key),
-                    reason,
-                })?
-                .0;
+            let header = decode_header(&v).map_err(|reason| StoreError::Corrupt { key: display_key(&key), reason })?.0;
             out.push((key, header));
         }
         Ok(out)

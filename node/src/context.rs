@@ -1,0 +1,41 @@
+//! Everything a request handler may touch on this node, built once at start-up and shared.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use strata_proto::NodeId;
+use tokio::sync::Semaphore;
+
+use crate::config::NodeConfig;
+use crate::coordinator::Coordinator;
+use crate::health::Health;
+use crate::meta::Meta;
+use crate::metrics::Metrics;
+use crate::pki::CaMaterial;
+use crate::store::ShardStore;
+
+/// Shared node state.
+pub struct NodeContext {
+    /// This node.
+    pub id: NodeId,
+    /// Validated configuration.
+    pub config: NodeConfig,
+    /// Cluster metadata.
+    pub meta: Meta,
+    /// Blob coordinator.
+    pub coordinator: Coordinator,
+    /// Local shards.
+    pub store: Arc<dyn ShardStore>,
+    /// Peer reachability.
+    pub health: Arc<Health>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Request-body memory budget, in KiB permits.
+    pub inflight: Arc<Semaphore>,
+    /// The CA certificate (PEM), given to joining nodes.
+    pub ca_pem: String,
+    /// The CA key, if this node admits joining nodes.
+    pub ca: Option<CaMaterial>,
+    /// When this node last ran a read barrier for an unknown token (rate limit).
+    pub last_token_barrier: Mutex<Option<Instant>>,
+}

@@ -1,0 +1,271 @@
+//! The blob coordinator: has / put / get / delete of a tenant's blobs, on whichever node a client called.
+//!
+//! Put: erasure-code the blob with the partition's generation profile and write shard `i` to node `i` of the
+//! partition's write set, all in parallel; acknowledge by the durability rule in `plan.rs`. Get: fetch the data
+//! shards, fall back to parity when any is missing or corrupt, rebuild from any k, and report corrupt shards.
+//! Has: one batched query per holder, a blob counts as present when enough shards are durable. The coordinator
+//! owns no state: everything it needs comes from the cluster map and the shard holders.
+
+mod plan;
+mod shard_peers;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::future::join_all;
+use strata_proto::cluster_map::{Location, ResolvedPlacement};
+use strata_proto::{ChunkId, ErrorCode, NodeId, PartitionId, ShardHeader, ShardIndex, ShardKey, TenantId, WireError};
+
+pub use self::plan::{PutVerdict, ShardFailure, ack_threshold, put_verdict};
+pub use self::shard_peers::{ShardOpError, ShardPeers};
+use crate::erasure::Codecs;
+use crate::meta::state_machine::MetaReader;
+use crate::metrics::Metrics;
+
+/// Blobs above this size are encoded and decoded on the blocking pool.
+const INLINE_CODING_BYTES: usize = 256 << 10;
+
+/// Coordinates blob requests.
+pub struct Coordinator {
+    peers: ShardPeers,
+    meta: MetaReader,
+    codecs: Codecs,
+    metrics: Arc<Metrics>,
+    extra_ack: u8,
+}
+
+/// Result of a put.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PutResult {
+    /// Shards durably stored.
+    pub stored: u8,
+    /// k + m.
+    pub total: u8,
+}
+
+fn err(code: ErrorCode, msg: impl Into<String>) -> WireError {
+    WireError::new(code, msg)
+}
+
+impl Coordinator {
+    /// A coordinator that reaches shards through `peers`.
+    pub fn new(peers: ShardPeers, meta: MetaReader, metrics: Arc<Metrics>, extra_ack: u8) -> Self {
+        Coordinator { peers, meta, codecs: Codecs::default(), metrics, extra_ack }
+    }
+
+    /// Direct access to shard operations (for node-internal handlers).
+    pub fn peers(&self) -> &ShardPeers {
+        &self.peers
+    }
+
+    fn locate<'a>(&self, map: &'a strata_proto::ClusterMap, id: &ChunkId) -> Result<Location<'a>, WireError> {
+        map.locate(id).map_err(|e| match e {
+            strata_proto::cluster_map::MapError::NoPlacement => err(
+                ErrorCode::NotReady,
+                "the cluster has no partition placement yet (waiting for enough nodes to join the first generation)",
+            ),
+            other => err(ErrorCode::Internal, format!("cluster map: {other}")),
+        })
+    }
+
+    /// Stores a blob for `tenant`.
+    pub async fn put(&self, tenant: TenantId, id: ChunkId, blob: Bytes) -> Result<PutResult, WireError> {
+        let map = self.meta.map();
+        let loc = self.locate(&map, &id)?;
+        let set = &loc.write;
+        let profile = set.generation.profile;
+        let codecs = self.codecs.clone();
+        let blob_len = blob.len() as u64;
+        let shards = if blob.len() > INLINE_CODING_BYTES {
+            tokio::task::spawn_blocking(move || codecs.encode(profile, &blob)).await.map_err(|e| err(ErrorCode::Internal, e.to_string()))?
+        } else {
+            codecs.encode(profile, &blob)
+        }
+        .map_err(|e| err(ErrorCode::Internal, e.to_string()))?;
+        let writes = set.nodes.iter().zip(shards).enumerate().map(|(i, (node, data))| {
+            let index = i as ShardIndex;
+            let header = ShardHeader::for_shard(profile, blob_len, index, &data);
+            let key = ShardKey { partition: loc.partition, tenant, chunk: id, index };
+            self.peers.put(node, key, header, Bytes::from(data))
+        });
+        let outcomes = join_all(writes).await;
+        let results: Vec<Result<(), ShardFailure>> = outcomes
+            .iter()
+            .map(|r| match r {
+                Ok(()) => Ok(()),
+                Err(ShardOpError::NoSpace { reason, .. }) => Err(ShardFailure::NoSpace(reason.clone())),
+                Err(e) => Err(ShardFailure::Other(e.to_string())),
+            })
+            .collect();
+        let failures = || outcomes.iter().filter_map(|r| r.as_ref().err()).map(ToString::to_string).collect::<Vec<_>>().join("; ");
+        match put_verdict(profile, self.extra_ack, &results) {
+            PutVerdict::Acknowledged { stored, degraded } => {
+                if degraded {
+                    self.metrics.puts_degraded.inc();
+                    tracing::warn!(blob = %id, stored, total = profile.total_shards(), failures = %failures(), "put acknowledged with reduced redundancy");
+                }
+                self.metrics.blob_bytes.observe(blob_len as f64);
+                Ok(PutResult { stored: stored as u8, total: profile.total_shards() as u8 })
+            }
+            PutVerdict::Refused { stored, need, no_space } => {
+                let code = if no_space { ErrorCode::NoSpace } else { ErrorCode::Unavailable };
+                Err(err(
+                    code,
+                    format!("blob {id}: only {stored} of {} shards stored, {need} needed; {}", profile.total_shards(), failures()),
+                ))
+            }
+        }
+    }
+
+    /// Reads a blob of `tenant`.
+    pub async fn get(&self, tenant: TenantId, id: ChunkId) -> Result<Vec<u8>, WireError> {
+        let map = self.meta.map();
+        let loc = self.locate(&map, &id)?;
+        let mut problems = Vec::new();
+        let mut all_absent = true;
+        for set in &loc.read {
+            match self.read_from(set, loc.partition, tenant, id).await {
+                ReadOutcome::Blob(b) => return Ok(b),
+                ReadOutcome::Absent => {}
+                ReadOutcome::Unreadable(why) => {
+                    all_absent = false;
+                    problems.push(why);
+                }
+            }
+        }
+        if all_absent {
+            Err(err(ErrorCode::NotFound, format!("blob {id} not found")))
+        } else {
+            Err(err(ErrorCode::Unavailable, format!("blob {id} cannot be read now: {}", problems.join("; "))))
+        }
+    }
+
+    async fn read_from(&self, set: &ResolvedPlacement<'_>, partition: PartitionId, tenant: TenantId, id: ChunkId) -> ReadOutcome {
+        let profile = set.generation.profile;
+        let k = usize::from(profile.data_shards);
+        let mut got: BTreeMap<ShardIndex, (ShardHeader, Vec<u8>)> = BTreeMap::new();
+        let mut absent = 0usize;
+        let mut failures = Vec::new();
+        for round in [plan::first_read(profile), plan::second_read(profile)] {
+            if got.len() >= k {
+                break;
+            }
+            let fetches = round.iter().map(|&index| {
+                let key = ShardKey { partition, tenant, chunk: id, index };
+                let node = set.nodes[usize::from(index)];
+                async move { (index, self.peers.get(node, key).await) }
+            });
+            for (index, result) in join_all(fetches).await {
+                match result {
+                    Ok(Some(shard)) => {
+                        got.insert(index, (shard.header, shard.data));
+                    }
+                    Ok(None) => absent += 1,
+                    Err(e) => {
+                        if matches!(e, ShardOpError::Corrupt { .. }) {
+                            self.metrics.corrupt_shards.inc();
+                            tracing::warn!(blob = %id, shard = index, error = %e, "corrupt shard; needs repair");
+                        }
+                        failures.push(e.to_string());
+                    }
+                }
+            }
+        }
+        let headers: Vec<(ShardIndex, ShardHeader)> = got.iter().map(|(i, (h, _))| (*i, *h)).collect();
+        if let Some((agreed_profile, blob_len)) = plan::agreed_header(&headers) {
+            let shards: Vec<Option<Vec<u8>>> = (0..agreed_profile.total_shards() as u8)
+                .map(|i| got.remove(&i).filter(|(h, _)| h.profile == agreed_profile && h.blob_len == blob_len).map(|(_, d)| d))
+                .collect();
+            if shards.iter().flatten().count() >= usize::from(agreed_profile.data_shards) {
+                let codecs = self.codecs.clone();
+                let decoded = if blob_len as usize > INLINE_CODING_BYTES {
+                    tokio::task::spawn_blocking(move || codecs.decode(agreed_profile, blob_len, shards))
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r.map_err(|e| e.to_string()))
+                } else {
+                    codecs.decode(agreed_profile, blob_len, shards).map_err(|e| e.to_string())
+                };
+                return match decoded {
+                    Ok(b) => ReadOutcome::Blob(b),
+                    Err(e) => ReadOutcome::Unreadable(format!("decoding failed: {e}")),
+                };
+            }
+        }
+        if plan::certainly_absent(profile, absent) {
+            ReadOutcome::Absent
+        } else {
+            ReadOutcome::Unreadable(format!("{} shards readable, {k} needed ({})", headers.len(), failures.join("; ")))
+        }
+    }
+
+    /// For each id, whether the tenant stores it durably (at least the acknowledgement threshold of shards).
+    pub async fn has(&self, tenant: TenantId, ids: &[ChunkId]) -> Result<Vec<bool>, WireError> {
+        let map = self.meta.map();
+        // Per holder: the chunks to ask about, and for each, (id position, read set, expected index).
+        let mut asks: BTreeMap<NodeId, (Vec<(PartitionId, ChunkId)>, Vec<(usize, usize, ShardIndex)>)> = BTreeMap::new();
+        let mut locations = Vec::with_capacity(ids.len());
+        for (pos, id) in ids.iter().enumerate() {
+            let loc = self.locate(&map, id)?;
+            for (r, set) in loc.read.iter().enumerate() {
+                for (i, node) in set.nodes.iter().enumerate() {
+                    let entry = asks.entry(node.id).or_default();
+                    entry.0.push((loc.partition, *id));
+                    entry.1.push((pos, r, i as ShardIndex));
+                }
+            }
+            locations.push(loc);
+        }
+        let queries = asks.into_iter().map(|(node, (chunks, slots))| {
+            let desc = map.nodes.get(&node).expect("located nodes are in the map");
+            async move { (self.peers.held(desc, tenant, chunks).await, slots) }
+        });
+        // counts[pos][read set] = shards held at their expected positions.
+        let mut counts: Vec<Vec<usize>> = locations.iter().map(|l| vec![0; l.read.len()]).collect();
+        for (result, slots) in join_all(queries).await {
+            let masks = match result {
+                Ok(m) => m,
+                Err(e) => {
+                    // Shards on an unreachable holder count as absent: at worst the client uploads again.
+                    tracing::debug!(error = %e, "shard query failed during a dedup query");
+                    continue;
+                }
+            };
+            for (mask, (pos, r, index)) in masks.into_iter().zip(slots) {
+                if mask & (1u64 << index) != 0 {
+                    counts[pos][r] += 1;
+                }
+            }
+        }
+        Ok(locations
+            .iter()
+            .zip(counts)
+            .map(|(loc, c)| loc.read.iter().zip(c).any(|(set, n)| n >= ack_threshold(set.generation.profile, self.extra_ack)))
+            .collect())
+    }
+
+    /// Deletes every shard of a blob; fails if some holder could not be reached (retry to finish).
+    pub async fn delete(&self, tenant: TenantId, id: ChunkId) -> Result<bool, WireError> {
+        let map = self.meta.map();
+        let loc = self.locate(&map, &id)?;
+        let deletes = loc.read.iter().flat_map(|set| {
+            set.nodes.iter().enumerate().map(move |(i, node)| {
+                let key = ShardKey { partition: loc.partition, tenant, chunk: id, index: i as ShardIndex };
+                self.peers.delete(node, key)
+            })
+        });
+        let results = join_all(deletes).await;
+        let failures: Vec<String> = results.iter().filter_map(|r| r.as_ref().err()).map(ToString::to_string).collect();
+        if !failures.is_empty() {
+            return Err(err(ErrorCode::Unavailable, format!("blob {id}: some shards were not deleted ({}); retry", failures.join("; "))));
+        }
+        Ok(results.into_iter().any(|r| r == Ok(true)))
+    }
+}
+
+enum ReadOutcome {
+    Blob(Vec<u8>),
+    Absent,
+    Unreadable(String),
+}

@@ -1,0 +1,191 @@
+//! Shard operations on any node of the cluster: local calls go straight to the store (on the blocking pool),
+//! remote ones go over the node-to-node pool. Every outcome updates peer health, and every shard received from
+//! a peer is verified against its header before it is trusted.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use strata_client::{RpcError, RpcPool};
+use strata_proto::cluster_map::NodeDescriptor;
+use strata_proto::{ChunkId, ErrorCode, NodeId, PartitionId, Request, Response, ShardHeader, ShardKey, TenantId};
+
+use crate::health::Health;
+use crate::metrics::Metrics;
+use crate::store::{Shard, ShardStore, StoreError};
+
+/// Why a shard operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShardOpError {
+    /// The holder could not be reached (or was skipped because it is known to be down).
+    #[error("{node} unreachable: {reason}")]
+    Unreachable {
+        /// Holder.
+        node: NodeId,
+        /// Why.
+        reason: String,
+    },
+    /// The holder has no room.
+    #[error("{node} has no space: {reason}")]
+    NoSpace {
+        /// Holder.
+        node: NodeId,
+        /// Its explanation.
+        reason: String,
+    },
+    /// The shard is stored but corrupt.
+    #[error("{node} holds a corrupt shard: {reason}")]
+    Corrupt {
+        /// Holder.
+        node: NodeId,
+        /// What failed.
+        reason: String,
+    },
+    /// The holder does not have the shard.
+    #[error("{node} does not hold the shard")]
+    NotFound {
+        /// Holder.
+        node: NodeId,
+    },
+    /// Any other failure at the holder.
+    #[error("{node} failed: {reason}")]
+    Failed {
+        /// Holder.
+        node: NodeId,
+        /// Its explanation.
+        reason: String,
+    },
+}
+
+/// Shard operations addressed to nodes.
+pub struct ShardPeers {
+    me: NodeId,
+    store: Arc<dyn ShardStore>,
+    pool: Arc<RpcPool>,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+    timeout: Duration,
+}
+
+impl ShardPeers {
+    /// Shard access from node `me`.
+    pub fn new(
+        me: NodeId,
+        store: Arc<dyn ShardStore>,
+        pool: Arc<RpcPool>,
+        health: Arc<Health>,
+        metrics: Arc<Metrics>,
+        timeout: Duration,
+    ) -> Self {
+        ShardPeers { me, store, pool, health, metrics, timeout }
+    }
+
+    fn store_error(&self, e: StoreError) -> ShardOpError {
+        let node = self.me;
+        match e {
+            StoreError::NoSpace(reason) => ShardOpError::NoSpace { node, reason },
+            StoreError::Corrupt { reason, .. } => ShardOpError::Corrupt { node, reason },
+            other => ShardOpError::Failed { node, reason: other.to_string() },
+        }
+    }
+
+    async fn local<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn ShardStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, ShardOpError> {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || f(store.as_ref())).await {
+            Ok(r) => r.map_err(|e| self.store_error(e)),
+            Err(e) => Err(ShardOpError::Failed { node: self.me, reason: format!("store task failed: {e}") }),
+        }
+    }
+
+    async fn remote(
+        &self,
+        node: &NodeDescriptor,
+        op: &'static str,
+        request: Request,
+        body: Bytes,
+    ) -> Result<strata_client::Reply, ShardOpError> {
+        if self.health.is_down(node.id) {
+            self.metrics.shard_rpc_failures.with_label_values(&[op]).inc();
+            return Err(ShardOpError::Unreachable { node: node.id, reason: "its last probe failed".into() });
+        }
+        let result = tokio::time::timeout(self.timeout, self.pool.call(&node.addr, None, request, body)).await;
+        let result = result.unwrap_or_else(|_| Err(RpcError::Timeout { addr: node.addr.clone(), op, ms: self.timeout.as_millis() }));
+        match &result {
+            Ok(_) => self.health.record_ok(node.id),
+            Err(e) if e.is_unreachable() => self.health.record_fail(node.id),
+            Err(_) => {}
+        }
+        result.map_err(|e| {
+            if !matches!(e.code(), Some(ErrorCode::NotFound)) {
+                self.metrics.shard_rpc_failures.with_label_values(&[op]).inc();
+            }
+            match e {
+                e if e.is_unreachable() => ShardOpError::Unreachable { node: node.id, reason: e.to_string() },
+                RpcError::Remote { error, .. } => match error.code {
+                    ErrorCode::NoSpace => ShardOpError::NoSpace { node: node.id, reason: error.message },
+                    ErrorCode::Corrupt => ShardOpError::Corrupt { node: node.id, reason: error.message },
+                    ErrorCode::NotFound => ShardOpError::NotFound { node: node.id },
+                    _ => ShardOpError::Failed { node: node.id, reason: error.to_string() },
+                },
+                other => ShardOpError::Failed { node: node.id, reason: other.to_string() },
+            }
+        })
+    }
+
+    /// Stores a shard on `node`.
+    pub async fn put(&self, node: &NodeDescriptor, key: ShardKey, header: ShardHeader, data: Bytes) -> Result<(), ShardOpError> {
+        if node.id == self.me {
+            return self.local(move |s| s.put(&key, &header, &data)).await;
+        }
+        self.remote(node, "put_shard", Request::PutShard { key, header }, data).await.map(|_| ())
+    }
+
+    /// Reads a shard from `node`: `Ok(None)` when the holder does not have it.
+    pub async fn get(&self, node: &NodeDescriptor, key: ShardKey) -> Result<Option<Shard>, ShardOpError> {
+        if node.id == self.me {
+            return self.local(move |s| s.get(&key)).await;
+        }
+        match self.remote(node, "get_shard", Request::GetShard { key }, Bytes::new()).await {
+            Ok(reply) => match reply.response {
+                Response::Shard { header } if header.verifies(key.index, &reply.body) => Ok(Some(Shard { header, data: reply.body })),
+                Response::Shard { .. } => {
+                    Err(ShardOpError::Corrupt { node: node.id, reason: "shard failed its checksum in transit".into() })
+                }
+                other => Err(ShardOpError::Failed { node: node.id, reason: format!("unexpected reply {other:?}") }),
+            },
+            Err(ShardOpError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Bit masks of the shard indices `node` holds for each chunk.
+    pub async fn held(
+        &self,
+        node: &NodeDescriptor,
+        tenant: TenantId,
+        chunks: Vec<(PartitionId, ChunkId)>,
+    ) -> Result<Vec<u64>, ShardOpError> {
+        if node.id == self.me {
+            return self.local(move |s| chunks.iter().map(|(p, c)| s.held(tenant, *p, c)).collect()).await;
+        }
+        let n = chunks.len();
+        match self.remote(node, "has_shards", Request::HasShards { tenant, chunks }, Bytes::new()).await?.response {
+            Response::HasShards { held } if held.len() == n => Ok(held),
+            other => Err(ShardOpError::Failed { node: node.id, reason: format!("unexpected reply {other:?}") }),
+        }
+    }
+
+    /// Deletes a shard on `node`; returns whether it existed.
+    pub async fn delete(&self, node: &NodeDescriptor, key: ShardKey) -> Result<bool, ShardOpError> {
+        if node.id == self.me {
+            return self.local(move |s| s.delete(&key)).await;
+        }
+        match self.remote(node, "delete_shard", Request::DeleteShard { key }, Bytes::new()).await?.response {
+            Response::Deleted { existed } => Ok(existed),
+            other => Err(ShardOpError::Failed { node: node.id, reason: format!("unexpected reply {other:?}") }),
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! Prometheus metrics of one node, in a registry of its own (several nodes can share a process in tests).
+//!
+//! Names start with `strata_` and carry their unit. Request metrics are updated on every request; gauges that
+//! mirror state (storage usage, Raft, map) are refreshed by [`Metrics::refresh`] on a timer.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// All metrics of a node.
+pub struct Metrics {
+    registry: Registry,
+    /// Requests served, by operation and result (`ok` or an error code).
+    pub requests: IntCounterVec,
+    /// Request latency by operation.
+    pub request_seconds: HistogramVec,
+    /// Shards stored on this node.
+    pub shards_stored: IntGauge,
+    /// Bytes of shard data stored on this node.
+    pub shard_bytes: IntGauge,
+    /// Configured capacity.
+    pub capacity_bytes: IntGauge,
+    /// Partitions in which this node holds a shard.
+    pub partitions: IntGauge,
+    /// Cluster map epoch as applied here.
+    pub map_epoch: IntGauge,
+    /// Current Raft term.
+    pub raft_term: IntGauge,
+    /// Current Raft leader id (0 when unknown).
+    pub raft_leader: IntGauge,
+    /// Whether this node is the leader.
+    pub raft_is_leader: IntGauge,
+    /// Index of the last log entry applied to the state machine.
+    pub raft_applied_index: IntGauge,
+    /// Index of the last log entry in this node's log.
+    pub raft_last_log_index: IntGauge,
+    /// Puts acknowledged with fewer than k+m shards.
+    pub puts_degraded: IntCounter,
+    /// Shards found corrupt on read.
+    pub corrupt_shards: IntCounter,
+    /// Shard operations to peers that failed, by operation.
+    pub shard_rpc_failures: IntCounterVec,
+    /// Whether each peer answered its last probe (1) or not (0).
+    pub peer_reachable: IntGaugeVec,
+    /// Request body bytes currently held in memory.
+    pub inflight_body_bytes: IntGauge,
+    /// Blob sizes accepted by puts.
+    pub blob_bytes: Histogram,
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+impl Metrics {
+    /// Creates and registers every metric; `node` becomes a constant label.
+    pub fn new(node: u64) -> Self {
+        let registry = Registry::new_custom(None, Some([("node".to_string(), node.to_string())].into())).expect("valid registry");
+        let r = &registry;
+        let request_seconds = HistogramVec::new(
+            HistogramOpts::new("strata_request_duration_seconds", "Time to serve a request, by operation")
+                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            &["op"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(request_seconds.clone())).expect("unique metric");
+        let blob_bytes = Histogram::with_opts(
+            HistogramOpts::new("strata_put_blob_size_bytes", "Sizes of blobs stored")
+                .buckets(prometheus::exponential_buckets(1024.0, 4.0, 8).expect("valid buckets")),
+        )
+        .expect("valid metric");
+        r.register(Box::new(blob_bytes.clone())).expect("unique metric");
+        let peer_reachable =
+            IntGaugeVec::new(Opts::new("strata_peer_reachable", "1 if the peer answered its last probe"), &["peer"]).expect("valid metric");
+        r.register(Box::new(peer_reachable.clone())).expect("unique metric");
+        Metrics {
+            requests: counter_vec(r, "strata_requests_total", "Requests served, by operation and result", &["op", "result"]),
+            request_seconds,
+            shards_stored: gauge(r, "strata_shards_stored", "Shards stored on this node"),
+            shard_bytes: gauge(r, "strata_shard_data_bytes", "Bytes of shard data stored on this node"),
+            capacity_bytes: gauge(r, "strata_capacity_bytes", "Configured shard capacity of this node"),
+            partitions: gauge(r, "strata_partitions_held", "Partitions in which this node holds a shard"),
+            map_epoch: gauge(r, "strata_cluster_map_epoch", "Epoch of the cluster map applied on this node"),
+            raft_term: gauge(r, "strata_raft_term", "Current Raft term"),
+            raft_leader: gauge(r, "strata_raft_leader_id", "Current Raft leader node id (0 when unknown)"),
+            raft_is_leader: gauge(r, "strata_raft_is_leader", "1 if this node is the Raft leader"),
+            raft_applied_index: gauge(r, "strata_raft_applied_index", "Last Raft log index applied to the state machine"),
+            raft_last_log_index: gauge(r, "strata_raft_last_log_index", "Last Raft log index stored on this node"),
+            puts_degraded: counter(r, "strata_puts_degraded_total", "Puts acknowledged with fewer than k+m shards"),
+            corrupt_shards: counter(r, "strata_corrupt_shards_total", "Shards that failed their checksum on read"),
+            shard_rpc_failures: counter_vec(r, "strata_shard_rpc_failures_total", "Shard operations to peers that failed", &["op"]),
+            peer_reachable,
+            inflight_body_bytes: gauge(r, "strata_inflight_body_bytes", "Request body bytes held in memory"),
+            blob_bytes,
+            registry,
+        }
+    }
+
+    /// Records one served request.
+    pub fn observe(&self, op: &str, result: &str, seconds: f64) {
+        self.requests.with_label_values(&[op, result]).inc();
+        self.request_seconds.with_label_values(&[op]).observe(seconds);
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("text encoding to a Vec cannot fail");
+        String::from_utf8(out).expect("prometheus text is UTF-8")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_with_node_label_and_units() {
+        let m = Metrics::new(3);
+        m.observe("put_blob", "ok", 0.01);
+        m.shard_bytes.set(42);
+        let text = m.render();
+        assert!(text.contains("strata_requests_total{node=\"3\",op=\"put_blob\",result=\"ok\"} 1"), "{text}");
+        assert!(text.contains("strata_shard_data_bytes{node=\"3\"} 42"));
+        assert!(text.contains("strata_request_duration_seconds_bucket"));
+    }
+}

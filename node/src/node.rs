@@ -1,0 +1,246 @@
+//! Starting and stopping a node: open storage, bring up QUIC with mutual TLS, start Raft and the background
+//! tasks, register with the cluster, serve until asked to stop, then shut down in order.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use rustls::server::WebPkiClientVerifier;
+use strata_client::tls::{ALPN, certs_from_pem, key_from_pem, provider};
+use strata_client::{RpcLimits, RpcPool};
+use strata_proto::{EcProfile, ErrorCode, NodeAnnouncement, NodeId, Request};
+use tokio::sync::{Semaphore, watch};
+
+use crate::config::NodeConfig;
+use crate::context::NodeContext;
+use crate::coordinator::{Coordinator, ShardPeers};
+use crate::health::{self, Health};
+use crate::meta::command::{InitCluster, MetaCommand};
+use crate::meta::{Meta, MetaError, leader_tasks};
+use crate::metrics::Metrics;
+use crate::pki::CaMaterial;
+use crate::store::{RocksShardStore, ShardStore};
+use crate::{db, http, server};
+
+fn read(path: &std::path::Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// QUIC server configuration: our chain (leaf + CA, so joining nodes can pin the CA), optional client certs.
+fn server_config(ca_pem: &str, cert_pem: &str, key_pem: &str) -> anyhow::Result<quinn::ServerConfig> {
+    let ca = certs_from_pem(ca_pem, "tls.ca_cert")?;
+    let mut chain = certs_from_pem(cert_pem, "tls.node_cert")?;
+    chain.extend(ca.iter().cloned());
+    let key = key_from_pem(key_pem, "tls.node_key")?;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in ca {
+        roots.add(c)?;
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider()).allow_unauthenticated().build()?;
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .context("node certificate and key do not match")?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| anyhow::anyhow!("QUIC TLS config: {e}"))?;
+    let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    cfg.transport_config(strata_client::transport::transport_config());
+    Ok(cfg)
+}
+
+/// Runs a node until `stop` resolves.
+pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    let id = NodeId(config.node_id);
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+    let db_opts =
+        db::DbOptions { block_cache_bytes: config.storage.block_cache_bytes, write_buffer_bytes: config.storage.write_buffer_bytes };
+    let database = db::open(&config.data_dir.join("db"), &db_opts)?;
+    let store: Arc<dyn ShardStore> = Arc::new(RocksShardStore::open(database.clone(), config.capacity_bytes, config.storage.sync_writes)?);
+
+    let ca_pem = read(&config.tls.ca_cert)?;
+    let cert_pem = read(&config.tls.node_cert)?;
+    let key_pem = read(&config.tls.node_key)?;
+    let ca = match &config.tls.ca_key {
+        Some(p) => Some(CaMaterial { cert_pem: ca_pem.clone(), key_pem: read(p)? }),
+        None => None,
+    };
+    let listen = config.listen_addr.parse().context("listen_addr")?;
+    let endpoint = quinn::Endpoint::server(server_config(&ca_pem, &cert_pem, &key_pem)?, listen)
+        .with_context(|| format!("cannot listen on {listen} (UDP)"))?;
+    let mut identity = certs_from_pem(&cert_pem, "tls.node_cert")?;
+    identity.extend(certs_from_pem(&ca_pem, "tls.ca_cert")?);
+    let client = strata_client::tls::client_config(&ca_pem, Some((identity, key_from_pem(&key_pem, "tls.node_key")?)))?;
+    let limits = RpcLimits {
+        request_timeout: Duration::from_millis(config.limits.request_timeout_ms),
+        max_frame_bytes: config.limits.max_frame_bytes,
+        max_body_bytes: config.limits.max_internal_body_bytes.max(config.limits.max_blob_bytes),
+        ..RpcLimits::default()
+    };
+    let pool = Arc::new(RpcPool::new(endpoint.clone(), client, limits));
+
+    let meta = Meta::start(id, database.clone(), pool.clone(), &config.raft, "strata").await?;
+    if config.bootstrap.is_some() && meta.initialize_if_new(config.advertised()).await? {
+        tracing::info!("initialised a new Raft group with this node as its only voter");
+    }
+    let metrics = Arc::new(Metrics::new(id.0));
+    metrics.capacity_bytes.set(config.capacity_bytes as i64);
+    let health = Arc::new(Health::default());
+    let peers = ShardPeers::new(
+        id,
+        store.clone(),
+        pool.clone(),
+        health.clone(),
+        metrics.clone(),
+        Duration::from_millis(config.limits.shard_timeout_ms),
+    );
+    let coordinator = Coordinator::new(peers, meta.reader.clone(), metrics.clone(), config.durability.extra_shards_for_ack);
+    let inflight_permits = (config.limits.max_inflight_bytes / 1024).min(u64::from(u32::MAX)) as usize;
+    let ctx = Arc::new(NodeContext {
+        id,
+        meta: meta.clone(),
+        coordinator,
+        store,
+        health: health.clone(),
+        metrics: metrics.clone(),
+        inflight: Arc::new(Semaphore::new(inflight_permits)),
+        ca_pem,
+        ca,
+        last_token_barrier: Mutex::new(None),
+        config: config.clone(),
+    });
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = vec![
+        tokio::spawn(server::serve(endpoint.clone(), ctx.clone(), stop_rx.clone())),
+        tokio::spawn(leader_tasks::run(meta.clone(), stop_rx.clone())),
+        tokio::spawn(health::probe_loop(id, health, pool.clone(), meta.reader.clone(), metrics.clone(), stop_rx.clone())),
+        tokio::spawn(refresh_metrics(ctx.clone(), inflight_permits, stop_rx.clone())),
+        tokio::spawn(announce(ctx.clone(), pool.clone(), stop_rx.clone())),
+    ];
+    if let Some(addr) = &config.metrics_addr {
+        let addr = addr.parse().context("metrics_addr")?;
+        let (ctx, rx) = (ctx.clone(), stop_rx.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = http::serve(addr, ctx, rx).await {
+                tracing::error!(%addr, error = %e, "metrics endpoint failed");
+            }
+        }));
+    }
+    tracing::info!(node = %id, listen = %config.listen_addr, "node started");
+    stop.await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    endpoint.close(0u32.into(), b"node shutting down");
+    meta.shutdown().await;
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
+    }
+    pool.close_all();
+    let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+    database.flush_wal(true).context("flushing the write-ahead log")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Creates the cluster (bootstrap node only) and registers this node, retrying until both are done.
+async fn announce(ctx: Arc<NodeContext>, pool: Arc<RpcPool>, mut stop: watch::Receiver<bool>) {
+    let config = &ctx.config;
+    let me = NodeAnnouncement {
+        id: ctx.id,
+        addr: config.advertised().to_owned(),
+        zone: config.zone.clone(),
+        capacity_bytes: config.capacity_bytes,
+        generation: config.generation.clone(),
+    };
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match try_announce(&ctx, &pool, &me).await {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(e) => tracing::info!(error = %e, "not registered with the cluster yet; retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.changed() => return,
+        }
+        delay = (delay * 2).min(Duration::from_secs(3));
+    }
+}
+
+/// One attempt; `Ok(true)` when this node is registered with its current description.
+async fn try_announce(ctx: &NodeContext, pool: &RpcPool, me: &NodeAnnouncement) -> anyhow::Result<bool> {
+    let (initialised, current) = ctx.meta.reader.read(|s| (s.cluster_name.is_some(), s.map.nodes.get(&me.id).cloned()));
+    if let Some(b) = &ctx.config.bootstrap
+        && !initialised
+    {
+        if ctx.meta.leader() != Some(ctx.id.0) {
+            return Ok(false);
+        }
+        let digest = hex::decode(&b.operator_token_digest)?.try_into().map_err(|_| anyhow::anyhow!("bad operator digest"))?;
+        let profile: EcProfile = b.ec_profile.parse()?;
+        let init = InitCluster {
+            cluster_name: b.cluster_name.clone(),
+            partition_bits: b.partition_bits,
+            generation_name: ctx.config.generation.clone(),
+            profile,
+            operator_token: digest,
+            now_ms: crate::server::now_ms(),
+        };
+        match ctx.meta.write(MetaCommand::Init(init)).await {
+            Ok(_) => tracing::info!(cluster = %b.cluster_name, "cluster initialised"),
+            Err(MetaError::Rejected(e)) if e.code == ErrorCode::Conflict => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if current.is_some_and(|d| d.addr == me.addr && d.zone == me.zone && d.capacity_bytes == me.capacity_bytes) {
+        return Ok(true);
+    }
+    if ctx.meta.leader().is_some() {
+        ctx.meta.write(MetaCommand::RegisterNode(me.clone())).await?;
+        tracing::info!("registered with the cluster");
+        return Ok(true);
+    }
+    let mut last = None;
+    for seed in &ctx.config.seeds {
+        match pool.call(seed, None, Request::RegisterNode { node: me.clone() }, Bytes::new()).await {
+            Ok(_) => {
+                tracing::info!(%seed, "registered with the cluster through a seed");
+                return Ok(true);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    match last {
+        Some(e) => Err(e.into()),
+        None => Ok(false),
+    }
+}
+
+async fn refresh_metrics(ctx: Arc<NodeContext>, inflight_permits: usize, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let m = &ctx.metrics;
+        let usage = ctx.store.usage();
+        m.shards_stored.set(usage.shards as i64);
+        m.shard_bytes.set(usage.bytes as i64);
+        let map = ctx.meta.reader.map();
+        m.map_epoch.set(map.epoch.0 as i64);
+        m.partitions.set(map.partitions_on(ctx.id) as i64);
+        {
+            let r = ctx.meta.raft.metrics();
+            let r = r.borrow();
+            m.raft_term.set(r.current_term as i64);
+            m.raft_leader.set(r.current_leader.unwrap_or(0) as i64);
+            m.raft_is_leader.set(i64::from(r.current_leader == Some(ctx.id.0)));
+            m.raft_applied_index.set(r.last_applied.map(|l| l.index).unwrap_or(0) as i64);
+            m.raft_last_log_index.set(r.last_log_index.unwrap_or(0) as i64);
+        }
+        m.inflight_body_bytes.set(((inflight_permits - ctx.inflight.available_permits()) * 1024) as i64);
+    }
+}

@@ -1,0 +1,170 @@
+//! One function per request: check the caller's rights, call the coordinator, the store or Raft, shape the reply.
+
+use bytes::Bytes;
+use strata_proto::{ErrorCode, Request, Response, Role, RoleSet, WireError};
+
+use super::auth::{Caller, now_ms};
+use super::{join, status};
+use crate::context::NodeContext;
+use crate::meta::command::{MetaCommand, MetaResponse};
+use crate::store::StoreError;
+
+type Reply = Result<(Response, Bytes), WireError>;
+
+fn ok(r: Response) -> Reply {
+    Ok((r, Bytes::new()))
+}
+
+fn store_error(e: StoreError) -> WireError {
+    match e {
+        StoreError::NoSpace(m) => WireError::new(ErrorCode::NoSpace, m),
+        StoreError::Corrupt { .. } => WireError::new(ErrorCode::Corrupt, e.to_string()),
+        StoreError::ChecksumMismatch { .. } => WireError::new(ErrorCode::BadRequest, e.to_string()),
+        StoreError::Io(m) => WireError::new(ErrorCode::Internal, m),
+    }
+}
+
+async fn on_store<T: Send + 'static>(
+    ctx: &NodeContext,
+    f: impl FnOnce(&dyn crate::store::ShardStore) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, WireError> {
+    let store = ctx.store.clone();
+    tokio::task::spawn_blocking(move || f(store.as_ref()))
+        .await
+        .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?
+        .map_err(store_error)
+}
+
+fn meta_error(e: crate::meta::MetaError) -> WireError {
+    e.to_wire()
+}
+
+/// Serves one authenticated request.
+pub async fn dispatch(ctx: &NodeContext, caller: Caller, request: Request, body: Vec<u8>) -> Reply {
+    match request {
+        Request::Ping => {
+            let usage = ctx.store.usage();
+            ok(Response::Pong {
+                node_id: ctx.id,
+                protocol_version: strata_proto::PROTOCOL_VERSION,
+                shards: usage.shards,
+                bytes: usage.bytes,
+            })
+        }
+        Request::GetClusterMap { known_epoch } => {
+            let map = ctx.meta.reader.map();
+            ok(Response::ClusterMap((map.epoch > known_epoch).then(|| Box::new((*map).clone()))))
+        }
+        Request::HasBlobs { ids } => {
+            let tenant = caller.tenant_with("query blobs", |r| r.can_read() || r.can_append())?;
+            if ids.len() > ctx.config.limits.max_has_batch {
+                return Err(WireError::new(
+                    ErrorCode::TooLarge,
+                    format!("{} ids in one query; the limit is {}", ids.len(), ctx.config.limits.max_has_batch),
+                ));
+            }
+            ok(Response::HasBlobs { present: ctx.coordinator.has(tenant, &ids).await? })
+        }
+        Request::PutBlob { id } => {
+            let tenant = caller.tenant_with("store blobs", RoleSet::can_append)?;
+            let r = ctx.coordinator.put(tenant, id, Bytes::from(body)).await?;
+            ok(Response::PutBlob { shards_stored: r.stored, shards_total: r.total })
+        }
+        Request::GetBlob { id } => {
+            let tenant = caller.tenant_with("read blobs", RoleSet::can_read)?;
+            let blob = ctx.coordinator.get(tenant, id).await?;
+            Ok((Response::Blob, Bytes::from(blob)))
+        }
+        Request::DeleteBlob { id } => {
+            let tenant = caller.tenant_with("delete blobs", RoleSet::can_delete)?;
+            ok(Response::Deleted { existed: ctx.coordinator.delete(tenant, id).await? })
+        }
+        Request::Status => {
+            caller.operator("status")?;
+            ok(Response::Status(Box::new(status::cluster_status(ctx))))
+        }
+        Request::CreateTenant { name } => {
+            caller.operator("creating tenants")?;
+            match ctx.meta.write(MetaCommand::CreateTenant { name, now_ms: now_ms() }).await.map_err(meta_error)? {
+                MetaResponse::TenantId(tenant) => ok(Response::TenantCreated { tenant }),
+                other => Err(WireError::new(ErrorCode::Internal, format!("unexpected result {other:?}"))),
+            }
+        }
+        Request::CreateToken { tenant, roles, ttl_secs, label } => {
+            match caller {
+                Caller::Operator => {}
+                Caller::Tenant { tenant: own, roles: mine }
+                    if own == tenant && mine.allows(Role::Admin) && !roles.allows(Role::Admin) && !roles.allows(Role::Operator) => {}
+                _ => {
+                    return Err(WireError::new(
+                        ErrorCode::PermissionDenied,
+                        "creating this token needs an operator token (tenant admins may create backup and restore tokens for their tenant)",
+                    ));
+                }
+            }
+            if roles.allows(Role::Operator) {
+                return Err(WireError::new(
+                    ErrorCode::BadRequest,
+                    "operator tokens are not scoped to a tenant; create them without a tenant",
+                ));
+            }
+            let token = join::new_secret("stk1");
+            let expires_at_ms = ttl_secs.map(|t| now_ms().saturating_add(t.saturating_mul(1000)));
+            let cmd =
+                MetaCommand::CreateToken { digest: token.digest(), tenant: Some(tenant), roles, expires_at_ms, label, now_ms: now_ms() };
+            ctx.meta.write(cmd).await.map_err(meta_error)?;
+            ok(Response::TokenCreated { token })
+        }
+        Request::CreateJoinToken { ttl_secs } => {
+            caller.operator("creating join tokens")?;
+            let token = join::JoinToken::create(&ctx.ca_pem)?;
+            let cmd = MetaCommand::CreateJoinToken {
+                digest: token.secret().digest(),
+                expires_at_ms: now_ms().saturating_add(ttl_secs.saturating_mul(1000)),
+            };
+            ctx.meta.write(cmd).await.map_err(meta_error)?;
+            ok(Response::TokenCreated { token: token.secret() })
+        }
+        Request::Join { .. } => join::handle(ctx, request, caller).await,
+        Request::RegisterNode { node } => {
+            let from = caller.node()?;
+            if from != node.id {
+                return Err(WireError::new(ErrorCode::PermissionDenied, format!("{from} may not register {}", node.id)));
+            }
+            ctx.meta.write(MetaCommand::RegisterNode(node)).await.map_err(meta_error)?;
+            ok(Response::Ok)
+        }
+        Request::PutShard { key, header } => {
+            caller.node()?;
+            on_store(ctx, move |s| s.put(&key, &header, &body)).await?;
+            ok(Response::Ok)
+        }
+        Request::GetShard { key } => {
+            caller.node()?;
+            match on_store(ctx, move |s| s.get(&key)).await? {
+                Some(shard) => Ok((Response::Shard { header: shard.header }, Bytes::from(shard.data))),
+                None => Err(WireError::new(ErrorCode::NotFound, "shard not held here")),
+            }
+        }
+        Request::HasShards { tenant, chunks } => {
+            caller.node()?;
+            if chunks.len() > ctx.config.limits.max_has_batch * 2 {
+                return Err(WireError::new(ErrorCode::TooLarge, "too many chunks in one shard query"));
+            }
+            let held = on_store(ctx, move |s| chunks.iter().map(|(p, c)| s.held(tenant, *p, c)).collect()).await?;
+            ok(Response::HasShards { held })
+        }
+        Request::DeleteShard { key } => {
+            caller.node()?;
+            ok(Response::Deleted { existed: on_store(ctx, move |s| s.delete(&key)).await? })
+        }
+        Request::Raft { rpc } => {
+            caller.node()?;
+            Ok((Response::Raft, Bytes::from(ctx.meta.handle_raft(rpc, &body).await?)))
+        }
+        Request::Meta => {
+            caller.node()?;
+            Ok((Response::Raft, Bytes::from(ctx.meta.handle_forward(&body).await?)))
+        }
+    }
+}

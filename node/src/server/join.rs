@@ -1,0 +1,120 @@
+//! Admitting a new node: one-time join tokens and certificate signing.
+//!
+//! A join token is `stj1_<secret>_<CA fingerprint>`. The secret authenticates the new node to the cluster (the
+//! cluster stores only its digest and uses it up atomically through Raft); the fingerprint lets the new node
+//! authenticate the cluster before it trusts anything, by pinning the CA its seed presents. The new node sends
+//! a certificate signing request, so its private key never leaves it.
+
+use bytes::Bytes;
+use strata_proto::{ErrorCode, NodeAnnouncement, Request, Response, Secret, WireError};
+
+use super::auth::{Caller, now_ms};
+use crate::context::NodeContext;
+use crate::meta::command::{MetaCommand, MetaResponse};
+use crate::pki;
+
+/// A fresh random secret with a type prefix, e.g. `stk1_<64 hex digits>`.
+pub fn new_secret(prefix: &str) -> Secret {
+    Secret(format!("{prefix}_{}", hex::encode(rand::random::<[u8; 32]>())))
+}
+
+/// A parsed join token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct JoinToken {
+    text: String,
+    ca_fingerprint: [u8; 32],
+}
+
+impl std::fmt::Debug for JoinToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JoinToken(<redacted>)")
+    }
+}
+
+impl JoinToken {
+    /// A new token for the cluster whose CA certificate is `ca_pem`.
+    pub fn create(ca_pem: &str) -> Result<Self, WireError> {
+        let ca =
+            strata_client::tls::certs_from_pem(ca_pem, "cluster CA").map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?;
+        let fp = strata_client::tls::fingerprint(&ca[0]);
+        let secret = new_secret("stj1");
+        Ok(JoinToken { text: format!("{}_{}", secret.expose(), hex::encode(fp)), ca_fingerprint: fp })
+    }
+
+    /// Parses the text form.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bad = || "not a join token (expected stj1_<secret>_<fingerprint>)".to_string();
+        let rest = text.trim().strip_prefix("stj1_").ok_or_else(bad)?;
+        let (secret, fp) = rest.split_once('_').ok_or_else(bad)?;
+        if secret.len() != 64 || hex::decode(secret).is_err() {
+            return Err(bad());
+        }
+        let mut ca_fingerprint = [0u8; 32];
+        hex::decode_to_slice(fp, &mut ca_fingerprint).map_err(|_| bad())?;
+        Ok(JoinToken { text: text.trim().to_owned(), ca_fingerprint })
+    }
+
+    /// The secret sent with the join request.
+    pub fn secret(&self) -> Secret {
+        Secret(self.text.clone())
+    }
+
+    /// Fingerprint of the cluster CA to pin.
+    pub fn ca_fingerprint(&self) -> [u8; 32] {
+        self.ca_fingerprint
+    }
+}
+
+/// Serves `Request::Join`.
+pub async fn handle(ctx: &NodeContext, request: Request, caller: Caller) -> Result<(Response, Bytes), WireError> {
+    let Request::Join { csr_der, addr, zone, capacity_bytes, generation } = request else {
+        return Err(WireError::new(ErrorCode::Internal, "join handler called for another request"));
+    };
+    let Caller::Joining(digest) = caller else {
+        return Err(WireError::new(ErrorCode::Unauthenticated, "join requires a join token"));
+    };
+    let Some(ca) = &ctx.ca else {
+        return Err(WireError::new(
+            ErrorCode::PermissionDenied,
+            format!(
+                "{} does not hold the cluster CA key; send the join request to a node configured with tls.ca_key (the node created by `strata-node init`)",
+                ctx.id
+            ),
+        ));
+    };
+    if ctx.meta.reader.read(|s| s.map.generation_by_name(&generation).is_none()) {
+        return Err(WireError::new(ErrorCode::NotFound, format!("generation {generation:?} does not exist")));
+    }
+    if addr.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()) || zone.trim().is_empty() || capacity_bytes == 0
+    {
+        return Err(WireError::new(ErrorCode::BadRequest, "join needs an address (host:port), a zone and a positive capacity"));
+    }
+    ctx.meta.write(MetaCommand::ConsumeJoinToken { digest, now_ms: now_ms() }).await.map_err(|e| e.to_wire())?;
+    let node_id = match ctx.meta.write(MetaCommand::ReserveNodeId).await.map_err(|e| e.to_wire())? {
+        MetaResponse::NodeId(n) => n,
+        other => return Err(WireError::new(ErrorCode::Internal, format!("unexpected result {other:?}"))),
+    };
+    let cert_pem = pki::sign_csr(ca, &csr_der, node_id).map_err(|e| WireError::new(ErrorCode::BadRequest, e.to_string()))?;
+    let announcement = NodeAnnouncement { id: node_id, addr, zone, capacity_bytes, generation };
+    ctx.meta.write(MetaCommand::RegisterNode(announcement)).await.map_err(|e| e.to_wire())?;
+    let seeds = ctx.meta.reader.read(|s| s.map.nodes.values().filter(|n| n.id != node_id).map(|n| n.addr.clone()).collect());
+    tracing::info!(node = %node_id, "admitted a new node");
+    Ok((Response::Joined { node_id, cert_pem, ca_pem: ctx.ca_pem.clone(), seeds }, Bytes::new()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_tokens_round_trip_and_reject_garbage() {
+        let ca = pki::generate_ca("t").unwrap();
+        let t = JoinToken::create(&ca.cert_pem).unwrap();
+        let back = JoinToken::parse(t.secret().expose()).unwrap();
+        assert_eq!(back, t);
+        assert!(!format!("{t:?}").contains("stj1"));
+        for bad in ["", "stk1_aa_bb", "stj1_zz_00", &format!("stj1_{}_{}", "a".repeat(64), "b".repeat(10))] {
+            assert!(JoinToken::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
