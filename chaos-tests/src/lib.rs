@@ -341,6 +341,19 @@ impl Cluster {
         Ok(ClusterClient::from_profile(&self.profile(Some(token.to_owned()), false)).await?)
     }
 
+    /// The cluster CA certificate (PEM).
+    pub fn ca_pem(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("ca.pem")).expect("the prepared cluster has ca.pem")
+    }
+
+    /// A raw QUIC connection to a node, as a client without a certificate: for sending hand-made frames.
+    pub async fn raw_connection(&self, id: usize) -> anyhow::Result<quinn::Connection> {
+        let config = strata_client::tls::client_config(&self.ca_pem(), None)?;
+        let addr: std::net::SocketAddr = self.nodes[id - 1].quic.parse()?;
+        let endpoint = strata_client::transport::client_endpoint(addr)?;
+        Ok(endpoint.connect_with(config, addr, strata_client::tls::SERVER_NAME)?.await?)
+    }
+
     /// Directory holding the cluster's files (CA, node directories, logs).
     pub fn dir(&self) -> &Path {
         self.dir.path()

@@ -202,7 +202,7 @@ impl RpcPool {
         env: &RequestEnvelope,
         body: Bytes,
     ) -> Result<(ResponseEnvelope, Vec<u8>), ExchangeError> {
-        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| ExchangeError::Connection(e.to_string()))?;
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| ExchangeError::Connection(wire::describe_connection_error(&e)))?;
         let classify = |e: WireIoError| match e {
             WireIoError::Stream(s) => ExchangeError::Connection(s),
             other => ExchangeError::Protocol(other.to_string()),
@@ -215,10 +215,10 @@ impl RpcPool {
     }
 
     async fn connection(&self, addr: &str) -> Result<(quinn::Connection, bool), RpcError> {
-        if let Some(c) = self.conns.lock().unwrap_or_else(|e| e.into_inner()).get(addr) {
-            if c.close_reason().is_none() {
-                return Ok((c.clone(), false));
-            }
+        if let Some(c) = self.conns.lock().unwrap_or_else(|e| e.into_inner()).get(addr)
+            && c.close_reason().is_none()
+        {
+            return Ok((c.clone(), false));
         }
         let connect_err = |reason: String| RpcError::Connect { addr: addr.into(), reason };
         if let Some(at) = self.refused.lock().unwrap_or_else(|e| e.into_inner()).get(addr)

@@ -37,18 +37,36 @@ pub enum WireIoError {
 fn map_read_exact(e: quinn::ReadExactError, expected: u64) -> WireIoError {
     match e {
         quinn::ReadExactError::FinishedEarly(got) => WireIoError::Truncated { expected: expected - got as u64 },
+        quinn::ReadExactError::ReadError(quinn::ReadError::ConnectionLost(c)) => WireIoError::Stream(describe_connection_error(&c)),
         quinn::ReadExactError::ReadError(e) => WireIoError::Stream(e.to_string()),
+    }
+}
+
+fn map_write(e: quinn::WriteError) -> WireIoError {
+    match e {
+        quinn::WriteError::ConnectionLost(c) => WireIoError::Stream(describe_connection_error(&c)),
+        other => WireIoError::Stream(other.to_string()),
+    }
+}
+
+/// Explains a lost connection, spelling out TLS refusals (which with TLS 1.3 client certificates arrive
+/// only after the client believes the handshake is done).
+pub fn describe_connection_error(e: &quinn::ConnectionError) -> String {
+    let text = e.to_string();
+    if text.contains("crypto") || text.contains("certificate") || text.contains("handshake") {
+        format!("the peer refused our TLS credentials ({text}): the certificate is not from this cluster's CA")
+    } else {
+        format!("connection lost: {text}")
     }
 }
 
 /// Sends one frame followed by `body`, then finishes the stream.
 pub async fn send<T: Serialize>(send: &mut SendStream, kind: FrameKind, msg: &T, body: Bytes) -> Result<(), WireIoError> {
     let framed = frame::encode(kind, msg);
-    let stream_err = |e: quinn::WriteError| WireIoError::Stream(e.to_string());
     if body.is_empty() {
-        send.write_chunk(Bytes::from(framed)).await.map_err(stream_err)?;
+        send.write_chunk(Bytes::from(framed)).await.map_err(map_write)?;
     } else {
-        send.write_all_chunks(&mut [Bytes::from(framed), body]).await.map_err(stream_err)?;
+        send.write_all_chunks(&mut [Bytes::from(framed), body]).await.map_err(map_write)?;
     }
     // Finishing fails only if the stream was already reset; the peer will see that as an error itself.
     let _ = send.finish();

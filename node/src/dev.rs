@@ -256,10 +256,17 @@ async fn serve_until_stopped(dir: &Path, manifest: &DevManifest, children: &mut 
     println!("  metrics:        http://{}/metrics (one port per node)", manifest.metrics_addr(1));
     println!("  client profile: {} (tenant \"demo\", admin token, operator token)", profile.display());
     println!();
+    // The client is built next to this binary; name it in full so the commands work without PATH changes.
+    let strata = std::env::current_exe()
+        .ok()
+        .map(|p| p.with_file_name("strata"))
+        .filter(|p| p.is_file())
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "strata".into());
     println!("Next, in another terminal:");
     println!("  export STRATA_PROFILE={}", profile.display());
-    println!("  strata admin status");
-    println!("  strata bench blobs --size 1MiB --count 200");
+    println!("  {strata} admin status");
+    println!("  {strata} bench blobs --size 1MiB --count 200");
     println!();
     println!("Press Ctrl-C to stop. Run the same command again to resume this cluster with its data.");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

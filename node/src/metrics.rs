@@ -1,7 +1,7 @@
 //! Prometheus metrics of one node, in a registry of its own (several nodes can share a process in tests).
 //!
 //! Names start with `strata_` and carry their unit. Request metrics are updated on every request; gauges that
-//! mirror state (storage usage, Raft, map) are refreshed by [`Metrics::refresh`] on a timer.
+//! mirror state (storage usage, Raft, map) are refreshed on a timer by the node (`node::refresh_metrics`).
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,

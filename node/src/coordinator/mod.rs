@@ -203,23 +203,22 @@ impl Coordinator {
     /// For each id, whether the tenant stores it durably (at least the acknowledgement threshold of shards).
     pub async fn has(&self, tenant: TenantId, ids: &[ChunkId]) -> Result<Vec<bool>, WireError> {
         let map = self.meta.map();
-        // Per holder: the chunks to ask about, and for each, (id position, read set, expected index).
-        let mut asks: BTreeMap<NodeId, (Vec<(PartitionId, ChunkId)>, Vec<(usize, usize, ShardIndex)>)> = BTreeMap::new();
+        let mut asks: BTreeMap<NodeId, HolderQuery> = BTreeMap::new();
         let mut locations = Vec::with_capacity(ids.len());
         for (pos, id) in ids.iter().enumerate() {
             let loc = self.locate(&map, id)?;
             for (r, set) in loc.read.iter().enumerate() {
                 for (i, node) in set.nodes.iter().enumerate() {
                     let entry = asks.entry(node.id).or_default();
-                    entry.0.push((loc.partition, *id));
-                    entry.1.push((pos, r, i as ShardIndex));
+                    entry.chunks.push((loc.partition, *id));
+                    entry.slots.push(ShardSlot { pos, set: r, index: i as ShardIndex });
                 }
             }
             locations.push(loc);
         }
-        let queries = asks.into_iter().map(|(node, (chunks, slots))| {
+        let queries = asks.into_iter().map(|(node, q)| {
             let desc = map.nodes.get(&node).expect("located nodes are in the map");
-            async move { (self.peers.held(desc, tenant, chunks).await, slots) }
+            async move { (self.peers.held(desc, tenant, q.chunks).await, q.slots) }
         });
         // counts[pos][read set] = shards held at their expected positions.
         let mut counts: Vec<Vec<usize>> = locations.iter().map(|l| vec![0; l.read.len()]).collect();
@@ -232,9 +231,9 @@ impl Coordinator {
                     continue;
                 }
             };
-            for (mask, (pos, r, index)) in masks.into_iter().zip(slots) {
-                if mask & (1u64 << index) != 0 {
-                    counts[pos][r] += 1;
+            for (mask, slot) in masks.into_iter().zip(slots) {
+                if mask & (1u64 << slot.index) != 0 {
+                    counts[slot.pos][slot.set] += 1;
                 }
             }
         }
@@ -262,6 +261,25 @@ impl Coordinator {
         }
         Ok(results.into_iter().any(|r| r == Ok(true)))
     }
+}
+
+/// What one holder is asked during a dedup query.
+#[derive(Default)]
+struct HolderQuery {
+    /// Chunks to check, with their partitions.
+    chunks: Vec<(PartitionId, ChunkId)>,
+    /// For each chunk: where its answer counts.
+    slots: Vec<ShardSlot>,
+}
+
+/// Where one holder's answer about one chunk counts.
+struct ShardSlot {
+    /// Position of the id in the query.
+    pos: usize,
+    /// Which read set of the chunk's location.
+    set: usize,
+    /// The shard index this holder should have.
+    index: ShardIndex,
 }
 
 enum ReadOutcome {

@@ -61,7 +61,7 @@ pub fn plan(voters: &BTreeSet<u64>, learners: &BTreeSet<u64>, nodes: &[MemberVie
         desired.insert(n.id);
         zones.insert(&n.zone);
     }
-    if desired.len() % 2 == 0 && desired.len() > 1 {
+    if desired.len().is_multiple_of(2) && desired.len() > 1 {
         // Never run with an even number of voters: drop the last addition (or a surplus voter).
         let drop = desired.iter().copied().rev().find(|v| !voters.contains(v)).or_else(|| desired.iter().copied().next_back());
         if let Some(d) = drop {

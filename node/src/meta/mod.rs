@@ -208,7 +208,7 @@ impl Meta {
         postcard::from_bytes(&reply.body).map_err(|e| format!("malformed forward reply: {e}"))
     }
 
-    /// Serves a forwarded request (the leader side of [`Meta::propose`]).
+    /// Serves a forwarded request (the leader side of `Meta::propose`).
     pub async fn handle_as_leader(&self, req: &ForwardRequest) -> ForwardReply {
         match req {
             ForwardRequest::Write(cmd) => match self.raft.client_write(cmd.clone()).await {

@@ -6,6 +6,10 @@
 //! entries after it. Readers in the node see the state through [`MetaReader`]; map changes are also pushed on a
 //! watch channel so routing tables update without polling.
 
+// openraft's StorageError is large, and it is what the storage traits must return; boxing it in our helpers
+// would only add conversions at every call.
+#![allow(clippy::result_large_err)]
+
 use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};

@@ -16,6 +16,9 @@ use crate::db::{CF_SHARD_DATA, CF_SHARD_META, Db, cf};
 
 const LOCK_STRIPES: usize = 64;
 
+/// A decoded header record and its data length, or why it could not be decoded.
+type HeaderRecord = Result<(ShardHeader, u32), String>;
+
 /// Shard store on the node's RocksDB.
 pub struct RocksShardStore {
     db: Arc<Db>,
@@ -73,7 +76,7 @@ impl RocksShardStore {
     }
 
     /// Stored header and data length of `key`, if present and decodable.
-    fn stored_header(&self, enc: &[u8]) -> Result<Option<Result<(ShardHeader, u32), String>>, StoreError> {
+    fn stored_header(&self, enc: &[u8]) -> Result<Option<HeaderRecord>, StoreError> {
         let raw = self.db.get_pinned_cf(cf(&self.db, CF_SHARD_META), enc).map_err(io)?;
         Ok(raw.map(|v| decode_header(&v)))
     }
