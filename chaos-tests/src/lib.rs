@@ -341,6 +341,14 @@ impl Cluster {
         Ok(ClusterClient::from_profile(&self.profile(Some(token.to_owned()), false)).await?)
     }
 
+    /// Adopts a node prepared outside the harness (for example by `strata-node join`) and starts it.
+    pub fn add_node(&mut self, config: PathBuf, quic: String, metrics: String) -> anyhow::Result<usize> {
+        let id = self.nodes.len() + 1;
+        self.nodes.push(NodeProc { id, config, quic, metrics, child: None, paused: false });
+        self.spawn(id)?;
+        Ok(id)
+    }
+
     /// The cluster CA certificate (PEM).
     pub fn ca_pem(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("ca.pem")).expect("the prepared cluster has ca.pem")
@@ -383,4 +391,14 @@ impl Drop for Cluster {
             std::mem::forget(std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir")));
         }
     }
+}
+
+/// A loopback `ip:port` whose UDP port is free right now.
+pub fn free_udp_addr() -> anyhow::Result<String> {
+    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?.to_string())
+}
+
+/// A loopback `ip:port` whose TCP port is free right now.
+pub fn free_tcp_addr() -> anyhow::Result<String> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.to_string())
 }

@@ -134,7 +134,11 @@ mod tests {
         m.observe("put_blob", "ok", 0.01);
         m.shard_bytes.set(42);
         let text = m.render();
-        assert!(text.contains("strata_requests_total{node=\"3\",op=\"put_blob\",result=\"ok\"} 1"), "{text}");
+        let line = text.lines().find(|l| l.starts_with("strata_requests_total{")).expect("request counter rendered");
+        for label in ["node=\"3\"", "op=\"put_blob\"", "result=\"ok\""] {
+            assert!(line.contains(label), "{line} lacks {label}");
+        }
+        assert!(line.ends_with(" 1"), "{line}");
         assert!(text.contains("strata_shard_data_bytes{node=\"3\"} 42"));
         assert!(text.contains("strata_request_duration_seconds_bucket"));
     }

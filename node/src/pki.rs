@@ -92,6 +92,13 @@ pub fn new_csr() -> Result<(KeyPair, Vec<u8>), PkiError> {
     Ok((key, csr.der().to_vec()))
 }
 
+/// Checks that `csr_der` is a well-formed, correctly self-signed certificate signing request.
+pub fn check_csr(csr_der: &[u8]) -> Result<(), PkiError> {
+    CertificateSigningRequestParams::from_der(&CertificateSigningRequestDer::from(csr_der))
+        .map(|_| ())
+        .map_err(|e| PkiError::Parse(format!("invalid certificate signing request: {e}")))
+}
+
 /// Signs a joining node's request; the names in the certificate are ours, whatever the request asked for.
 pub fn sign_csr(ca: &CaMaterial, csr_der: &[u8], node: NodeId) -> Result<String, PkiError> {
     let mut csr = CertificateSigningRequestParams::from_der(&CertificateSigningRequestDer::from(csr_der))
@@ -131,6 +138,8 @@ mod tests {
     fn garbage_csr_is_an_error() {
         let ca = generate_ca("test").unwrap();
         assert!(sign_csr(&ca, b"not a csr", NodeId(1)).is_err());
+        assert!(check_csr(b"not a csr").is_err());
+        assert!(check_csr(&new_csr().unwrap().1).is_ok());
         assert_eq!(node_id_of(b"junk"), None);
     }
 }

@@ -44,6 +44,14 @@ enum Command {
     Bench(bench::BenchCommand),
 }
 
+/// Makes a closed output pipe (`strata snapshots | head`) end the process quietly, as Unix tools do, instead
+/// of the Rust default of ignoring SIGPIPE and panicking on the next `println!`.
+fn restore_sigpipe() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: called first thing in main, before any thread exists; SIG_DFL installs no Rust handler.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+}
+
 /// Shared state of one invocation.
 pub struct Ctx {
     /// `--json` was given.
@@ -62,6 +70,7 @@ impl Ctx {
 
 /// Runs the CLI and returns the exit code.
 pub fn main() -> i32 {
+    restore_sigpipe();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -201,14 +201,24 @@ fn rebalance(g: &mut Generation<'_>, parts: &mut [PartitionSlots]) {
     // Each node scans partitions from its own starting point, so new data spreads over the partition range.
     let mut cursor: Vec<usize> =
         g.nodes.iter().map(|n| (n.id.0.wrapping_mul(0x9e37_79b9_7f4a_7c15) % parts.len() as u64) as usize).collect();
+    // Fresh slots by holder, so the cheap candidates are found without scanning every partition.
+    let mut fresh_of: Vec<Vec<(usize, usize)>> = vec![Vec::new(); g.nodes.len()];
+    for (p, ps) in parts.iter().enumerate() {
+        for (slot, holder) in ps.slots.iter().enumerate() {
+            if let Some(v) = holder.filter(|_| ps.fresh[slot]) {
+                fresh_of[v].push((p, slot));
+            }
+        }
+    }
     while let Some((deficit, Reverse(u))) = heap.pop() {
         if deficit < 1_000_000 {
             break;
         }
-        let found = find_victim(g, parts, u, cursor[u], true).or_else(|| find_victim(g, parts, u, cursor[u], false));
+        let found = find_fresh_victim(g, parts, &mut fresh_of, u).or_else(|| find_victim(g, parts, u, cursor[u]));
         if let Some((p, slot, v)) = found {
             parts[p].set(slot, u, &g.zone_of);
             parts[p].fresh[slot] = true;
+            fresh_of[u].push((p, slot));
             g.count[v] -= 1;
             g.count[u] += 1;
             cursor[u] = (p + 1) % parts.len();
@@ -217,20 +227,43 @@ fn rebalance(g: &mut Generation<'_>, parts: &mut [PartitionSlots]) {
     }
 }
 
-/// A slot held by an over-quota node that `u` may take: (partition, slot, holder).
-fn find_victim(g: &Generation<'_>, parts: &[PartitionSlots], u: usize, start: usize, fresh_only: bool) -> Option<(usize, usize, usize)> {
+/// How far over its quota node `v` is, in millionths of a slot.
+fn excess(g: &Generation<'_>, v: usize) -> i64 {
+    -deficit_key(g.quota[v], g.count[v])
+}
+
+/// Whether `u` may take partition `p`'s slot from `v` without repeating a node or breaking the zone rule.
+fn may_take(g: &Generation<'_>, ps: &PartitionSlots, u: usize, v: usize) -> bool {
+    !ps.holds(u) && (g.zone_of[v] == g.zone_of[u] || ps.zone_load(g.zone_of[u]) < g.zone_cap)
+}
+
+/// A slot new in this plan, held by an over-quota node, that `u` may take: (partition, slot, holder).
+fn find_fresh_victim(
+    g: &Generation<'_>,
+    parts: &[PartitionSlots],
+    fresh_of: &mut [Vec<(usize, usize)>],
+    u: usize,
+) -> Option<(usize, usize, usize)> {
+    let mut over: Vec<usize> = (0..g.nodes.len()).filter(|&v| excess(g, v) > 0 && !fresh_of[v].is_empty()).collect();
+    over.sort_by_key(|&v| (Reverse(excess(g, v)), v));
+    for v in over {
+        fresh_of[v].retain(|&(p, s)| parts[p].slots[s] == Some(v) && parts[p].fresh[s]);
+        if let Some(&(p, s)) = fresh_of[v].iter().find(|&&(p, _)| may_take(g, &parts[p], u, v)) {
+            return Some((p, s, v));
+        }
+    }
+    None
+}
+
+/// Any slot held by an over-quota node that `u` may take, scanning partitions from `start`.
+fn find_victim(g: &Generation<'_>, parts: &[PartitionSlots], u: usize, start: usize) -> Option<(usize, usize, usize)> {
     for step in 0..parts.len() {
         let p = (start + step) % parts.len();
         let ps = &parts[p];
-        if ps.holds(u) {
-            continue;
-        }
         let victim = (0..ps.slots.len())
-            .filter(|&slot| !fresh_only || ps.fresh[slot])
             .filter_map(|slot| ps.slots[slot].map(|v| (slot, v)))
-            .filter(|&(_, v)| g.count[v] as f64 > g.quota[v])
-            .filter(|&(_, v)| g.zone_of[v] == g.zone_of[u] || ps.zone_load(g.zone_of[u]) < g.zone_cap)
-            .max_by_key(|&(_, v)| (deficit_key(g.count[v] as f64, 0) - deficit_key(g.quota[v], 0), Reverse(v)));
+            .filter(|&(_, v)| excess(g, v) > 0 && may_take(g, ps, u, v))
+            .max_by_key(|&(_, v)| (excess(g, v), Reverse(v)));
         if let Some((slot, v)) = victim {
             return Some((p, slot, v));
         }

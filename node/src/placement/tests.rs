@@ -259,3 +259,33 @@ proptest! {
         prop_assert_eq!(again.moved_slots, 0);
     }
 }
+
+#[test]
+fn hundreds_of_nodes_balance_and_move_near_the_optimum() {
+    let mut w = World::new();
+    w.generation(1, "4+2");
+    let cap = |i: u64| [4, 8, 12, 16][(i % 4) as usize] * TB;
+    for i in 1..=200 {
+        w.node(i, 1, &format!("z{}", i % 20), cap(i));
+    }
+    let parts = 1 << 13;
+    let before = w.plan(&[], parts);
+    w.check_invariants(&before);
+    let eligible: Vec<NodeId> = w.nodes.keys().copied().collect();
+    let b = balance(&node_fill(&before.sets, &w.nodes, &w.generations), eligible);
+    assert!(b.max_over_mean < 1.03 && b.min_over_mean > 0.97, "initial balance {b:?}");
+
+    let old_capacity: u64 = w.nodes.values().map(|n| n.capacity_bytes).sum();
+    for i in 201..=220 {
+        w.node(i, 1, &format!("z{}", i % 20), cap(i));
+    }
+    let new_capacity: u64 = w.nodes.values().map(|n| n.capacity_bytes).sum();
+    let after = w.plan(&before.sets, parts);
+    w.check_invariants(&after);
+    let eligible: Vec<NodeId> = w.nodes.keys().copied().collect();
+    let b = balance(&node_fill(&after.sets, &w.nodes, &w.generations), eligible);
+    assert!(b.max_over_mean < 1.05 && b.min_over_mean > 0.95, "balance after growth {b:?}");
+    let optimum = (new_capacity - old_capacity) as f64 / new_capacity as f64;
+    let moved = after.moved_slots as f64 / after.total_slots as f64;
+    assert!((moved / optimum - 1.0).abs() < 0.05, "moved {moved:.4}, optimum {optimum:.4}");
+}

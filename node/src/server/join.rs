@@ -89,6 +89,8 @@ pub async fn handle(ctx: &NodeContext, request: Request, caller: Caller) -> Resu
     {
         return Err(WireError::new(ErrorCode::BadRequest, "join needs an address (host:port), a zone and a positive capacity"));
     }
+    // Everything that can be checked is checked before the one-time token is used up.
+    pki::check_csr(&csr_der).map_err(|e| WireError::new(ErrorCode::BadRequest, e.to_string()))?;
     ctx.meta.write(MetaCommand::ConsumeJoinToken { digest, now_ms: now_ms() }).await.map_err(|e| e.to_wire())?;
     let node_id = match ctx.meta.write(MetaCommand::ReserveNodeId).await.map_err(|e| e.to_wire())? {
         MetaResponse::NodeId(n) => n,
