@@ -72,6 +72,17 @@ impl PartitionSlots {
     }
 }
 
+/// The most shards of one partition a zone may hold: `ceil(width / zones)` when the zones are balanced
+/// enough, otherwise the smallest cap these zone sizes can satisfy, so that the rule never has to be bent
+/// (a bent rule would be undone by the next plan, moving data for nothing).
+pub(super) fn zone_cap(width: usize, zone_sizes: &[usize]) -> usize {
+    let mut cap = width.div_ceil(zone_sizes.len().max(1));
+    while cap < width && zone_sizes.iter().map(|&s| s.min(cap)).sum::<usize>() < width {
+        cap += 1;
+    }
+    cap
+}
+
 /// Shared inputs of the three phases.
 struct Generation<'a> {
     zone_of: Vec<usize>,
@@ -98,8 +109,12 @@ pub(super) fn place_generation(nodes: &[&NodeDescriptor], width: usize, kept: &[
         })
         .collect();
     let capacities: Vec<f64> = nodes.iter().map(|n| n.capacity_bytes as f64).collect();
+    let mut zone_sizes = vec![0usize; zone_ids.len()];
+    for &z in &zone_of {
+        zone_sizes[z] += 1;
+    }
     let mut g = Generation {
-        zone_cap: width.div_ceil(zone_ids.len()),
+        zone_cap: zone_cap(width, &zone_sizes),
         zone_of,
         quota: water_fill((kept.len() * width) as f64, &capacities, kept.len() as f64),
         count: vec![0; nodes.len()],
