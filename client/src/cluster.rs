@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use strata_proto::status::ClusterStatus;
-use strata_proto::{ChunkId, ClusterMap, Epoch, Request, Response, RoleSet, Secret, TenantId};
+use strata_proto::{ChunkId, ClusterMap, Epoch, Request, Response, RoleSet, Secret, SessionId, SnapshotId, SnapshotRecord, TenantId};
 
 use crate::error::ClientError;
 use crate::profile::Profile;
@@ -295,6 +295,64 @@ impl ClusterClient {
             Response::TokenCreated { token } => Ok(token),
             other => Err(ClientError::Unexpected(format!("{other:?} to CreateJoinToken"))),
         }
+    }
+
+    /// A tenant request to any node, retried while retryable.
+    async fn tenant_call(&self, request: Request) -> Result<Response, ClientError> {
+        let token = self.tenant_token()?;
+        Ok(self.retrying(|| self.call_any(Some(token), request.clone(), Bytes::new())).await?.response)
+    }
+
+    /// Opens an upload session; returns it and its lease in milliseconds.
+    pub async fn open_session(&self) -> Result<(SessionId, u64), ClientError> {
+        match self.tenant_call(Request::OpenSession).await? {
+            Response::SessionOpened { session, lease_ms } => Ok((session, lease_ms)),
+            other => Err(ClientError::Unexpected(format!("{other:?} to OpenSession"))),
+        }
+    }
+
+    /// Renews a session's lease.
+    pub async fn renew_session(&self, session: SessionId) -> Result<(), ClientError> {
+        self.tenant_call(Request::RenewSession { session }).await.map(|_| ())
+    }
+
+    /// Closes a session without committing.
+    pub async fn abort_session(&self, session: SessionId) -> Result<(), ClientError> {
+        self.tenant_call(Request::AbortSession { session }).await.map(|_| ())
+    }
+
+    /// Commits a snapshot (idempotent: retrying a commit that succeeded succeeds).
+    pub async fn commit_snapshot(&self, session: SessionId, snapshot: SnapshotRecord) -> Result<(), ClientError> {
+        self.tenant_call(Request::CommitSnapshot { session, snapshot }).await.map(|_| ())
+    }
+
+    /// The tenant's snapshot catalog.
+    pub async fn list_snapshots(&self) -> Result<Vec<SnapshotRecord>, ClientError> {
+        match self.tenant_call(Request::ListSnapshots).await? {
+            Response::Snapshots(s) => Ok(s),
+            other => Err(ClientError::Unexpected(format!("{other:?} to ListSnapshots"))),
+        }
+    }
+
+    /// Removes snapshots from the catalog; returns how many existed.
+    pub async fn forget_snapshots(&self, ids: Vec<SnapshotId>) -> Result<u64, ClientError> {
+        match self.tenant_call(Request::ForgetSnapshots { ids }).await? {
+            Response::Forgotten { count } => Ok(count),
+            other => Err(ClientError::Unexpected(format!("{other:?} to ForgetSnapshots"))),
+        }
+    }
+
+    /// The tenant's wrapped key file, if the cluster holds one.
+    pub async fn get_key_file(&self) -> Result<Option<String>, ClientError> {
+        match self.tenant_call(Request::GetKeyFile).await? {
+            Response::KeyFile(k) => Ok(k),
+            other => Err(ClientError::Unexpected(format!("{other:?} to GetKeyFile"))),
+        }
+    }
+
+    /// Stores the tenant's wrapped key file.
+    pub async fn put_key_file(&self, text: String, check: [u8; 32], proof: Option<[u8; 32]>) -> Result<(), ClientError> {
+        self.tenant_call(Request::PutKeyFile { text, check, proof }).await.map(|_| ())
     }
 
     /// Closes pooled connections.

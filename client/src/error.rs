@@ -53,6 +53,11 @@ pub mod exit {
     pub const AUTH: i32 = 12;
     /// The requested object does not exist.
     pub const NOT_FOUND: i32 = 13;
+    /// The repository password is wrong.
+    pub const WRONG_PASSWORD: i32 = 14;
+    /// A backup completed, but some files could not be read (they are not in the snapshot) or changed while
+    /// being read.
+    pub const PARTIAL: i32 = 3;
 }
 
 impl ClientError {

@@ -4,14 +4,21 @@
 //! when they call each other, both go through [`rpc::RpcPool`]. It depends on `strata-proto` for the messages and
 //! must never depend on the node crate or on a storage engine, so a laptop install stays small.
 
+pub mod blob;
+pub mod chunker;
 pub mod cluster;
 pub mod error;
 pub mod health_probe;
+pub mod keys;
+pub mod password;
 pub mod profile;
+pub mod repo;
+pub mod retention;
 pub mod rpc;
 pub mod size;
 pub mod tls;
 pub mod transport;
+pub mod tree;
 pub mod wire;
 
 pub use cluster::ClusterClient;

@@ -12,6 +12,8 @@ pub mod error;
 pub mod frame;
 pub mod ids;
 pub mod message;
+pub mod reflist;
+pub mod snapshot;
 pub mod status;
 
 pub use auth::{Role, RoleSet, Secret};
@@ -20,3 +22,4 @@ pub use error::{ErrorCode, WireError};
 pub use frame::{FrameError, FrameHeader, FrameKind, MAX_FRAME_BYTES_DEFAULT, PROTOCOL_VERSION};
 pub use ids::{ChunkId, Epoch, GenerationId, NodeId, PartitionId, ShardIndex, TenantId};
 pub use message::{NodeAnnouncement, RaftRpc, Request, RequestEnvelope, Response, ResponseEnvelope, ShardHeader, ShardKey};
+pub use snapshot::{SessionId, SnapshotId, SnapshotRecord};

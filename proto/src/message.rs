@@ -12,6 +12,7 @@ use crate::auth::{RoleSet, Secret};
 use crate::cluster_map::{ClusterMap, EcProfile};
 use crate::error::WireError;
 use crate::ids::{ChunkId, Epoch, NodeId, PartitionId, ShardIndex, TenantId};
+use crate::snapshot::{SessionId, SnapshotId, SnapshotRecord};
 use crate::status::ClusterStatus;
 
 /// The first frame on a request stream.
@@ -212,6 +213,43 @@ pub enum Request {
     /// A metadata request (write or read barrier) forwarded to the Raft leader; the body is its encoding.
     /// Node certificate required.
     Meta,
+    /// Open an upload session for a backup (backup role).
+    OpenSession,
+    /// Keep a session alive (backup role).
+    RenewSession {
+        /// The session.
+        session: SessionId,
+    },
+    /// Close a session without committing (backup role).
+    AbortSession {
+        /// The session.
+        session: SessionId,
+    },
+    /// Commit a snapshot and close its session (backup role). Every blob it references must be stored.
+    CommitSnapshot {
+        /// The session the snapshot was uploaded in.
+        session: SessionId,
+        /// The snapshot (`committed_ms` is set by the cluster).
+        snapshot: SnapshotRecord,
+    },
+    /// The tenant's snapshot catalog, reflecting every commit and forget before the request (read role).
+    ListSnapshots,
+    /// Remove snapshots from the catalog (admin role).
+    ForgetSnapshots {
+        /// Snapshots to forget.
+        ids: Vec<SnapshotId>,
+    },
+    /// The tenant's wrapped key file, if stored (read role).
+    GetKeyFile,
+    /// Store the tenant's wrapped key file (backup role). Replacing one needs `proof` of the current master key.
+    PutKeyFile {
+        /// The key file (text form).
+        text: String,
+        /// Digest of the new update key, checked against the next replacement's proof.
+        check: [u8; 32],
+        /// The current update key, required when a key file exists.
+        proof: Option<[u8; 32]>,
+    },
 }
 
 impl Request {
@@ -238,6 +276,14 @@ impl Request {
             Request::Raft { rpc: RaftRpc::Vote } => "raft_vote",
             Request::Raft { rpc: RaftRpc::InstallSnapshot } => "raft_snapshot",
             Request::Meta => "meta",
+            Request::OpenSession => "open_session",
+            Request::RenewSession { .. } => "renew_session",
+            Request::AbortSession { .. } => "abort_session",
+            Request::CommitSnapshot { .. } => "commit_snapshot",
+            Request::ListSnapshots => "list_snapshots",
+            Request::ForgetSnapshots { .. } => "forget_snapshots",
+            Request::GetKeyFile => "get_key_file",
+            Request::PutKeyFile { .. } => "put_key_file",
         }
     }
 
@@ -333,6 +379,22 @@ pub enum Response {
     },
     /// Answer to `Raft` and `Meta`; the body is the postcard-encoded reply.
     Raft,
+    /// Answer to `OpenSession`.
+    SessionOpened {
+        /// The session.
+        session: SessionId,
+        /// Renew at least this often, in milliseconds, or the session expires.
+        lease_ms: u64,
+    },
+    /// Answer to `ListSnapshots`.
+    Snapshots(Vec<SnapshotRecord>),
+    /// Answer to `ForgetSnapshots`.
+    Forgotten {
+        /// Snapshots removed.
+        count: u64,
+    },
+    /// Answer to `GetKeyFile`.
+    KeyFile(Option<String>),
 }
 
 #[cfg(test)]

@@ -23,6 +23,9 @@ use crate::erasure::Codecs;
 use crate::meta::state_machine::MetaReader;
 use crate::metrics::Metrics;
 
+/// Ids per dedup query when verifying a snapshot.
+const HAS_BATCH: usize = 2048;
+
 /// Blobs above this size are encoded and decoded on the blocking pool.
 const INLINE_CODING_BYTES: usize = 256 << 10;
 
@@ -242,6 +245,38 @@ impl Coordinator {
             .zip(counts)
             .map(|(loc, c)| loc.read.iter().zip(c).any(|(set, n)| n >= ack_threshold(set.generation.profile, self.extra_ack)))
             .collect())
+    }
+
+    /// Checks that every chunk named by the reference-list blobs `refs` is stored durably for `tenant`.
+    pub async fn verify_complete(&self, tenant: TenantId, refs: &[ChunkId]) -> Result<(), WireError> {
+        let mut missing = 0usize;
+        let mut example = None;
+        for r in refs {
+            let bytes = self.get(tenant, *r).await.map_err(|e| err(e.code, format!("reference list {r}: {}", e.message)))?;
+            let ids = strata_proto::reflist::decode(&bytes).map_err(|e| err(ErrorCode::BadRequest, format!("reference list {r}: {e}")))?;
+            // Four dedup queries in flight at a time.
+            for group in ids.chunks(HAS_BATCH * 4) {
+                let batches: Vec<&[ChunkId]> = group.chunks(HAS_BATCH).collect();
+                let answers = join_all(batches.iter().map(|b| self.has(tenant, b))).await;
+                for (answer, batch) in answers.into_iter().zip(batches) {
+                    for (present, id) in answer?.into_iter().zip(batch) {
+                        if !present {
+                            missing += 1;
+                            example.get_or_insert(*id);
+                        }
+                    }
+                }
+            }
+        }
+        match example {
+            None => Ok(()),
+            Some(id) => Err(err(
+                ErrorCode::BadRequest,
+                format!(
+                    "the snapshot references {missing} chunks the cluster does not hold (for example {id}); upload them and commit again"
+                ),
+            )),
+        }
     }
 
     /// Deletes every shard of a blob; fails if some holder could not be reached (retry to finish).

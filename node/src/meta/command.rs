@@ -5,7 +5,10 @@
 //! epoch) are results, not errors: the log entry is committed either way and every replica refuses alike.
 
 use serde::{Deserialize, Serialize};
-use strata_proto::{EcProfile, Epoch, ErrorCode, NodeAnnouncement, NodeId, PartitionPlacement, RoleSet, TenantId, WireError};
+use strata_proto::{
+    EcProfile, Epoch, ErrorCode, NodeAnnouncement, NodeId, PartitionPlacement, RoleSet, SessionId, SnapshotId, SnapshotRecord, TenantId,
+    WireError,
+};
 
 /// Digest of a bearer secret (see `strata_proto::Secret::digest`).
 pub type Digest = [u8; 32];
@@ -81,6 +84,65 @@ pub enum MetaCommand {
     },
     /// Does nothing; used to commit an entry of the leader's term.
     Noop,
+    /// Open an upload session.
+    OpenSession {
+        /// Tenant.
+        tenant: TenantId,
+        /// Proposer's clock.
+        now_ms: u64,
+        /// Lease: the session expires this long after its last renewal.
+        lease_ms: u64,
+    },
+    /// Renew a session's lease; refused if it already expired.
+    RenewSession {
+        /// Tenant (must own the session).
+        tenant: TenantId,
+        /// Session.
+        session: SessionId,
+        /// Proposer's clock.
+        now_ms: u64,
+    },
+    /// Close a session without a snapshot.
+    CloseSession {
+        /// Tenant (must own the session).
+        tenant: TenantId,
+        /// Session.
+        session: SessionId,
+    },
+    /// Add a snapshot to the catalog and close its session; refused if the session expired.
+    CommitSnapshot {
+        /// Tenant.
+        tenant: TenantId,
+        /// Session it was uploaded in.
+        session: SessionId,
+        /// The snapshot (its `committed_ms` is replaced by `now_ms`).
+        record: SnapshotRecord,
+        /// Proposer's clock.
+        now_ms: u64,
+    },
+    /// Remove snapshots from a tenant's catalog.
+    ForgetSnapshots {
+        /// Tenant.
+        tenant: TenantId,
+        /// Snapshots.
+        ids: Vec<SnapshotId>,
+    },
+    /// Store a tenant's wrapped key file.
+    PutKeyFile {
+        /// Tenant.
+        tenant: TenantId,
+        /// Key file text.
+        text: String,
+        /// Digest of the update key of this key file.
+        check: Digest,
+        /// The update key of the key file being replaced.
+        proof: Option<Digest>,
+    },
+    /// Drop sessions whose lease ran out.
+    ExpireSessions {
+        /// Proposer's clock.
+        now_ms: u64,
+    },
 }
 
 /// The result of applying a command.
@@ -94,6 +156,10 @@ pub enum MetaResponse {
     TenantId(TenantId),
     /// Applied; the map's new epoch.
     Epoch(Epoch),
+    /// Applied; the session opened.
+    Session(SessionId),
+    /// Applied; how many items were affected.
+    Count(u64),
     /// Refused, identically on every replica.
     Rejected(WireError),
 }

@@ -39,6 +39,19 @@ pub async fn run(meta: Meta, mut shutdown: watch::Receiver<bool>) {
             }
         }
         ensure_placement(&meta).await;
+        expire_sessions(&meta).await;
+    }
+}
+
+/// Drops upload sessions whose lease ran out, so they stop fencing garbage collection.
+async fn expire_sessions(meta: &Meta) {
+    let now = crate::server::now_ms();
+    if !meta.reader.read(|s| s.sessions.values().any(|x| x.expired(now))) {
+        return;
+    }
+    match meta.write(MetaCommand::ExpireSessions { now_ms: now }).await {
+        Ok(r) => tracing::info!(?r, "expired upload sessions"),
+        Err(e) => tracing::warn!(error = %e, "could not expire upload sessions; will retry"),
     }
 }
 

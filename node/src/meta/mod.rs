@@ -6,6 +6,7 @@
 //! leadership and returns its commit index; the local replica waits until it has applied that far). Raft
 //! never holds per-chunk data, only the small tables of [`state::MetaState`].
 
+pub mod catalog;
 pub mod command;
 pub mod leader_tasks;
 pub mod log_store;
@@ -13,6 +14,7 @@ pub mod membership;
 pub mod network;
 pub mod state;
 pub mod state_machine;
+mod state_v1;
 pub mod types;
 
 use std::collections::BTreeMap;

@@ -8,12 +8,16 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use strata_proto::cluster_map::{Generation, GenerationState, NodeDescriptor, NodeState};
-use strata_proto::{ClusterMap, Epoch, ErrorCode, GenerationId, NodeAnnouncement, NodeId, PartitionPlacement, RoleSet, TenantId};
+use strata_proto::{
+    ClusterMap, Epoch, ErrorCode, GenerationId, NodeAnnouncement, NodeId, PartitionPlacement, RoleSet, SessionId, SnapshotId,
+    SnapshotRecord, TenantId,
+};
 
 use super::command::{Digest, InitCluster, MetaCommand, MetaResponse};
 
-/// Format version of the encoded state (snapshots).
-pub const STATE_FORMAT_VERSION: u32 = 1;
+/// Format version of the encoded state (snapshots). Version 1 (before sessions, snapshots and key files) is
+/// still read: see `state_v1.rs`.
+pub const STATE_FORMAT_VERSION: u32 = 2;
 
 /// A tenant.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +60,43 @@ pub struct MetaState {
     pub next_node_id: u64,
     /// Next tenant id to hand out.
     pub next_tenant_id: u64,
+    /// Open upload sessions.
+    pub sessions: BTreeMap<SessionId, SessionRecord>,
+    /// Snapshot catalog per tenant.
+    pub snapshots: BTreeMap<TenantId, BTreeMap<SnapshotId, SnapshotRecord>>,
+    /// Wrapped key file per tenant.
+    pub key_files: BTreeMap<TenantId, KeyFileRecord>,
+    /// Next session id to hand out.
+    pub next_session_id: u64,
+}
+
+/// An open upload session.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// Owner.
+    pub tenant: TenantId,
+    /// When it was opened.
+    pub opened_ms: u64,
+    /// When it was last renewed.
+    pub renewed_ms: u64,
+    /// It expires `lease_ms` after its last renewal.
+    pub lease_ms: u64,
+}
+
+impl SessionRecord {
+    /// Whether the lease has run out at `now_ms`.
+    pub fn expired(&self, now_ms: u64) -> bool {
+        now_ms > self.renewed_ms.saturating_add(self.lease_ms)
+    }
+}
+
+/// A tenant's wrapped key file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyFileRecord {
+    /// The key file text (the master key wrapped with the password; opaque to the cluster).
+    pub text: String,
+    /// Digest of the key that authorises replacing it.
+    pub check: Digest,
 }
 
 impl Default for MetaState {
@@ -68,6 +109,10 @@ impl Default for MetaState {
             join_tokens: BTreeMap::new(),
             next_node_id: 1,
             next_tenant_id: 1,
+            sessions: BTreeMap::new(),
+            snapshots: BTreeMap::new(),
+            key_files: BTreeMap::new(),
+            next_session_id: 1,
         }
     }
 }
@@ -119,6 +164,13 @@ impl MetaState {
             }
             MetaCommand::SetPlacement { expected_epoch, partitions } => self.set_placement(*expected_epoch, partitions),
             MetaCommand::Noop => MetaResponse::Ok,
+            MetaCommand::OpenSession { tenant, now_ms, lease_ms } => self.open_session(*tenant, *now_ms, *lease_ms),
+            MetaCommand::RenewSession { tenant, session, now_ms } => self.renew_session(*tenant, *session, *now_ms),
+            MetaCommand::CloseSession { tenant, session } => self.close_session(*tenant, *session),
+            MetaCommand::CommitSnapshot { tenant, session, record, now_ms } => self.commit_snapshot(*tenant, *session, record, *now_ms),
+            MetaCommand::ForgetSnapshots { tenant, ids } => self.forget_snapshots(*tenant, ids),
+            MetaCommand::PutKeyFile { tenant, text, check, proof } => self.put_key_file(*tenant, text, *check, *proof),
+            MetaCommand::ExpireSessions { now_ms } => self.expire_sessions(*now_ms),
         }
     }
 
@@ -244,10 +296,11 @@ impl MetaState {
     pub fn decode(bytes: &[u8]) -> Result<MetaState, String> {
         let (version, rest) = bytes.split_at_checked(4).ok_or("snapshot shorter than its version header")?;
         let version = u32::from_le_bytes(version.try_into().map_err(|_| "bad version header")?);
-        if version != STATE_FORMAT_VERSION {
-            return Err(format!("snapshot format version {version} is not supported (this build reads {STATE_FORMAT_VERSION})"));
-        }
-        let state: MetaState = postcard::from_bytes(rest).map_err(|e| format!("snapshot is malformed: {e}"))?;
+        let state: MetaState = match version {
+            1 => super::state_v1::decode(rest)?,
+            STATE_FORMAT_VERSION => postcard::from_bytes(rest).map_err(|e| format!("snapshot is malformed: {e}"))?,
+            _ => return Err(format!("snapshot format version {version} is not supported (this build reads 1 and {STATE_FORMAT_VERSION})")),
+        };
         state.map.validate().map_err(|e| format!("snapshot holds an invalid cluster map: {e}"))?;
         Ok(state)
     }

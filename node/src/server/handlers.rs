@@ -42,6 +42,14 @@ fn meta_error(e: crate::meta::MetaError) -> WireError {
 /// Serves one authenticated request.
 pub async fn dispatch(ctx: &NodeContext, caller: Caller, request: Request, body: Vec<u8>) -> Reply {
     match request {
+        catalog @ (Request::OpenSession
+        | Request::RenewSession { .. }
+        | Request::AbortSession { .. }
+        | Request::CommitSnapshot { .. }
+        | Request::ListSnapshots
+        | Request::ForgetSnapshots { .. }
+        | Request::GetKeyFile
+        | Request::PutKeyFile { .. }) => super::catalog::dispatch(ctx, caller, catalog).await,
         Request::Ping => {
             let usage = ctx.store.usage();
             ok(Response::Pong {

@@ -7,6 +7,7 @@
 //! Every request ends with one response frame and a deadline bounds the whole exchange.
 
 mod auth;
+mod catalog;
 mod handlers;
 mod join;
 mod status;

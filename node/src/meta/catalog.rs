@@ -1,0 +1,222 @@
+//! Applying the backup-related commands: upload sessions, the snapshot catalog and key files.
+//!
+//! Like the rest of `MetaState::apply` these are deterministic, and a refusal is a result that every replica
+//! reaches alike. A snapshot commit is refused when its session expired: GC may have run meanwhile, so
+//! only a new session (which re-checks what the cluster holds) may commit.
+
+use strata_proto::{ErrorCode, SessionId, SnapshotId, SnapshotRecord, TenantId};
+
+use super::command::{Digest, MetaResponse};
+use super::state::{KeyFileRecord, MetaState, SessionRecord};
+
+/// Largest encrypted snapshot summary accepted.
+pub const MAX_SUMMARY_BYTES: usize = 64 << 10;
+/// Most reference-list blobs one snapshot may name.
+pub const MAX_REF_BLOBS: usize = 4096;
+/// Largest key file accepted.
+pub const MAX_KEY_FILE_BYTES: usize = 4096;
+
+impl MetaState {
+    fn owned_session(&self, tenant: TenantId, session: SessionId, now_ms: Option<u64>) -> Result<&SessionRecord, MetaResponse> {
+        match self.sessions.get(&session) {
+            Some(s) if s.tenant == tenant && now_ms.is_none_or(|now| !s.expired(now)) => Ok(s),
+            Some(s) if s.tenant == tenant => Err(MetaResponse::reject(
+                ErrorCode::NotFound,
+                format!("upload session {} expired; start the backup again (finished uploads are kept)", session.0),
+            )),
+            _ => Err(MetaResponse::reject(ErrorCode::NotFound, format!("no open upload session {}", session.0))),
+        }
+    }
+
+    pub(super) fn open_session(&mut self, tenant: TenantId, now_ms: u64, lease_ms: u64) -> MetaResponse {
+        if !self.tenants.contains_key(&tenant) {
+            return MetaResponse::reject(ErrorCode::NotFound, format!("{tenant} does not exist"));
+        }
+        let id = SessionId(self.next_session_id);
+        self.next_session_id += 1;
+        self.sessions.insert(id, SessionRecord { tenant, opened_ms: now_ms, renewed_ms: now_ms, lease_ms });
+        MetaResponse::Session(id)
+    }
+
+    pub(super) fn renew_session(&mut self, tenant: TenantId, session: SessionId, now_ms: u64) -> MetaResponse {
+        if let Err(refusal) = self.owned_session(tenant, session, Some(now_ms)) {
+            return refusal;
+        }
+        if let Some(s) = self.sessions.get_mut(&session) {
+            s.renewed_ms = s.renewed_ms.max(now_ms);
+        }
+        MetaResponse::Ok
+    }
+
+    pub(super) fn close_session(&mut self, tenant: TenantId, session: SessionId) -> MetaResponse {
+        match self.owned_session(tenant, session, None) {
+            Ok(_) => {
+                self.sessions.remove(&session);
+                MetaResponse::Ok
+            }
+            Err(refusal) => refusal,
+        }
+    }
+
+    pub(super) fn commit_snapshot(&mut self, tenant: TenantId, session: SessionId, record: &SnapshotRecord, now_ms: u64) -> MetaResponse {
+        if let Some(existing) = self.snapshots.get(&tenant).and_then(|c| c.get(&record.id)) {
+            // A retried commit whose first attempt succeeded: same content is success, anything else a conflict.
+            return if existing.summary == record.summary && existing.refs == record.refs {
+                self.sessions.remove(&session);
+                MetaResponse::Ok
+            } else {
+                MetaResponse::reject(ErrorCode::Conflict, format!("snapshot {} already exists with other contents", record.id))
+            };
+        }
+        if let Err(refusal) = self.owned_session(tenant, session, Some(now_ms)) {
+            return refusal;
+        }
+        if record.summary.len() > MAX_SUMMARY_BYTES || record.refs.len() > MAX_REF_BLOBS {
+            return MetaResponse::reject(
+                ErrorCode::TooLarge,
+                format!("snapshot summary is limited to {MAX_SUMMARY_BYTES} bytes and {MAX_REF_BLOBS} reference blobs"),
+            );
+        }
+        let stored = SnapshotRecord { committed_ms: now_ms, ..record.clone() };
+        self.snapshots.entry(tenant).or_default().insert(record.id, stored);
+        self.sessions.remove(&session);
+        MetaResponse::Ok
+    }
+
+    pub(super) fn forget_snapshots(&mut self, tenant: TenantId, ids: &[SnapshotId]) -> MetaResponse {
+        let Some(catalog) = self.snapshots.get_mut(&tenant) else { return MetaResponse::Count(0) };
+        let removed = ids.iter().filter(|id| catalog.remove(id).is_some()).count();
+        MetaResponse::Count(removed as u64)
+    }
+
+    pub(super) fn put_key_file(&mut self, tenant: TenantId, text: &str, check: Digest, proof: Option<Digest>) -> MetaResponse {
+        if text.len() > MAX_KEY_FILE_BYTES {
+            return MetaResponse::reject(ErrorCode::TooLarge, format!("key files are limited to {MAX_KEY_FILE_BYTES} bytes"));
+        }
+        if let Some(existing) = self.key_files.get(&tenant) {
+            let proven = proof.is_some_and(|p| *blake3::hash(&p).as_bytes() == existing.check);
+            if !proven {
+                return MetaResponse::reject(
+                    ErrorCode::PermissionDenied,
+                    "a key file exists: replacing it needs the current master key (use `strata key passwd`)",
+                );
+            }
+        }
+        self.key_files.insert(tenant, KeyFileRecord { text: text.to_owned(), check });
+        MetaResponse::Ok
+    }
+
+    pub(super) fn expire_sessions(&mut self, now_ms: u64) -> MetaResponse {
+        let before = self.sessions.len();
+        self.sessions.retain(|_, s| !s.expired(now_ms));
+        MetaResponse::Count((before - self.sessions.len()) as u64)
+    }
+
+    /// Open sessions of `tenant` at `now_ms`.
+    pub fn open_sessions(&self, tenant: TenantId, now_ms: u64) -> Vec<SessionId> {
+        self.sessions.iter().filter(|(_, s)| s.tenant == tenant && !s.expired(now_ms)).map(|(id, _)| *id).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::command::{InitCluster, MetaCommand};
+    use strata_proto::{ChunkId, EcProfile};
+
+    fn state_with_tenant() -> (MetaState, TenantId) {
+        let mut s = MetaState::default();
+        let init = InitCluster {
+            cluster_name: "c".into(),
+            partition_bits: 1,
+            generation_name: "g".into(),
+            profile: EcProfile::DEFAULT,
+            operator_token: [1; 32],
+            now_ms: 0,
+        };
+        s.apply(&MetaCommand::Init(init));
+        let MetaResponse::TenantId(t) = s.apply(&MetaCommand::CreateTenant { name: "t".into(), now_ms: 0 }) else { panic!() };
+        (s, t)
+    }
+
+    fn open(s: &mut MetaState, tenant: TenantId, now_ms: u64) -> SessionId {
+        match s.apply(&MetaCommand::OpenSession { tenant, now_ms, lease_ms: 1000 }) {
+            MetaResponse::Session(id) => id,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn record(id: u8) -> SnapshotRecord {
+        SnapshotRecord { id: SnapshotId([id; 16]), time_ms: 5, committed_ms: 0, summary: vec![1, 2, 3], refs: vec![ChunkId([id; 32])] }
+    }
+
+    fn rejected(r: &MetaResponse, code: ErrorCode) -> bool {
+        matches!(r, MetaResponse::Rejected(e) if e.code == code)
+    }
+
+    #[test]
+    fn commit_closes_the_session_and_is_idempotent() {
+        let (mut s, t) = state_with_tenant();
+        let session = open(&mut s, t, 0);
+        let commit = MetaCommand::CommitSnapshot { tenant: t, session, record: record(1), now_ms: 500 };
+        assert_eq!(s.apply(&commit), MetaResponse::Ok);
+        assert!(s.sessions.is_empty());
+        assert_eq!(s.snapshots[&t][&SnapshotId([1; 16])].committed_ms, 500);
+        assert_eq!(s.apply(&commit), MetaResponse::Ok, "a retried commit succeeds");
+        let mut different = record(1);
+        different.summary = vec![9];
+        let other = open(&mut s, t, 600);
+        assert!(rejected(
+            &s.apply(&MetaCommand::CommitSnapshot { tenant: t, session: other, record: different, now_ms: 600 }),
+            ErrorCode::Conflict
+        ));
+    }
+
+    #[test]
+    fn expired_sessions_cannot_commit_or_renew() {
+        let (mut s, t) = state_with_tenant();
+        let session = open(&mut s, t, 0);
+        assert_eq!(s.apply(&MetaCommand::RenewSession { tenant: t, session, now_ms: 900 }), MetaResponse::Ok);
+        assert_eq!(s.open_sessions(t, 1800), vec![session]);
+        assert!(rejected(
+            &s.apply(&MetaCommand::CommitSnapshot { tenant: t, session, record: record(2), now_ms: 2000 }),
+            ErrorCode::NotFound
+        ));
+        assert!(rejected(&s.apply(&MetaCommand::RenewSession { tenant: t, session, now_ms: 2000 }), ErrorCode::NotFound));
+        assert_eq!(s.apply(&MetaCommand::ExpireSessions { now_ms: 2000 }), MetaResponse::Count(1));
+        assert!(s.open_sessions(t, 2000).is_empty());
+    }
+
+    #[test]
+    fn sessions_and_snapshots_are_per_tenant() {
+        let (mut s, t) = state_with_tenant();
+        let MetaResponse::TenantId(other) = s.apply(&MetaCommand::CreateTenant { name: "u".into(), now_ms: 0 }) else { panic!() };
+        let session = open(&mut s, t, 0);
+        assert!(rejected(
+            &s.apply(&MetaCommand::CommitSnapshot { tenant: other, session, record: record(3), now_ms: 1 }),
+            ErrorCode::NotFound
+        ));
+        assert!(rejected(&s.apply(&MetaCommand::CloseSession { tenant: other, session }), ErrorCode::NotFound));
+        s.apply(&MetaCommand::CommitSnapshot { tenant: t, session, record: record(3), now_ms: 1 });
+        assert_eq!(s.apply(&MetaCommand::ForgetSnapshots { tenant: other, ids: vec![SnapshotId([3; 16])] }), MetaResponse::Count(0));
+        assert_eq!(s.apply(&MetaCommand::ForgetSnapshots { tenant: t, ids: vec![SnapshotId([3; 16])] }), MetaResponse::Count(1));
+    }
+
+    #[test]
+    fn key_file_replacement_needs_proof() {
+        let (mut s, t) = state_with_tenant();
+        let proof = [7u8; 32];
+        let check = *blake3::hash(&proof).as_bytes();
+        assert_eq!(s.apply(&MetaCommand::PutKeyFile { tenant: t, text: "v1".into(), check, proof: None }), MetaResponse::Ok);
+        assert!(rejected(
+            &s.apply(&MetaCommand::PutKeyFile { tenant: t, text: "evil".into(), check: [0; 32], proof: None }),
+            ErrorCode::PermissionDenied
+        ));
+        assert!(rejected(
+            &s.apply(&MetaCommand::PutKeyFile { tenant: t, text: "evil".into(), check: [0; 32], proof: Some([8; 32]) }),
+            ErrorCode::PermissionDenied
+        ));
+        assert_eq!(s.apply(&MetaCommand::PutKeyFile { tenant: t, text: "v2".into(), check, proof: Some(proof) }), MetaResponse::Ok);
+        assert_eq!(s.key_files[&t].text, "v2");
+    }
+}

@@ -1,0 +1,89 @@
+//! Handlers for the backup client's metadata requests: upload sessions, the snapshot catalog, key files.
+//!
+//! Listing runs a read barrier first, so a snapshot committed (or forgotten) through any node is reflected by
+//! every later list. A commit is accepted only once every chunk its reference lists name is stored durably:
+//! a snapshot that is visible is complete.
+
+use bytes::Bytes;
+use strata_proto::{ErrorCode, Request, Response, RoleSet, WireError};
+
+use super::auth::{Caller, now_ms};
+use crate::context::NodeContext;
+use crate::meta::command::{MetaCommand, MetaResponse};
+
+/// Sessions expire this long after their last renewal; clients renew every quarter of it.
+pub const SESSION_LEASE_MS: u64 = 60_000;
+
+type Reply = Result<(Response, Bytes), WireError>;
+
+fn ok(r: Response) -> Reply {
+    Ok((r, Bytes::new()))
+}
+
+/// Serves one catalog request.
+pub async fn dispatch(ctx: &NodeContext, caller: Caller, request: Request) -> Reply {
+    match request {
+        Request::OpenSession => open(ctx, caller).await,
+        Request::RenewSession { session } => match caller.tenant_with("renew sessions", RoleSet::can_append) {
+            Ok(tenant) => write(ctx, MetaCommand::RenewSession { tenant, session, now_ms: now_ms() }).await,
+            Err(e) => Err(e),
+        },
+        Request::AbortSession { session } => match caller.tenant_with("close sessions", RoleSet::can_append) {
+            Ok(tenant) => write(ctx, MetaCommand::CloseSession { tenant, session }).await,
+            Err(e) => Err(e),
+        },
+        Request::CommitSnapshot { session, snapshot } => commit(ctx, caller, session, snapshot).await,
+        Request::ListSnapshots => list(ctx, caller).await,
+        Request::ForgetSnapshots { ids } => match caller.tenant_with("forget snapshots", RoleSet::can_delete) {
+            Ok(tenant) => match ctx.meta.write(MetaCommand::ForgetSnapshots { tenant, ids }).await {
+                Ok(MetaResponse::Count(count)) => ok(Response::Forgotten { count }),
+                Ok(other) => Err(WireError::new(ErrorCode::Internal, format!("unexpected result {other:?}"))),
+                Err(e) => Err(e.to_wire()),
+            },
+            Err(e) => Err(e),
+        },
+        Request::GetKeyFile => get_key_file(ctx, caller).await,
+        Request::PutKeyFile { text, check, proof } => match caller.tenant_with("store key files", RoleSet::can_append) {
+            Ok(tenant) => write(ctx, MetaCommand::PutKeyFile { tenant, text, check, proof }).await,
+            Err(e) => Err(e),
+        },
+        other => Err(WireError::new(ErrorCode::Internal, format!("{} is not a catalog request", other.op_name()))),
+    }
+}
+
+async fn write(ctx: &NodeContext, cmd: MetaCommand) -> Reply {
+    ctx.meta.write(cmd).await.map_err(|e| e.to_wire())?;
+    ok(Response::Ok)
+}
+
+async fn open(ctx: &NodeContext, caller: Caller) -> Reply {
+    let tenant = caller.tenant_with("open upload sessions", RoleSet::can_append)?;
+    match ctx
+        .meta
+        .write(MetaCommand::OpenSession { tenant, now_ms: now_ms(), lease_ms: SESSION_LEASE_MS })
+        .await
+        .map_err(|e| e.to_wire())?
+    {
+        MetaResponse::Session(session) => ok(Response::SessionOpened { session, lease_ms: SESSION_LEASE_MS }),
+        other => Err(WireError::new(ErrorCode::Internal, format!("unexpected result {other:?}"))),
+    }
+}
+
+async fn commit(ctx: &NodeContext, caller: Caller, session: strata_proto::SessionId, snapshot: strata_proto::SnapshotRecord) -> Reply {
+    let tenant = caller.tenant_with("commit snapshots", RoleSet::can_append)?;
+    ctx.coordinator.verify_complete(tenant, &snapshot.refs).await?;
+    write(ctx, MetaCommand::CommitSnapshot { tenant, session, record: snapshot, now_ms: now_ms() }).await
+}
+
+async fn list(ctx: &NodeContext, caller: Caller) -> Reply {
+    let tenant = caller.tenant_with("list snapshots", RoleSet::can_read)?;
+    ctx.meta.read_barrier().await.map_err(|e| e.to_wire())?;
+    let snapshots = ctx.meta.reader.read(|s| s.snapshots.get(&tenant).map(|c| c.values().cloned().collect()).unwrap_or_default());
+    ok(Response::Snapshots(snapshots))
+}
+
+async fn get_key_file(ctx: &NodeContext, caller: Caller) -> Reply {
+    let tenant = caller.tenant_with("read key files", |r| r.can_read() || r.can_append())?;
+    ctx.meta.read_barrier().await.map_err(|e| e.to_wire())?;
+    ok(Response::KeyFile(ctx.meta.reader.read(|s| s.key_files.get(&tenant).map(|k| k.text.clone()))))
+}
