@@ -317,6 +317,7 @@ impl Cluster {
             nodes: self.nodes.iter().map(|n| n.quic.clone()).collect(),
             token,
             operator_token: operator.then(|| self.operator_token.clone()),
+            key_file: None,
             request_timeout_ms: 60_000,
             base_dir: PathBuf::new(),
         }

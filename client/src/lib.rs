@@ -4,6 +4,7 @@
 //! when they call each other, both go through [`rpc::RpcPool`]. It depends on `strata-proto` for the messages and
 //! must never depend on the node crate or on a storage engine, so a laptop install stays small.
 
+pub mod backup;
 pub mod blob;
 pub mod chunker;
 pub mod cluster;
@@ -13,6 +14,7 @@ pub mod keys;
 pub mod password;
 pub mod profile;
 pub mod repo;
+pub mod restore;
 pub mod retention;
 pub mod rpc;
 pub mod size;

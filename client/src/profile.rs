@@ -26,6 +26,9 @@ pub struct Profile {
     /// Operator token used by `strata admin`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operator_token: Option<String>,
+    /// Local copy of the tenant's wrapped key [default: next to the profile, with the extension `.key`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
     /// Deadline for one request, in milliseconds.
     #[serde(default = "default_request_timeout_ms")]
     pub request_timeout_ms: u64,

@@ -87,8 +87,8 @@ impl Decision {
     }
 }
 
-/// Calendar bucket keys in UTC.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
+/// Days since 1970-01-01 to the (year, month, day) of the proleptic Gregorian calendar.
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     // Howard Hinnant's algorithm: days since 1970-01-01 to (year, month, day).
     let z = days + 719_468;
     let era = z.div_euclid(146_097);

@@ -184,6 +184,7 @@ pub async fn ensure_demo_profile(dir: &Path, manifest: &DevManifest) -> anyhow::
         nodes: (1..=manifest.nodes).map(|i| manifest.quic_addr(i)).collect(),
         token: None,
         operator_token: Some(manifest.operator_token.clone()),
+        key_file: None,
         request_timeout_ms: 60_000,
         base_dir: dir.to_path_buf(),
     };

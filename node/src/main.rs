@@ -194,6 +194,7 @@ fn init(a: InitArgs) -> anyhow::Result<()> {
         nodes: vec![plan.advertise.clone().unwrap_or(plan.listen.clone())],
         token: None,
         operator_token: Some(operator.expose().to_owned()),
+        key_file: None,
         request_timeout_ms: 60_000,
         base_dir: a.node.data_dir.clone(),
     };

@@ -2,13 +2,23 @@
 //! library; this layer only turns results into text, JSON and exit codes.
 
 mod admin;
+mod backup_cmd;
 mod bench;
+mod browse;
+mod check;
+mod forget;
+mod progress_ui;
+mod repo_cmds;
+mod restore_cmd;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use strata_client::error::exit;
+use strata_client::password::{PasswordError, PasswordSource};
+use strata_client::repo::{RepoError, Repository, default_key_path};
 use strata_client::{ClientError, ClusterClient, Profile};
 
 /// Strata: encrypted, deduplicated backups to a Strata storage cluster.
@@ -16,8 +26,11 @@ use strata_client::{ClientError, ClusterClient, Profile};
 /// Every command talks to the cluster named in a profile file: pass `--profile PATH`, or set STRATA_PROFILE,
 /// or put it at ~/.config/strata/profile.toml. `strata-node dev` writes one for its demo tenant.
 ///
-/// Exit codes: 0 success, 1 failure, 2 usage error, 10 bad or missing profile, 11 cluster unreachable,
-/// 12 credentials refused, 13 not found.
+/// The password comes from STRATA_PASSWORD_FILE, STRATA_PASSWORD_COMMAND or a prompt on the terminal.
+///
+/// Exit codes: 0 success, 1 failure, 2 usage error, 3 backup saved but some files could not be read,
+/// 10 bad or missing profile, 11 cluster unreachable, 12 credentials refused, 13 not found,
+/// 14 wrong password.
 #[derive(Parser)]
 #[command(name = "strata", version, propagate_version = true)]
 pub struct Cli {
@@ -30,12 +43,37 @@ pub struct Cli {
     /// Log filter for diagnostics on stderr (e.g. `debug`).
     #[arg(long, global = true, env = "STRATA_LOG", default_value = "warn")]
     log: String,
+    /// Read the repository password from this file's first line.
+    #[arg(long, global = true, env = "STRATA_PASSWORD_FILE")]
+    password_file: Option<PathBuf>,
+    /// Run this command (with `sh -c`) and use its first output line as the password.
+    #[arg(long, global = true, env = "STRATA_PASSWORD_COMMAND")]
+    password_command: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Create the tenant's encryption key, protected by a password (once per tenant).
+    Init,
+    /// Back up files and directories as a new snapshot.
+    Backup(backup_cmd::BackupArgs),
+    /// List snapshots.
+    Snapshots(browse::SnapshotFilter),
+    /// List the files in a snapshot.
+    Ls(browse::LsArgs),
+    /// Show what changed between two snapshots.
+    Diff(browse::DiffArgs),
+    /// Restore a snapshot into a directory.
+    Restore(restore_cmd::RestoreArgs),
+    /// Forget snapshots by id or by a retention policy.
+    Forget(forget::ForgetArgs),
+    /// Verify snapshots and, optionally, the stored data.
+    Check(check::CheckArgs),
+    /// Manage the repository key.
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Operator commands: cluster status, tenants, tokens, joining nodes.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
@@ -52,11 +90,19 @@ fn restore_sigpipe() {
     let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
 }
 
+/// Key commands.
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Change the password protecting the key (no data is re-encrypted).
+    Passwd,
+}
+
 /// Shared state of one invocation.
 pub struct Ctx {
     /// `--json` was given.
     pub json: bool,
     profile_path: Option<PathBuf>,
+    password: PasswordSource,
 }
 
 impl Ctx {
@@ -66,6 +112,49 @@ impl Ctx {
         let profile = Profile::load(&path)?;
         ClusterClient::from_profile(&profile).await
     }
+
+    /// Like [`Ctx::client`], shared.
+    pub async fn client_arc(&self) -> Result<Arc<ClusterClient>, ClientError> {
+        Ok(Arc::new(self.client().await?))
+    }
+
+    /// The local key file: the profile's `key_file`, or next to the profile with the extension `.key`.
+    pub fn key_path(&self) -> Result<PathBuf, ClientError> {
+        let path = Profile::locate(self.profile_path.as_deref())?;
+        let profile = Profile::load(&path)?;
+        Ok(profile.key_file.map(|k| profile.base_dir.join(k)).unwrap_or_else(|| default_key_path(&path)))
+    }
+
+    /// Reads the password and unlocks the repository.
+    pub async fn repo(&self) -> anyhow::Result<Repository> {
+        let client = self.client_arc().await?;
+        let password = self.password.read("repository password: ")?;
+        Ok(Repository::open(client, &password, &self.key_path()?).await?)
+    }
+
+    /// A new password: from the configured source, or typed twice on the terminal.
+    pub fn new_password(&self) -> anyhow::Result<Vec<u8>> {
+        let first = self.password.read("new repository password: ")?;
+        if self.password.file.is_none() && self.password.command.is_none() && std::io::stdin().is_terminal() {
+            let again = self.password.read("enter it again: ")?;
+            anyhow::ensure!(again == first, "the passwords do not match");
+        }
+        Ok(first)
+    }
+}
+
+/// The exit code for an error, by its type.
+fn exit_code(e: &anyhow::Error) -> i32 {
+    if let Some(c) = e.downcast_ref::<ClientError>() {
+        return c.exit_code();
+    }
+    if let Some(r) = e.downcast_ref::<RepoError>() {
+        return r.exit_code();
+    }
+    if e.downcast_ref::<PasswordError>().is_some() {
+        return exit::PROFILE;
+    }
+    exit::FAILURE
 }
 
 /// Runs the CLI and returns the exit code.
@@ -84,7 +173,11 @@ pub fn main() -> i32 {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let ctx = Ctx { json: cli.json, profile_path: cli.profile };
+    let ctx = Ctx {
+        json: cli.json,
+        profile_path: cli.profile,
+        password: PasswordSource { file: cli.password_file, command: cli.password_command },
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -94,16 +187,24 @@ pub fn main() -> i32 {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Admin(c) => admin::run(&ctx, c).await,
-            Command::Bench(c) => bench::run(&ctx, c).await,
+            Command::Init => repo_cmds::init(&ctx).await,
+            Command::Backup(a) => backup_cmd::run(&ctx, a).await,
+            Command::Snapshots(f) => browse::snapshots(&ctx, f).await,
+            Command::Ls(a) => browse::ls(&ctx, a).await,
+            Command::Diff(a) => browse::diff(&ctx, a).await,
+            Command::Restore(a) => restore_cmd::run(&ctx, a).await,
+            Command::Forget(a) => forget::run(&ctx, a).await,
+            Command::Check(a) => check::run(&ctx, a).await,
+            Command::Key(KeyCommand::Passwd) => repo_cmds::passwd(&ctx).await,
+            Command::Admin(c) => admin::run(&ctx, c).await.map(|()| exit::OK),
+            Command::Bench(c) => bench::run(&ctx, c).await.map(|()| exit::OK),
         }
     });
     match result {
-        Ok(()) => exit::OK,
+        Ok(code) => code,
         Err(e) => {
-            let code = e.downcast_ref::<ClientError>().map(ClientError::exit_code).unwrap_or(exit::FAILURE);
             eprintln!("strata: {e:#}");
-            code
+            exit_code(&e)
         }
     }
 }

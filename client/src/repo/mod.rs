@@ -162,6 +162,11 @@ impl Repository {
         self.codec.ids()
     }
 
+    /// Id of a reference-list blob: keyed with a key of its own, so it can never equal a chunk's id.
+    pub fn reference_list_id(&self, bytes: &[u8]) -> ChunkId {
+        ChunkId(*blake3::keyed_hash(&self.master.derive("reference list id"), bytes).as_bytes())
+    }
+
     /// The blob codec.
     pub fn codec(&self) -> &Arc<BlobCodec> {
         &self.codec

@@ -1,0 +1,107 @@
+//! The upload stage: deduplicate chunks against the cluster in batches, seal and store the missing ones.
+//!
+//! The walker hands over chunks through a channel; each chunk holds part of a byte budget until it is stored
+//! or found present, so the memory held by queued chunks is bounded by configuration, not by file sizes.
+//! Sealing (compression and encryption) runs on the blocking pool, uploads run `concurrency` at a time.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use strata_proto::ChunkId;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::task::JoinSet;
+
+use super::progress::Progress;
+use crate::repo::{RepoError, Repository};
+
+/// Most ids in one dedup query from the uploader.
+const BATCH: usize = 256;
+
+/// A chunk on its way to the cluster.
+struct Job {
+    id: ChunkId,
+    data: Vec<u8>,
+    /// Store as is (reference lists), instead of sealing.
+    raw: bool,
+    _budget: OwnedSemaphorePermit,
+}
+
+/// Handle to the running upload stage.
+pub struct Uploader {
+    tx: mpsc::Sender<Job>,
+    budget: Arc<Semaphore>,
+    budget_bytes: usize,
+    task: tokio::task::JoinHandle<Result<(), RepoError>>,
+}
+
+impl Uploader {
+    /// Starts the stage; at most `budget_bytes` of chunk data wait in it at once.
+    pub fn start(repo: Arc<Repository>, progress: Arc<Progress>, concurrency: usize, budget_bytes: usize) -> Uploader {
+        let (tx, rx) = mpsc::channel(4096);
+        let budget = Arc::new(Semaphore::new(budget_bytes));
+        let task = tokio::spawn(run(repo, progress, rx, concurrency.max(1)));
+        Uploader { tx, budget, budget_bytes, task }
+    }
+
+    /// Queues a chunk, waiting for budget first. Fails if the stage has stopped on an error.
+    pub async fn send(&self, id: ChunkId, data: Vec<u8>, raw: bool) -> Result<(), RepoError> {
+        let need = data.len().clamp(1, self.budget_bytes) as u32;
+        let permit = self.budget.clone().acquire_many_owned(need).await.map_err(|_| RepoError::Io("upload stage stopped".into()))?;
+        self.tx.send(Job { id, data, raw, _budget: permit }).await.map_err(|_| RepoError::Io("upload stage stopped".into()))
+    }
+
+    /// Waits until every queued chunk is stored; returns the first error, if any.
+    pub async fn finish(self) -> Result<(), RepoError> {
+        drop(self.tx);
+        self.task.await.map_err(|e| RepoError::Io(format!("upload stage failed: {e}")))?
+    }
+}
+
+async fn run(repo: Arc<Repository>, progress: Arc<Progress>, mut rx: mpsc::Receiver<Job>, concurrency: usize) -> Result<(), RepoError> {
+    let mut inflight: JoinSet<Result<(), RepoError>> = JoinSet::new();
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let ids: Vec<ChunkId> = batch.iter().map(|j| j.id).collect();
+        let present = repo.client().has_blobs(&ids).await?;
+        for (job, present) in batch.into_iter().zip(present) {
+            if present {
+                Progress::add(&progress.chunks_deduplicated, 1);
+                continue;
+            }
+            while inflight.len() >= concurrency {
+                if let Some(done) = inflight.join_next().await {
+                    done.map_err(|e| RepoError::Io(format!("upload task failed: {e}")))??;
+                }
+            }
+            let (repo, progress) = (repo.clone(), progress.clone());
+            inflight.spawn(async move { store(repo, progress, job).await });
+        }
+    }
+    while let Some(done) = inflight.join_next().await {
+        done.map_err(|e| RepoError::Io(format!("upload task failed: {e}")))??;
+    }
+    Ok(())
+}
+
+async fn store(repo: Arc<Repository>, progress: Arc<Progress>, job: Job) -> Result<(), RepoError> {
+    let plain_len = job.data.len() as u64;
+    let blob = if job.raw {
+        job.data
+    } else {
+        let codec = repo.codec().clone();
+        let (id, data) = (job.id, job.data);
+        tokio::task::spawn_blocking(move || codec.seal(&id, &data)).await.map_err(|e| RepoError::Io(e.to_string()))?
+    };
+    let blob_len = blob.len() as u64;
+    repo.client().put_blob(job.id, Bytes::from(blob)).await?;
+    Progress::add(&progress.chunks_uploaded, 1);
+    Progress::add(&progress.bytes_uploaded, plain_len);
+    Progress::add(&progress.blob_bytes_uploaded, blob_len);
+    Ok(())
+}
