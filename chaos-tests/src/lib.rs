@@ -6,6 +6,7 @@
 //! dropped. Only one cluster runs at a time per test process, so tests never compete for the machine's cores;
 //! every wait is bounded and polls a condition instead of sleeping blindly.
 
+pub mod fs_tree;
 pub mod workload;
 
 use std::path::{Path, PathBuf};
@@ -391,6 +392,71 @@ impl Drop for Cluster {
             eprintln!("chaos: cluster files kept in {}", kept.display());
             std::mem::forget(std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir")));
         }
+    }
+}
+
+/// The `strata` client binary: `$STRATA_BIN`, or the one cargo built next to this test.
+pub fn strata_binary() -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("STRATA_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let bin = node_binary()?.with_file_name("strata");
+    anyhow::ensure!(bin.is_file(), "{} not found: build it with `cargo build -p strata-client` or set STRATA_BIN", bin.display());
+    Ok(bin)
+}
+
+/// A tenant set up for the `strata` command line: a profile and a password file on disk.
+pub struct TenantCli {
+    /// Profile file.
+    pub profile: PathBuf,
+    /// Password file.
+    pub password_file: PathBuf,
+}
+
+impl TenantCli {
+    /// Runs `strata` with this tenant's profile and password; the test KDF keeps key stretching fast.
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        self.command(args).output().expect("run strata")
+    }
+
+    /// The command without running it (to spawn it, or to add environment).
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(strata_binary().expect("strata binary"));
+        c.args(args)
+            .env("STRATA_PROFILE", &self.profile)
+            .env("STRATA_PASSWORD_FILE", &self.password_file)
+            .env("STRATA_TEST_FAST_KDF", "1")
+            .env_remove("STRATA_PASSWORD_COMMAND");
+        c
+    }
+
+    /// Runs `strata --json ...`, requires success, and returns the last JSON line of its output.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.run(&all);
+        assert!(out.status.success(), "strata {args:?} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout);
+        let doc = text.trim();
+        serde_json::from_str(doc).unwrap_or_else(|_| serde_json::from_str(doc.lines().last().unwrap_or("null")).expect("JSON output"))
+    }
+}
+
+impl Cluster {
+    /// Creates a tenant with an admin token and writes its profile and a password file under `dir`.
+    pub async fn tenant_cli(&self, name: &str, dir: &Path) -> anyhow::Result<TenantCli> {
+        let op = self.operator().await?;
+        let tenant = op.create_tenant(name).await?;
+        let token = op.create_token(tenant, RoleSet::of(&[Role::Admin]), None, "chaos test cli").await?;
+        op.close();
+        std::fs::create_dir_all(dir)?;
+        let mut profile = self.profile(Some(token.expose().to_owned()), false);
+        profile.base_dir = dir.to_path_buf();
+        let path = dir.join("profile.toml");
+        profile.save(&path)?;
+        let password_file = dir.join("password");
+        std::fs::write(&password_file, format!("password of {name}\n"))?;
+        Ok(TenantCli { profile: path, password_file })
     }
 }
 

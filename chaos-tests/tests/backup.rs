@@ -1,0 +1,199 @@
+//! The backup client end to end: the real `strata` binary against a real cluster.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::process::Stdio;
+
+use strata_chaos::fs_tree::{TreeSpec, allocated_bytes, differences, generate, manifest};
+use strata_chaos::{Cluster, ClusterSpec};
+
+const MIB: u64 = 1 << 20;
+
+/// Where the restore of `source` lands below `target` (snapshots keep absolute paths).
+fn restored(target: &Path, source: &Path) -> std::path::PathBuf {
+    target.join(source.strip_prefix("/").expect("absolute source"))
+}
+
+fn assert_same(expected: &strata_chaos::fs_tree::Manifest, dir: &Path, when: &str) {
+    let diff = differences(expected, &manifest(dir));
+    assert!(diff.is_empty(), "{} differences {when}; first: {:#?}", diff.len(), &diff[..diff.len().min(8)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kind_of_entry_round_trips_with_its_metadata() -> anyhow::Result<()> {
+    let cluster = Cluster::start(ClusterSpec::default()).await?;
+    let work = tempfile::tempdir()?;
+    let cli = cluster.tenant_cli("roundtrip", &work.path().join("laptop")).await?;
+    assert_eq!(cli.json(&["init"])["message_type"], "initialized");
+
+    let source = work.path().join("source");
+    let sparse_bytes = 3 << 30;
+    let expected = generate(&source, 7, &TreeSpec { sparse_bytes, max_file_bytes: 3 << 20, files: 12 });
+    let summary = cli.json(&["backup", source.to_str().unwrap()]);
+    assert_eq!(summary["files_failed"], 0, "{summary}");
+    let id = summary["snapshot_id"].as_str().expect("snapshot id").to_owned();
+
+    let target = work.path().join("restore");
+    cli.json(&["restore", &id[..8], "--target", target.to_str().unwrap()]);
+    assert_same(&expected, &restored(&target, &source), "after restore");
+    let holes = allocated_bytes(&restored(&target, &source).join("sparse.img"));
+    assert!(holes < 64 * MIB, "the 3 GiB sparse file was restored with {holes} bytes allocated");
+
+    // Another machine: same tenant, no local key file, only the password.
+    let other = work.path().join("new-laptop");
+    std::fs::create_dir_all(&other)?;
+    std::fs::copy(&cli.profile, other.join("profile.toml"))?;
+    let moved = strata_chaos::TenantCli { profile: other.join("profile.toml"), password_file: cli.password_file.clone() };
+    assert!(!other.join("profile.key").exists());
+    let target2 = work.path().join("restore-elsewhere");
+    moved.json(&["restore", "latest", "--target", target2.to_str().unwrap(), "--include", "/**/deep/**"]);
+    let deep = restored(&target2, &source).join("deep");
+    assert!(
+        deep.join("level-0/level-1").is_dir() && !restored(&target2, &source).join("files").exists(),
+        "--include restores only what matches"
+    );
+    assert!(other.join("profile.key").exists(), "the key was fetched from the cluster and kept");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_backup_uploads_about_what_changed_and_devices_share_chunks() -> anyhow::Result<()> {
+    let cluster = Cluster::start(ClusterSpec::default()).await?;
+    let work = tempfile::tempdir()?;
+    let cli = cluster.tenant_cli("dedup", &work.path().join("laptop")).await?;
+    cli.json(&["init"]);
+    let source = work.path().join("home");
+    let day1 = generate(&source, 11, &TreeSpec { sparse_bytes: 64 * MIB, max_file_bytes: 6 << 20, files: 10 });
+    let first = cli.json(&["backup", source.to_str().unwrap()]);
+
+    // Day 2: an edit in the middle of a large file, an insertion that shifts a file's tail, an append,
+    // a new file, a deleted file and a renamed directory.
+    let big: Vec<_> = std::fs::read_dir(source.join("files"))?
+        .map(|e| e.unwrap().path())
+        .filter(|p| std::fs::metadata(p).unwrap().len() > 2 * MIB)
+        .collect();
+    assert!(big.len() >= 2, "the generator made large files");
+    std::fs::OpenOptions::new().write(true).open(&big[0])?.write_all_at(b"edited in the middle", MIB + 12345)?;
+    let mut shifted = std::fs::read(&big[1])?;
+    shifted.splice(MIB as usize..MIB as usize, b"inserted".iter().copied());
+    std::fs::write(&big[1], shifted)?;
+    std::fs::OpenOptions::new().append(true).open(source.join("hard-a"))?.write_all_at(b"appended", 0)?;
+    let new_file: Vec<u8> = (0..2 * MIB).map(|i| (i * 7919 % 251) as u8).collect();
+    std::fs::write(source.join("files/new.bin"), &new_file)?;
+    std::fs::remove_file(source.join("empty"))?;
+    std::fs::rename(source.join("deep"), source.join("deep-renamed"))?;
+    let day2 = manifest(&source);
+    let second = cli.json(&["backup", source.to_str().unwrap()]);
+    let uploaded = second["bytes_uploaded"].as_u64().unwrap();
+    let changed = new_file.len() as u64;
+    eprintln!("day 1 uploaded {} bytes; day 2 uploaded {uploaded} bytes for {changed} new bytes and three edits", first["bytes_uploaded"]);
+    assert!(second["files_unmodified"].as_u64().unwrap() > 10, "unchanged files are not read again: {second}");
+    // Each edit rewrites the chunk(s) around it (1 MiB on average, up to 8 MiB at worst).
+    assert!(uploaded >= changed && uploaded <= changed + 3 * 4 * MIB, "day 2 uploaded {uploaded} bytes");
+
+    // Both snapshots restore exactly.
+    for (snap, expected, name) in [(&first, &day1, "day1"), (&second, &day2, "day2")] {
+        let target = work.path().join(name);
+        cli.json(&["restore", snap["snapshot_id"].as_str().unwrap(), "--target", target.to_str().unwrap()]);
+        assert_same(expected, &restored(&target, &source), name);
+    }
+
+    // A second device of the same tenant with the same files uploads (almost) nothing but its trees.
+    let copy = work.path().join("desktop-home");
+    assert!(std::process::Command::new("cp").arg("-a").arg(&source).arg(&copy).status()?.success());
+    let desktop = strata_chaos::TenantCli { profile: cli.profile.clone(), password_file: cli.password_file.clone() };
+    let other = desktop.json(&["backup", "--host", "desktop", copy.to_str().unwrap()]);
+    assert!(other["bytes_total"].as_u64().unwrap() > 20 * MIB);
+    assert!(other["bytes_uploaded"].as_u64().unwrap() < MIB, "a second device re-uploaded data: {other}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_backup_resumes_without_uploading_again() -> anyhow::Result<()> {
+    let cluster = Cluster::start(ClusterSpec::default()).await?;
+    let work = tempfile::tempdir()?;
+    let cli = cluster.tenant_cli("resume", &work.path().join("laptop")).await?;
+    cli.json(&["init"]);
+    let source = work.path().join("data");
+    let expected = generate(&source, 5, &TreeSpec { sparse_bytes: MIB, max_file_bytes: 8 << 20, files: 24 });
+
+    // Kill the client (SIGKILL) once it reports a quarter of the data uploaded.
+    let mut child = cli
+        .command(&["--json", "backup", "--concurrency", "2", source.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let total: u64 = expected.values().map(|e| e.size).sum();
+    let mut seen = 0;
+    for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
+        let v: serde_json::Value = serde_json::from_str(&line?)?;
+        seen = v["bytes_uploaded"].as_u64().unwrap_or(0);
+        if seen >= total / 4 {
+            break;
+        }
+    }
+    child.kill()?;
+    child.wait()?;
+    assert!(seen >= total / 4, "the backup finished before it could be interrupted ({seen} of {total} bytes)");
+
+    let resumed = cli.json(&["backup", source.to_str().unwrap()]);
+    let uploaded = resumed["bytes_uploaded"].as_u64().unwrap();
+    eprintln!("interrupted after {seen} of {total} bytes; the rerun uploaded {uploaded}");
+    assert!(resumed["chunks_deduplicated"].as_u64().unwrap() > 0, "finished chunks were found again: {resumed}");
+    assert!(uploaded <= total - seen + 8 * MIB, "the rerun uploaded {uploaded} of {total} bytes after {seen} had been stored");
+    let target = work.path().join("restore");
+    cli.json(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_same(&expected, &restored(&target, &source), "after the resumed backup");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_clear_and_have_their_exit_codes() -> anyhow::Result<()> {
+    let cluster = Cluster::start(ClusterSpec::default()).await?;
+    let work = tempfile::tempdir()?;
+    let cli = cluster.tenant_cli("errors", &work.path().join("laptop")).await?;
+    let stderr = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+
+    // Before init: no key.
+    let out = cli.run(&["snapshots"]);
+    assert_eq!(out.status.code(), Some(13), "{}", stderr(&out));
+    assert!(stderr(&out).contains("strata init"), "{}", stderr(&out));
+    cli.json(&["init"]);
+    let again = cli.run(&["init"]);
+    assert!(!again.status.success() && stderr(&again).contains("already holds a key"), "{}", stderr(&again));
+
+    // Wrong password: exit 14, also for a machine that must fetch the key from the cluster.
+    let wrong = work.path().join("wrong-password");
+    std::fs::write(&wrong, "not it\n")?;
+    let bad = strata_chaos::TenantCli { profile: cli.profile.clone(), password_file: wrong };
+    let out = bad.run(&["snapshots"]);
+    assert_eq!(out.status.code(), Some(14), "{}", stderr(&out));
+    assert!(stderr(&out).contains("wrong password"), "{}", stderr(&out));
+
+    // An unreadable source file is reported and counted; the rest is saved; exit 3.
+    let source = work.path().join("src");
+    std::fs::create_dir_all(&source)?;
+    std::fs::write(source.join("fine.txt"), "fine")?;
+    let out = cli.run(&["--json", "backup", source.to_str().unwrap(), "/proc/self/clear_refs"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let summary: serde_json::Value = serde_json::from_str(text.lines().last().unwrap())?;
+    assert_eq!(summary["files_failed"], 1, "{summary}");
+    assert!(text.contains("clear_refs"), "the failing file is named: {text}");
+
+    // A cluster that does not answer: exit 11.
+    let dead = work.path().join("dead.toml");
+    let mut profile = strata_client::Profile::load(&cli.profile)?;
+    profile.nodes = vec![strata_chaos::free_udp_addr()?];
+    profile.save(&dead)?;
+    let unreachable = strata_chaos::TenantCli { profile: dead, password_file: cli.password_file.clone() };
+    let out = unreachable.run(&["snapshots"]);
+    assert_eq!(out.status.code(), Some(11), "{}", stderr(&out));
+
+    // Another tenant sees none of this tenant's snapshots.
+    let other = cluster.tenant_cli("someone-else", &work.path().join("other")).await?;
+    other.json(&["init"]);
+    assert_eq!(other.json(&["snapshots"]).as_array().map(Vec::len), Some(0));
+    Ok(())
+}
