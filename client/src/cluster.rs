@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use strata_proto::status::ClusterStatus;
-use strata_proto::{ChunkId, ClusterMap, Epoch, Request, Response, RoleSet, Secret, SessionId, SnapshotId, SnapshotRecord, TenantId};
+use strata_proto::{
+    ChunkId, ClusterMap, Epoch, GcReport, Request, Response, RoleSet, Secret, SessionId, SnapshotId, SnapshotRecord, TenantId,
+};
 
 use crate::error::ClientError;
 use crate::profile::Profile;
@@ -353,6 +355,23 @@ impl ClusterClient {
     /// Stores the tenant's wrapped key file.
     pub async fn put_key_file(&self, text: String, check: [u8; 32], proof: Option<[u8; 32]>) -> Result<(), ClientError> {
         self.tenant_call(Request::PutKeyFile { text, check, proof }).await.map(|_| ())
+    }
+
+    /// Runs garbage collection for the tenant (admin token); it may wait for running backups to commit.
+    pub async fn collect_garbage(&self) -> Result<GcReport, ClientError> {
+        let token = self.tenant_token()?;
+        let mut last = None;
+        for addr in self.healthy_first(&self.addresses()) {
+            match self.pool.call_within(&addr, Some(token), Request::CollectGarbage, Bytes::new(), Duration::from_secs(2 * 3600)).await {
+                Ok(reply) => match reply.response {
+                    Response::GarbageCollected(report) => return Ok(report),
+                    other => return Err(ClientError::Unexpected(format!("{other:?} to CollectGarbage"))),
+                },
+                Err(e) if e.is_unreachable() => last = Some(e),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ClientError::Unreachable { tried: self.addresses().join(", "), last: last.map(|e| e.to_string()).unwrap_or_default() })
     }
 
     /// Closes pooled connections.

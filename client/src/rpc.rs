@@ -153,9 +153,20 @@ impl RpcPool {
 
     /// Sends `request` (with `body`) to `addr` and waits for the reply.
     pub async fn call(&self, addr: &str, auth: Option<&Secret>, request: Request, body: Bytes) -> Result<Reply, RpcError> {
+        self.call_within(addr, auth, request, body, self.limits.request_timeout).await
+    }
+
+    /// Like [`RpcPool::call`] with a deadline of the caller's choice (for long operations).
+    pub async fn call_within(
+        &self,
+        addr: &str,
+        auth: Option<&Secret>,
+        request: Request,
+        body: Bytes,
+        deadline: Duration,
+    ) -> Result<Reply, RpcError> {
         let op = request.op_name();
         let env = RequestEnvelope { auth: auth.cloned(), body_len: body.len() as u64, request };
-        let deadline = self.limits.request_timeout;
         match tokio::time::timeout(deadline, self.call_inner(addr, op, &env, body)).await {
             Ok(r) => r,
             Err(_) => {

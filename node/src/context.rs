@@ -38,4 +38,6 @@ pub struct NodeContext {
     pub ca: Option<CaMaterial>,
     /// When this node last ran a read barrier for an unknown token (rate limit).
     pub last_token_barrier: Mutex<Option<Instant>>,
+    /// Held while a garbage collection runs on this node.
+    pub gc_lock: tokio::sync::Mutex<()>,
 }

@@ -105,7 +105,7 @@ pub async fn probe_loop(
             let (health, pool, metrics) = (health.clone(), pool.clone(), metrics.clone());
             let (id, addr) = (n.id, n.addr.clone());
             async move {
-                let reply = tokio::time::timeout(Duration::from_secs(1), pool.call(&addr, None, Request::Ping, Bytes::new())).await;
+                let reply = tokio::time::timeout(Duration::from_secs(2), pool.call(&addr, None, Request::Ping, Bytes::new())).await;
                 let up = match reply {
                     Ok(Ok(r)) => match r.response {
                         Response::Pong { shards, bytes, .. } => {

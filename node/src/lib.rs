@@ -11,6 +11,7 @@ pub mod coordinator;
 pub mod db;
 pub mod dev;
 pub mod erasure;
+pub mod gc;
 pub mod health;
 pub mod http;
 pub mod meta;

@@ -108,6 +108,7 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
         ca_pem,
         ca,
         last_token_barrier: Mutex::new(None),
+        gc_lock: tokio::sync::Mutex::new(()),
         config: config.clone(),
     });
 

@@ -21,5 +21,7 @@ pub use cluster_map::{ClusterMap, EcProfile, Generation, GenerationState, NodeDe
 pub use error::{ErrorCode, WireError};
 pub use frame::{FrameError, FrameHeader, FrameKind, MAX_FRAME_BYTES_DEFAULT, PROTOCOL_VERSION};
 pub use ids::{ChunkId, Epoch, GenerationId, NodeId, PartitionId, ShardIndex, TenantId};
-pub use message::{NodeAnnouncement, RaftRpc, Request, RequestEnvelope, Response, ResponseEnvelope, ShardHeader, ShardKey};
+pub use message::{
+    GcAction, GcReport, NodeAnnouncement, RaftRpc, Request, RequestEnvelope, Response, ResponseEnvelope, ShardHeader, ShardKey,
+};
 pub use snapshot::{SessionId, SnapshotId, SnapshotRecord};

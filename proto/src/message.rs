@@ -199,6 +199,8 @@ pub enum Request {
         tenant: TenantId,
         /// Chunks to check, each with its partition.
         chunks: Vec<(PartitionId, ChunkId)>,
+        /// Count shards condemned by garbage collection too (they are stored, but dedup must not rely on them).
+        include_condemned: bool,
     },
     /// Delete one shard. Node certificate required.
     DeleteShard {
@@ -250,6 +252,65 @@ pub enum Request {
         /// The current update key, required when a key file exists.
         proof: Option<[u8; 32]>,
     },
+    /// Free the blobs no snapshot of the tenant references (admin role); see docs/rfcs/0001.
+    CollectGarbage,
+    /// The chunks a tenant has shards of in these partitions, in (partition, chunk) order after `after`.
+    /// Node certificate required.
+    ListChunks {
+        /// Tenant.
+        tenant: TenantId,
+        /// Partitions to scan, in increasing order.
+        partitions: Vec<PartitionId>,
+        /// Resume after this entry.
+        after: Option<(PartitionId, ChunkId)>,
+        /// Most entries to return.
+        limit: u32,
+    },
+    /// A garbage-collection step on this node's shards of the given chunks. Node certificate required.
+    GcShards {
+        /// Tenant.
+        tenant: TenantId,
+        /// What to do.
+        action: GcAction,
+        /// The chunks, with their partitions.
+        chunks: Vec<(PartitionId, ChunkId)>,
+    },
+}
+
+/// A garbage-collection step on shards (RFC 0001).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GcAction {
+    /// Stop counting the shards for dedup.
+    Condemn,
+    /// Count them again (a snapshot still references the chunk).
+    Uncondemn,
+    /// Delete the shards that are still condemned.
+    Sweep,
+}
+
+/// What a garbage-collection run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcReport {
+    /// Snapshots whose references were marked.
+    pub snapshots: u64,
+    /// Distinct chunks they reference.
+    pub referenced: u64,
+    /// Distinct chunks stored for the tenant.
+    pub stored: u64,
+    /// Stored chunks no snapshot referenced at the mark.
+    pub candidates: u64,
+    /// Upload sessions the sweep waited for.
+    pub sessions_waited_for: u64,
+    /// Candidates a snapshot committed during the run turned out to reference (kept).
+    pub kept: u64,
+    /// Chunks whose shards were deleted.
+    pub deleted_chunks: u64,
+    /// Shards deleted.
+    pub deleted_shards: u64,
+    /// Bytes of shard data freed.
+    pub freed_bytes: u64,
+    /// Holders that could not be reached during the sweep (their shards are collected by a later run).
+    pub unreachable_holders: u64,
 }
 
 impl Request {
@@ -284,6 +345,9 @@ impl Request {
             Request::ForgetSnapshots { .. } => "forget_snapshots",
             Request::GetKeyFile => "get_key_file",
             Request::PutKeyFile { .. } => "put_key_file",
+            Request::CollectGarbage => "collect_garbage",
+            Request::ListChunks { .. } => "list_chunks",
+            Request::GcShards { .. } => "gc_shards",
         }
     }
 
@@ -298,6 +362,8 @@ impl Request {
                 | Request::DeleteShard { .. }
                 | Request::Raft { .. }
                 | Request::Meta
+                | Request::ListChunks { .. }
+                | Request::GcShards { .. }
         )
     }
 
@@ -395,6 +461,20 @@ pub enum Response {
     },
     /// Answer to `GetKeyFile`.
     KeyFile(Option<String>),
+    /// Answer to `CollectGarbage`.
+    GarbageCollected(GcReport),
+    /// Answer to `ListChunks`.
+    Chunks {
+        /// Entries in order; fewer than the limit means the scan is complete.
+        entries: Vec<(PartitionId, ChunkId)>,
+    },
+    /// Answer to `GcShards`.
+    GcShards {
+        /// Shards affected.
+        shards: u64,
+        /// Bytes freed (sweep).
+        bytes: u64,
+    },
 }
 
 #[cfg(test)]

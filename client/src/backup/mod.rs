@@ -8,6 +8,7 @@
 
 pub mod filter;
 pub mod progress;
+pub mod rate;
 pub mod upload;
 pub mod walk;
 
@@ -55,6 +56,8 @@ pub struct BackupOptions {
     pub concurrency: usize,
     /// Bytes of chunks that may wait for upload.
     pub upload_budget_bytes: usize,
+    /// Most blob bytes per second to upload (`None`: unlimited).
+    pub limit_upload_bytes_per_sec: Option<u64>,
 }
 
 /// The result of a backup.
@@ -123,12 +126,8 @@ pub async fn run(repo: Arc<Repository>, opts: BackupOptions, progress: Arc<Progr
     let excludes = Patterns::new(&opts.excludes).map_err(|e| RepoError::Io(e.to_string()))?;
     let paths: Vec<String> = opts.paths.iter().map(|p| p.display().to_string()).collect();
     let started_ms = now_ms();
-    let parent = choose_parent(&repo, &opts, &paths).await?;
-    let parent_root = match &parent {
-        Some(p) => Some(repo.read_tree(&p.summary.root).await?),
-        None => None,
-    };
-
+    // The session opens before the parent is chosen: unchanged files reuse the parent's chunks without asking
+    // the cluster, and garbage collection protects what a backup may use only from sessions already open.
     let (session, lease_ms) = repo.client().open_session().await?;
     let renewer = {
         let client = repo.client().clone();
@@ -142,7 +141,15 @@ pub async fn run(repo: Arc<Repository>, opts: BackupOptions, progress: Arc<Progr
             }
         }))
     };
-    let result = upload_and_commit(&repo, &opts, &paths, started_ms, parent.as_ref(), parent_root, excludes, progress, session).await;
+    let result = async {
+        let parent = choose_parent(&repo, &opts, &paths).await?;
+        let parent_root = match &parent {
+            Some(p) => Some(repo.read_tree(&p.summary.root).await?),
+            None => None,
+        };
+        upload_and_commit(&repo, &opts, &paths, started_ms, parent.as_ref(), parent_root, excludes, progress, session).await
+    }
+    .await;
     drop(renewer);
     if result.is_err() {
         // Best effort: a closed session stops fencing garbage collection at once instead of at lease expiry.
@@ -167,7 +174,8 @@ async fn upload_and_commit(
         let (targets, excludes, progress) = (opts.paths.clone(), excludes.clone(), progress.clone());
         std::thread::spawn(move || prescan(targets, excludes, progress));
     }
-    let uploader = Arc::new(Uploader::start(repo.clone(), progress.clone(), opts.concurrency, opts.upload_budget_bytes));
+    let limit = opts.limit_upload_bytes_per_sec.map(|r| Arc::new(rate::RateLimit::new(r)));
+    let uploader = Arc::new(Uploader::start(repo.clone(), progress.clone(), opts.concurrency, opts.upload_budget_bytes, limit));
     let walker =
         Walker::new(repo.clone(), tokio::runtime::Handle::current(), uploader.clone(), excludes, opts.one_file_system, progress.clone());
     let targets = opts.paths.clone();
@@ -210,7 +218,7 @@ async fn store_reference_lists(
 ) -> Result<Vec<ChunkId>, RepoError> {
     let mut sorted: Vec<ChunkId> = refs.iter().copied().collect();
     sorted.sort();
-    let uploader = Uploader::start(repo.clone(), progress.clone(), opts.concurrency, opts.upload_budget_bytes);
+    let uploader = Uploader::start(repo.clone(), progress.clone(), opts.concurrency, opts.upload_budget_bytes, None);
     let mut ids = Vec::new();
     for group in strata_proto::reflist::groups(&sorted) {
         let bytes = strata_proto::reflist::encode(group);

@@ -12,6 +12,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 use super::progress::Progress;
+use super::rate::RateLimit;
 use crate::repo::{RepoError, Repository};
 
 /// Most ids in one dedup query from the uploader.
@@ -35,11 +36,17 @@ pub struct Uploader {
 }
 
 impl Uploader {
-    /// Starts the stage; at most `budget_bytes` of chunk data wait in it at once.
-    pub fn start(repo: Arc<Repository>, progress: Arc<Progress>, concurrency: usize, budget_bytes: usize) -> Uploader {
+    /// Starts the stage; at most `budget_bytes` of chunk data wait in it at once, and `limit` paces uploads.
+    pub fn start(
+        repo: Arc<Repository>,
+        progress: Arc<Progress>,
+        concurrency: usize,
+        budget_bytes: usize,
+        limit: Option<Arc<RateLimit>>,
+    ) -> Uploader {
         let (tx, rx) = mpsc::channel(4096);
         let budget = Arc::new(Semaphore::new(budget_bytes));
-        let task = tokio::spawn(run(repo, progress, rx, concurrency.max(1)));
+        let task = tokio::spawn(run(repo, progress, rx, concurrency.max(1), limit));
         Uploader { tx, budget, budget_bytes, task }
     }
 
@@ -57,7 +64,13 @@ impl Uploader {
     }
 }
 
-async fn run(repo: Arc<Repository>, progress: Arc<Progress>, mut rx: mpsc::Receiver<Job>, concurrency: usize) -> Result<(), RepoError> {
+async fn run(
+    repo: Arc<Repository>,
+    progress: Arc<Progress>,
+    mut rx: mpsc::Receiver<Job>,
+    concurrency: usize,
+    limit: Option<Arc<RateLimit>>,
+) -> Result<(), RepoError> {
     let mut inflight: JoinSet<Result<(), RepoError>> = JoinSet::new();
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -79,8 +92,8 @@ async fn run(repo: Arc<Repository>, progress: Arc<Progress>, mut rx: mpsc::Recei
                     done.map_err(|e| RepoError::Io(format!("upload task failed: {e}")))??;
                 }
             }
-            let (repo, progress) = (repo.clone(), progress.clone());
-            inflight.spawn(async move { store(repo, progress, job).await });
+            let (repo, progress, limit) = (repo.clone(), progress.clone(), limit.clone());
+            inflight.spawn(async move { store(repo, progress, job, limit).await });
         }
     }
     while let Some(done) = inflight.join_next().await {
@@ -89,7 +102,7 @@ async fn run(repo: Arc<Repository>, progress: Arc<Progress>, mut rx: mpsc::Recei
     Ok(())
 }
 
-async fn store(repo: Arc<Repository>, progress: Arc<Progress>, job: Job) -> Result<(), RepoError> {
+async fn store(repo: Arc<Repository>, progress: Arc<Progress>, job: Job, limit: Option<Arc<RateLimit>>) -> Result<(), RepoError> {
     let plain_len = job.data.len() as u64;
     let blob = if job.raw {
         job.data
@@ -99,6 +112,9 @@ async fn store(repo: Arc<Repository>, progress: Arc<Progress>, job: Job) -> Resu
         tokio::task::spawn_blocking(move || codec.seal(&id, &data)).await.map_err(|e| RepoError::Io(e.to_string()))?
     };
     let blob_len = blob.len() as u64;
+    if let Some(limit) = &limit {
+        limit.wait(blob_len).await;
+    }
     repo.client().put_blob(job.id, Bytes::from(blob)).await?;
     Progress::add(&progress.chunks_uploaded, 1);
     Progress::add(&progress.bytes_uploaded, plain_len);

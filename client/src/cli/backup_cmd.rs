@@ -42,6 +42,9 @@ pub struct BackupArgs {
     /// Uploads in flight.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
+    /// Upload at most this many bytes per second (e.g. 5MiB), to leave bandwidth for others.
+    #[arg(long, value_parser = strata_client::size::parse_size)]
+    limit_upload: Option<u64>,
 }
 
 /// This machine's host name.
@@ -72,6 +75,7 @@ pub async fn run(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<i32> {
         parent: if a.force { ParentChoice::None } else { a.parent.map(ParentChoice::Id).unwrap_or(ParentChoice::Latest) },
         concurrency: a.concurrency.max(1),
         upload_budget_bytes: 128 << 20,
+        limit_upload_bytes_per_sec: a.limit_upload,
     };
     let progress = Arc::new(Progress::default());
     let ui = ProgressUi::start(progress.clone(), "backup", ctx.json);

@@ -42,6 +42,9 @@ pub struct ForgetArgs {
     /// Show what would be forgotten, and why the rest is kept, without changing anything.
     #[arg(long)]
     dry_run: bool,
+    /// Also free the data no snapshot references any more (see `strata prune`).
+    #[arg(long, conflicts_with = "dry_run")]
+    prune: bool,
     #[command(flatten)]
     filter: SnapshotFilter,
 }
@@ -105,8 +108,12 @@ pub async fn run(ctx: &Ctx, a: ForgetArgs) -> anyhow::Result<i32> {
         }
     }
     let removed = if a.dry_run || forget.is_empty() { 0 } else { repo.client().forget_snapshots(forget.clone()).await? };
+    let gc = if a.prune { Some(repo.client().collect_garbage().await?) } else { None };
     if ctx.json {
-        println!("{}", serde_json::json!({ "message_type": "forget", "dry_run": a.dry_run, "decisions": report, "forgotten": removed }));
+        println!(
+            "{}",
+            serde_json::json!({ "message_type": "forget", "dry_run": a.dry_run, "decisions": report, "forgotten": removed, "prune": gc })
+        );
     } else {
         for r in &report {
             let verdict = if r["keep"] == true {
@@ -128,6 +135,9 @@ pub async fn run(ctx: &Ctx, a: ForgetArgs) -> anyhow::Result<i32> {
             println!("dry run: {} of {} snapshots would be forgotten", forget.len(), report.len());
         } else {
             println!("{removed} snapshots forgotten");
+        }
+        if let Some(gc) = &gc {
+            super::prune::print_report(ctx, gc);
         }
     }
     Ok(0)

@@ -8,6 +8,7 @@ mod browse;
 mod check;
 mod forget;
 mod progress_ui;
+mod prune;
 mod repo_cmds;
 mod restore_cmd;
 
@@ -71,6 +72,8 @@ enum Command {
     Forget(forget::ForgetArgs),
     /// Verify snapshots and, optionally, the stored data.
     Check(check::CheckArgs),
+    /// Free stored data that no snapshot references any more (garbage collection; safe while backups run).
+    Prune,
     /// Manage the repository key.
     #[command(subcommand)]
     Key(KeyCommand),
@@ -195,6 +198,7 @@ pub fn main() -> i32 {
             Command::Restore(a) => restore_cmd::run(&ctx, a).await,
             Command::Forget(a) => forget::run(&ctx, a).await,
             Command::Check(a) => check::run(&ctx, a).await,
+            Command::Prune => prune::run(&ctx).await,
             Command::Key(KeyCommand::Passwd) => repo_cmds::passwd(&ctx).await,
             Command::Admin(c) => admin::run(&ctx, c).await.map(|()| exit::OK),
             Command::Bench(c) => bench::run(&ctx, c).await.map(|()| exit::OK),

@@ -52,7 +52,7 @@ impl ProgressUi {
         if json {
             let task = tokio::spawn(async move {
                 loop {
-                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    tokio::time::sleep(Duration::from_millis(500)).await;
                     println!("{}", snapshot(&progress, started));
                 }
             });

@@ -203,8 +203,13 @@ impl Coordinator {
         }
     }
 
-    /// For each id, whether the tenant stores it durably (at least the acknowledgement threshold of shards).
+    /// For each id, whether the tenant stores it durably (at least the acknowledgement threshold of shards),
+    /// not counting shards condemned by garbage collection: dedup must never rely on those.
     pub async fn has(&self, tenant: TenantId, ids: &[ChunkId]) -> Result<Vec<bool>, WireError> {
+        self.has_counting(tenant, ids, false).await
+    }
+
+    async fn has_counting(&self, tenant: TenantId, ids: &[ChunkId], include_condemned: bool) -> Result<Vec<bool>, WireError> {
         let map = self.meta.map();
         let mut asks: BTreeMap<NodeId, HolderQuery> = BTreeMap::new();
         let mut locations = Vec::with_capacity(ids.len());
@@ -221,7 +226,7 @@ impl Coordinator {
         }
         let queries = asks.into_iter().map(|(node, q)| {
             let desc = map.nodes.get(&node).expect("located nodes are in the map");
-            async move { (self.peers.held(desc, tenant, q.chunks).await, q.slots) }
+            async move { (self.peers.held(desc, tenant, q.chunks, include_condemned).await, q.slots) }
         });
         // counts[pos][read set] = shards held at their expected positions.
         let mut counts: Vec<Vec<usize>> = locations.iter().map(|l| vec![0; l.read.len()]).collect();
@@ -257,7 +262,8 @@ impl Coordinator {
             // Four dedup queries in flight at a time.
             for group in ids.chunks(HAS_BATCH * 4) {
                 let batches: Vec<&[ChunkId]> = group.chunks(HAS_BATCH).collect();
-                let answers = join_all(batches.iter().map(|b| self.has(tenant, b))).await;
+                // Condemned shards count here: they are stored, and a committed snapshot keeps them (RFC 0001).
+                let answers = join_all(batches.iter().map(|b| self.has_counting(tenant, b, true))).await;
                 for (answer, batch) in answers.into_iter().zip(batches) {
                     for (present, id) in answer?.into_iter().zip(batch) {
                         if !present {

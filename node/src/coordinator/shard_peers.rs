@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use strata_client::{RpcError, RpcPool};
 use strata_proto::cluster_map::NodeDescriptor;
-use strata_proto::{ChunkId, ErrorCode, NodeId, PartitionId, Request, Response, ShardHeader, ShardKey, TenantId};
+use strata_proto::{ChunkId, ErrorCode, GcAction, NodeId, PartitionId, Request, Response, ShardHeader, ShardKey, TenantId};
 
 use crate::health::Health;
 use crate::metrics::Metrics;
@@ -107,7 +107,20 @@ impl ShardPeers {
         request: Request,
         body: Bytes,
     ) -> Result<strata_client::Reply, ShardOpError> {
-        if self.health.is_down(node.id) {
+        self.remote_with(node, op, request, body, true).await
+    }
+
+    /// Like `remote`; with `skip_if_down` false the call is tried even to a node whose probes failed
+    /// (maintenance work, where a wasted timeout matters less than skipping a live node).
+    async fn remote_with(
+        &self,
+        node: &NodeDescriptor,
+        op: &'static str,
+        request: Request,
+        body: Bytes,
+        skip_if_down: bool,
+    ) -> Result<strata_client::Reply, ShardOpError> {
+        if skip_if_down && self.health.is_down(node.id) {
             self.metrics.shard_rpc_failures.with_label_values(&[op]).inc();
             return Err(ShardOpError::Unreachable { node: node.id, reason: "its last probe failed".into() });
         }
@@ -167,13 +180,45 @@ impl ShardPeers {
         node: &NodeDescriptor,
         tenant: TenantId,
         chunks: Vec<(PartitionId, ChunkId)>,
+        include_condemned: bool,
     ) -> Result<Vec<u64>, ShardOpError> {
         if node.id == self.me {
-            return self.local(move |s| chunks.iter().map(|(p, c)| s.held(tenant, *p, c)).collect()).await;
+            return self.local(move |s| chunks.iter().map(|(p, c)| s.held(tenant, *p, c, include_condemned)).collect()).await;
         }
         let n = chunks.len();
-        match self.remote(node, "has_shards", Request::HasShards { tenant, chunks }, Bytes::new()).await?.response {
+        match self.remote(node, "has_shards", Request::HasShards { tenant, chunks, include_condemned }, Bytes::new()).await?.response {
             Response::HasShards { held } if held.len() == n => Ok(held),
+            other => Err(ShardOpError::Failed { node: node.id, reason: format!("unexpected reply {other:?}") }),
+        }
+    }
+
+    /// A page of the (partition, chunk) entries a tenant has on `node` in `partitions`.
+    pub async fn list_chunks(
+        &self,
+        node: &NodeDescriptor,
+        tenant: TenantId,
+        partitions: Vec<PartitionId>,
+        after: Option<(PartitionId, ChunkId)>,
+        limit: u32,
+    ) -> Result<Vec<(PartitionId, ChunkId)>, ShardOpError> {
+        let request = Request::ListChunks { tenant, partitions, after, limit };
+        // Maintenance calls go over QUIC even to this node (one code path; the extra local hop is cheap here).
+        match self.remote_with(node, "list_chunks", request, Bytes::new(), false).await?.response {
+            Response::Chunks { entries } => Ok(entries),
+            other => Err(ShardOpError::Failed { node: node.id, reason: format!("unexpected reply {other:?}") }),
+        }
+    }
+
+    /// Runs a garbage-collection step on `node`'s shards of `chunks`; returns (shards, bytes) affected.
+    pub async fn gc(
+        &self,
+        node: &NodeDescriptor,
+        tenant: TenantId,
+        action: GcAction,
+        chunks: Vec<(PartitionId, ChunkId)>,
+    ) -> Result<(u64, u64), ShardOpError> {
+        match self.remote_with(node, "gc_shards", Request::GcShards { tenant, action, chunks }, Bytes::new(), false).await?.response {
+            Response::GcShards { shards, bytes } => Ok((shards, bytes)),
             other => Err(ShardOpError::Failed { node: node.id, reason: format!("unexpected reply {other:?}") }),
         }
     }

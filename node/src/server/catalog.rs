@@ -43,6 +43,10 @@ pub async fn dispatch(ctx: &NodeContext, caller: Caller, request: Request) -> Re
             Err(e) => Err(e),
         },
         Request::GetKeyFile => get_key_file(ctx, caller).await,
+        Request::CollectGarbage => match caller.tenant_with("collect garbage", RoleSet::can_delete) {
+            Ok(tenant) => crate::gc::collect(ctx, tenant).await.map(|report| (Response::GarbageCollected(report), Bytes::new())),
+            Err(e) => Err(e),
+        },
         Request::PutKeyFile { text, check, proof } => match caller.tenant_with("store key files", RoleSet::can_append) {
             Ok(tenant) => write(ctx, MetaCommand::PutKeyFile { tenant, text, check, proof }).await,
             Err(e) => Err(e),

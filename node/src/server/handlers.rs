@@ -1,7 +1,7 @@
 //! One function per request: check the caller's rights, call the coordinator, the store or Raft, shape the reply.
 
 use bytes::Bytes;
-use strata_proto::{ErrorCode, Request, Response, Role, RoleSet, WireError};
+use strata_proto::{ErrorCode, GcAction, Request, Response, Role, RoleSet, WireError};
 
 use super::auth::{Caller, now_ms};
 use super::{join, status};
@@ -49,7 +49,8 @@ pub async fn dispatch(ctx: &NodeContext, caller: Caller, request: Request, body:
         | Request::ListSnapshots
         | Request::ForgetSnapshots { .. }
         | Request::GetKeyFile
-        | Request::PutKeyFile { .. }) => super::catalog::dispatch(ctx, caller, catalog).await,
+        | Request::PutKeyFile { .. }
+        | Request::CollectGarbage) => super::catalog::dispatch(ctx, caller, catalog).await,
         Request::Ping => {
             let usage = ctx.store.usage();
             ok(Response::Pong {
@@ -154,17 +155,56 @@ pub async fn dispatch(ctx: &NodeContext, caller: Caller, request: Request, body:
                 None => Err(WireError::new(ErrorCode::NotFound, "shard not held here")),
             }
         }
-        Request::HasShards { tenant, chunks } => {
+        Request::HasShards { tenant, chunks, include_condemned } => {
             caller.node()?;
             if chunks.len() > ctx.config.limits.max_has_batch * 2 {
                 return Err(WireError::new(ErrorCode::TooLarge, "too many chunks in one shard query"));
             }
-            let held = on_store(ctx, move |s| chunks.iter().map(|(p, c)| s.held(tenant, *p, c)).collect()).await?;
+            let held = on_store(ctx, move |s| chunks.iter().map(|(p, c)| s.held(tenant, *p, c, include_condemned)).collect()).await?;
             ok(Response::HasShards { held })
         }
         Request::DeleteShard { key } => {
             caller.node()?;
             ok(Response::Deleted { existed: on_store(ctx, move |s| s.delete(&key)).await? })
+        }
+        Request::ListChunks { tenant, partitions, after, limit } => {
+            caller.node()?;
+            let limit = (limit as usize).clamp(1, 65_536);
+            let entries = on_store(ctx, move |s| {
+                let mut out = Vec::new();
+                for p in partitions.into_iter().filter(|p| after.is_none_or(|(ap, _)| *p >= ap)) {
+                    let from = after.filter(|(ap, _)| *ap == p).map(|(_, c)| c);
+                    for c in s.list_chunks(tenant, p, from.as_ref(), limit - out.len())? {
+                        out.push((p, c));
+                    }
+                    if out.len() >= limit {
+                        break;
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+            ok(Response::Chunks { entries })
+        }
+        Request::GcShards { tenant, action, chunks } => {
+            caller.node()?;
+            let (shards, bytes) = on_store(ctx, move |s| {
+                let (mut shards, mut bytes) = (0, 0);
+                for (p, c) in &chunks {
+                    match action {
+                        GcAction::Condemn => shards += s.condemn(tenant, *p, c)?,
+                        GcAction::Uncondemn => shards += s.uncondemn(tenant, *p, c)?,
+                        GcAction::Sweep => {
+                            let (n, b) = s.delete_condemned(tenant, *p, c)?;
+                            shards += n;
+                            bytes += b;
+                        }
+                    }
+                }
+                Ok((shards, bytes))
+            })
+            .await?;
+            ok(Response::GcShards { shards, bytes })
         }
         Request::Raft { rpc } => {
             caller.node()?;

@@ -90,7 +90,12 @@ async fn stream(ctx: Arc<NodeContext>, peer: Option<NodeId>, mut send: quinn::Se
         }
     };
     let op = env.request.op_name();
-    let deadline = Duration::from_millis(ctx.config.limits.request_timeout_ms);
+    // Garbage collection waits for open upload sessions by design; it gets a deadline of its own.
+    let deadline = if matches!(env.request, Request::CollectGarbage) {
+        Duration::from_secs(2 * 3600)
+    } else {
+        Duration::from_millis(ctx.config.limits.request_timeout_ms)
+    };
     let outcome = match tokio::time::timeout(deadline, serve_request(&ctx, peer, env, &mut recv)).await {
         Ok(r) => r,
         Err(_) => Err(WireError::new(ErrorCode::Timeout, format!("{op} did not finish within {} ms", deadline.as_millis()))),

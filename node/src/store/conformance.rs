@@ -32,6 +32,9 @@ pub fn run_all<B: StoreBuilder>(builder: &B) {
         ("corruption_is_reported_not_returned", corruption_is_reported_not_returned),
         ("capacity_is_enforced", capacity_is_enforced),
         ("empty_shard", empty_shard),
+        ("condemned_shards_are_not_counted_but_still_read", condemned_shards_are_not_counted_but_still_read),
+        ("storing_again_clears_the_mark_and_survives_the_sweep", storing_again_clears_the_mark_and_survives_the_sweep),
+        ("list_chunks_pages_one_tenant", list_chunks_pages_one_tenant),
     ];
     for (name, check) in checks {
         eprintln!("shard store conformance: {name}");
@@ -101,15 +104,15 @@ fn held_mask<B: StoreBuilder>(b: &B) {
         put(&s, &key(9, 4, 2, i), &[i; 8]);
     }
     put(&s, &key(9, 4, 3, 1), b"other chunk");
-    assert_eq!(s.held(TenantId(4), PartitionId(9), &ChunkId([2; 32])).unwrap(), 0b101001);
-    assert_eq!(s.held(TenantId(4), PartitionId(9), &ChunkId([3; 32])).unwrap(), 0b10);
-    assert_eq!(s.held(TenantId(4), PartitionId(9), &ChunkId([4; 32])).unwrap(), 0);
+    assert_eq!(s.held(TenantId(4), PartitionId(9), &ChunkId([2; 32]), false).unwrap(), 0b101001);
+    assert_eq!(s.held(TenantId(4), PartitionId(9), &ChunkId([3; 32]), false).unwrap(), 0b10);
+    assert_eq!(s.held(TenantId(4), PartitionId(9), &ChunkId([4; 32]), false).unwrap(), 0);
 }
 
 fn tenants_are_isolated<B: StoreBuilder>(b: &B) {
     let (s, _g) = b.build(1 << 30);
     put(&s, &key(2, 10, 5, 0), b"tenant ten");
-    assert_eq!(s.held(TenantId(11), PartitionId(2), &ChunkId([5; 32])).unwrap(), 0);
+    assert_eq!(s.held(TenantId(11), PartitionId(2), &ChunkId([5; 32]), false).unwrap(), 0);
     assert_eq!(s.get(&key(2, 11, 5, 0)).unwrap(), None);
 }
 
@@ -175,6 +178,55 @@ fn empty_shard<B: StoreBuilder>(b: &B) {
     let k = key(0, 0, 0, 0);
     put(&s, &k, b"");
     assert_eq!(s.get(&k).unwrap().unwrap().data, b"");
+}
+
+fn condemned_shards_are_not_counted_but_still_read<B: StoreBuilder>(b: &B) {
+    let (s, _g) = b.build(1 << 30);
+    let (t, p, c) = (TenantId(1), PartitionId(2), ChunkId([3; 32]));
+    for i in 0..3 {
+        put(&s, &key(2, 1, 3, i), &[i; 100]);
+    }
+    assert_eq!(s.condemn(t, p, &c).unwrap(), 3);
+    assert_eq!(s.held(t, p, &c, false).unwrap(), 0, "condemned shards do not count for dedup");
+    assert_eq!(s.held(t, p, &c, true).unwrap(), 0b111, "but they are stored");
+    assert_eq!(s.get(&key(2, 1, 3, 1)).unwrap().unwrap().data, vec![1; 100], "but they are still read");
+    assert_eq!(s.uncondemn(t, p, &c).unwrap(), 3);
+    assert_eq!(s.held(t, p, &c, false).unwrap(), 0b111);
+    assert_eq!(s.delete_condemned(t, p, &c).unwrap(), (0, 0), "nothing is condemned any more");
+    assert_eq!(s.usage().shards, 3);
+}
+
+fn storing_again_clears_the_mark_and_survives_the_sweep<B: StoreBuilder>(b: &B) {
+    let (s, _g) = b.build(1 << 30);
+    let (t, p, c) = (TenantId(1), PartitionId(2), ChunkId([3; 32]));
+    for i in 0..3 {
+        put(&s, &key(2, 1, 3, i), &[i; 100]);
+    }
+    put(&s, &key(2, 1, 4, 0), b"another chunk");
+    s.condemn(t, p, &c).unwrap();
+    put(&s, &key(2, 1, 3, 1), &[1; 100]);
+    assert_eq!(s.held(t, p, &c, false).unwrap(), 0b010);
+    assert_eq!(s.delete_condemned(t, p, &c).unwrap(), (2, 200));
+    assert_eq!(s.get(&key(2, 1, 3, 1)).unwrap().unwrap().data, vec![1; 100]);
+    assert_eq!(s.get(&key(2, 1, 3, 0)).unwrap(), None);
+    assert_eq!(s.usage(), Usage { shards: 2, bytes: 113 });
+    assert_eq!(s.held(t, p, &ChunkId([4; 32]), false).unwrap(), 1, "other chunks are untouched");
+}
+
+fn list_chunks_pages_one_tenant<B: StoreBuilder>(b: &B) {
+    let (s, _g) = b.build(1 << 30);
+    for chunk in [5u8, 1, 9, 7] {
+        for i in 0..2 {
+            put(&s, &key(4, 1, chunk, i), &[chunk, i]);
+        }
+    }
+    put(&s, &key(4, 2, 6, 0), b"other tenant");
+    put(&s, &key(5, 1, 6, 0), b"other partition");
+    let first = s.list_chunks(TenantId(1), PartitionId(4), None, 3).unwrap();
+    assert_eq!(first, vec![ChunkId([1; 32]), ChunkId([5; 32]), ChunkId([7; 32])]);
+    let rest = s.list_chunks(TenantId(1), PartitionId(4), first.last(), 3).unwrap();
+    assert_eq!(rest, vec![ChunkId([9; 32])]);
+    assert!(s.list_chunks(TenantId(3), PartitionId(4), None, 10).unwrap().is_empty());
 }
 
 struct Memory;

@@ -57,6 +57,23 @@ pub fn encode_header(header: &ShardHeader, data_len: u32) -> [u8; HEADER_LEN] {
     out
 }
 
+/// Flag bit in header byte 3: the shard is condemned by garbage collection.
+const FLAG_CONDEMNED: u8 = 1;
+
+/// Whether a header record carries the condemned mark.
+pub fn is_condemned(record: &[u8]) -> bool {
+    record.get(3).is_some_and(|f| f & FLAG_CONDEMNED != 0)
+}
+
+/// The header record with the condemned mark set or cleared.
+pub fn with_condemned(record: &[u8], condemned: bool) -> Vec<u8> {
+    let mut out = record.to_vec();
+    if let Some(f) = out.get_mut(3) {
+        *f = if condemned { *f | FLAG_CONDEMNED } else { *f & !FLAG_CONDEMNED };
+    }
+    out
+}
+
 /// Decodes a header record into the header and the stored data length.
 pub fn decode_header(bytes: &[u8]) -> Result<(ShardHeader, u32), String> {
     if bytes.len() != HEADER_LEN {

@@ -18,6 +18,11 @@ pub struct MemoryShardStore {
 struct Inner {
     shards: BTreeMap<ShardKey, Shard>,
     used_bytes: u64,
+    condemned: std::collections::BTreeSet<ShardKey>,
+}
+
+fn chunk_range(tenant: TenantId, partition: PartitionId, chunk: &ChunkId) -> std::ops::RangeInclusive<ShardKey> {
+    ShardKey { partition, tenant, chunk: *chunk, index: 0 }..=ShardKey { partition, tenant, chunk: *chunk, index: u8::MAX }
 }
 
 impl MemoryShardStore {
@@ -41,12 +46,14 @@ impl ShardStore for MemoryShardStore {
         let mut inner = self.write();
         let existing = inner.shards.get(key).map(|s| s.data.len() as u64).unwrap_or(0);
         if inner.shards.get(key).is_some_and(|s| s.header == *header && s.data == data) {
+            inner.condemned.remove(key);
             return Ok(());
         }
         if inner.used_bytes - existing + data.len() as u64 > self.capacity_bytes {
             return Err(StoreError::NoSpace(format!("{} bytes used of {} capacity", inner.used_bytes, self.capacity_bytes)));
         }
         inner.used_bytes = inner.used_bytes - existing + data.len() as u64;
+        inner.condemned.remove(key);
         inner.shards.insert(*key, Shard { header: *header, data: data.to_vec() });
         Ok(())
     }
@@ -61,16 +68,20 @@ impl ShardStore for MemoryShardStore {
     fn delete(&self, key: &ShardKey) -> Result<bool, StoreError> {
         let mut inner = self.write();
         let removed = inner.shards.remove(key);
+        inner.condemned.remove(key);
         if let Some(s) = &removed {
             inner.used_bytes -= s.data.len() as u64;
         }
         Ok(removed.is_some())
     }
 
-    fn held(&self, tenant: TenantId, partition: PartitionId, chunk: &ChunkId) -> Result<u64, StoreError> {
-        let lo = ShardKey { partition, tenant, chunk: *chunk, index: 0 };
-        let hi = ShardKey { partition, tenant, chunk: *chunk, index: u8::MAX };
-        Ok(self.read().shards.range(lo..=hi).filter(|(k, _)| k.index < 64).fold(0u64, |mask, (k, _)| mask | 1 << k.index))
+    fn held(&self, tenant: TenantId, partition: PartitionId, chunk: &ChunkId, include_condemned: bool) -> Result<u64, StoreError> {
+        let inner = self.read();
+        Ok(inner
+            .shards
+            .range(chunk_range(tenant, partition, chunk))
+            .filter(|(k, _)| k.index < 64 && (include_condemned || !inner.condemned.contains(k)))
+            .fold(0u64, |mask, (k, _)| mask | 1 << k.index))
     }
 
     fn scan_partition(
@@ -100,6 +111,64 @@ impl ShardStore for MemoryShardStore {
 
     fn capacity_bytes(&self) -> u64 {
         self.capacity_bytes
+    }
+
+    fn condemn(&self, tenant: TenantId, partition: PartitionId, chunk: &ChunkId) -> Result<u64, StoreError> {
+        let mut inner = self.write();
+        let keys: Vec<ShardKey> = inner.shards.range(chunk_range(tenant, partition, chunk)).map(|(k, _)| *k).collect();
+        inner.condemned.extend(keys.iter().copied());
+        Ok(keys.len() as u64)
+    }
+
+    fn uncondemn(&self, tenant: TenantId, partition: PartitionId, chunk: &ChunkId) -> Result<u64, StoreError> {
+        let mut inner = self.write();
+        let keys: Vec<ShardKey> = inner.condemned.range(chunk_range(tenant, partition, chunk)).copied().collect();
+        for k in &keys {
+            inner.condemned.remove(k);
+        }
+        Ok(keys.len() as u64)
+    }
+
+    fn delete_condemned(&self, tenant: TenantId, partition: PartitionId, chunk: &ChunkId) -> Result<(u64, u64), StoreError> {
+        let mut inner = self.write();
+        let keys: Vec<ShardKey> = inner.condemned.range(chunk_range(tenant, partition, chunk)).copied().collect();
+        let mut bytes = 0;
+        for k in &keys {
+            inner.condemned.remove(k);
+            if let Some(s) = inner.shards.remove(k) {
+                bytes += s.data.len() as u64;
+            }
+        }
+        inner.used_bytes -= bytes;
+        Ok((keys.len() as u64, bytes))
+    }
+
+    fn list_chunks(
+        &self,
+        tenant: TenantId,
+        partition: PartitionId,
+        after: Option<&ChunkId>,
+        limit: usize,
+    ) -> Result<Vec<ChunkId>, StoreError> {
+        let start = match after {
+            Some(c) => ShardKey { partition, tenant, chunk: *c, index: u8::MAX },
+            None => ShardKey { partition, tenant, chunk: ChunkId([0; 32]), index: 0 },
+        };
+        let inner = self.read();
+        let mut out: Vec<ChunkId> = Vec::new();
+        for (k, _) in inner
+            .shards
+            .range((Bound::Excluded(start), Bound::Unbounded))
+            .take_while(|(k, _)| k.partition == partition && k.tenant == tenant)
+        {
+            if out.last() != Some(&k.chunk) && after != Some(&k.chunk) {
+                if out.len() == limit {
+                    break;
+                }
+                out.push(k.chunk);
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -75,8 +75,9 @@ pub trait ShardStore: Send + Sync + 'static {
     /// Deletes a shard; returns whether it existed.
     fn delete(&self, key: &ShardKey) -> Result<bool, StoreError>;
 
-    /// Bit mask of the shard indices held for one chunk of one tenant.
-    fn held(&self, tenant: TenantId, partition: PartitionId, chunk: &ChunkId) -> Result<u64, StoreError>;
+    /// Bit mask of the shard indices held for one chunk of one tenant. Condemned shards (see `condemn`) count
+    /// only with `include_condemned`.
+    fn held(&self, tenant: TenantId, partition: PartitionId, chunk: &ChunkId, include_condemned: bool) -> Result<u64, StoreError>;
 
     /// Up to `limit` shard keys of `partition` in key order, strictly after `after` when given.
     fn scan_partition(
@@ -91,6 +92,26 @@ pub trait ShardStore: Send + Sync + 'static {
 
     /// Configured capacity in bytes.
     fn capacity_bytes(&self) -> u64;
+
+    /// Marks every shard of a tenant's chunk held here as condemned (garbage collection, RFC 0001): `held`
+    /// stops counting them, `get` still returns them, and storing the shard again clears the mark. Returns
+    /// how many shards were marked.
+    fn condemn(&self, tenant: TenantId, partition: PartitionId, chunk: &ChunkId) -> Result<u64, StoreError>;
+
+    /// Clears the condemned mark of a chunk's shards; returns how many were marked.
+    fn uncondemn(&self, tenant: TenantId, partition: PartitionId, chunk: &ChunkId) -> Result<u64, StoreError>;
+
+    /// Deletes those shards of a chunk that are still condemned; returns how many and their bytes.
+    fn delete_condemned(&self, tenant: TenantId, partition: PartitionId, chunk: &ChunkId) -> Result<(u64, u64), StoreError>;
+
+    /// Up to `limit` distinct chunk ids a tenant has shards of in `partition`, in order, after `after`.
+    fn list_chunks(
+        &self,
+        tenant: TenantId,
+        partition: PartitionId,
+        after: Option<&ChunkId>,
+        limit: usize,
+    ) -> Result<Vec<ChunkId>, StoreError>;
 }
 
 /// Test access that bypasses verification, to simulate bit rot. Never used on a serving path.

@@ -10,11 +10,14 @@ use std::sync::{Arc, Mutex};
 use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions};
 use strata_proto::{ChunkId, PartitionId, ShardHeader, ShardKey, TenantId};
 
-use super::format::{KEY_LEN, decode_header, decode_key, encode_header, encode_key, key_prefix};
+use super::format::{KEY_LEN, decode_header, decode_key, encode_header, encode_key, is_condemned, key_prefix, with_condemned};
 use super::{CorruptForTest, Shard, ShardStore, StoreError, Usage, display_key, verify_incoming, verify_stored};
 use crate::db::{CF_SHARD_DATA, CF_SHARD_META, Db, cf};
 
 const LOCK_STRIPES: usize = 64;
+
+/// One shard's header record: its encoded key, its key and the record bytes.
+type RecordEntry = (Vec<u8>, ShardKey, Vec<u8>);
 
 /// A decoded header record and its data length, or why it could not be decoded.
 type HeaderRecord = Result<(ShardHeader, u32), String>;
@@ -75,6 +78,48 @@ impl RocksShardStore {
         o
     }
 
+    fn clear_condemned(&self, enc: &[u8]) -> Result<(), StoreError> {
+        let meta = cf(&self.db, CF_SHARD_META);
+        if let Some(record) = self.db.get_pinned_cf(meta, enc).map_err(io)?
+            && is_condemned(&record)
+        {
+            self.db.put_cf_opt(meta, enc, with_condemned(&record, false), &self.write_opts()).map_err(io)?;
+        }
+        Ok(())
+    }
+
+    /// Header records of one chunk's shards: (encoded key, shard key, record).
+    fn chunk_records(&self, tenant: TenantId, partition: PartitionId, chunk: &ChunkId) -> Result<Vec<RecordEntry>, StoreError> {
+        let prefix = key_prefix(partition, Some((tenant, chunk)));
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(cf(&self.db, CF_SHARD_META), IteratorMode::From(&prefix, Direction::Forward)) {
+            let (k, v) = item.map_err(io)?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            if let Some(key) = decode_key(&k) {
+                out.push((k.to_vec(), key, v.to_vec()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sets or clears the condemned mark on a chunk's shards; returns how many changed.
+    fn mark(&self, tenant: TenantId, partition: PartitionId, chunk: &ChunkId, condemned: bool) -> Result<u64, StoreError> {
+        let mut changed = 0;
+        for (enc, key, _) in self.chunk_records(tenant, partition, chunk)? {
+            let _guard = self.stripe(&key);
+            // Re-read under the lock: a concurrent put may have replaced the record.
+            let meta = cf(&self.db, CF_SHARD_META);
+            let Some(record) = self.db.get_pinned_cf(meta, &enc).map_err(io)? else { continue };
+            if is_condemned(&record) != condemned {
+                self.db.put_cf_opt(meta, &enc, with_condemned(&record, condemned), &self.write_opts()).map_err(io)?;
+                changed += 1;
+            }
+        }
+        Ok(changed)
+    }
+
     /// Stored header and data length of `key`, if present and decodable.
     fn stored_header(&self, enc: &[u8]) -> Result<Option<HeaderRecord>, StoreError> {
         let raw = self.db.get_pinned_cf(cf(&self.db, CF_SHARD_META), enc).map_err(io)?;
@@ -93,7 +138,9 @@ impl ShardStore for RocksShardStore {
         let previous_len = match &previous {
             Some(Ok((h, len))) if h == header => {
                 // Same checksum: the bytes are the same unless the stored copy rotted; only rewrite if it did.
+                // Storing a shard again also clears a garbage-collection mark (RFC 0001).
                 if self.get(key).is_ok() {
+                    self.clear_condemned(&enc)?;
                     return Ok(());
                 }
                 u64::from(*len)
@@ -152,15 +199,15 @@ impl ShardStore for RocksShardStore {
         Ok(true)
     }
 
-    fn held(&self, tenant: TenantId, partition: PartitionId, chunk: &ChunkId) -> Result<u64, StoreError> {
+    fn held(&self, tenant: TenantId, partition: PartitionId, chunk: &ChunkId, include_condemned: bool) -> Result<u64, StoreError> {
         let prefix = key_prefix(partition, Some((tenant, chunk)));
         let mut mask = 0u64;
         for item in self.db.iterator_cf(cf(&self.db, CF_SHARD_META), IteratorMode::From(&prefix, Direction::Forward)) {
-            let (k, _) = item.map_err(io)?;
+            let (k, v) = item.map_err(io)?;
             if !k.starts_with(&prefix) {
                 break;
             }
-            if let Some(key) = decode_key(&k).filter(|k| k.index < 64) {
+            if let Some(key) = decode_key(&k).filter(|k| k.index < 64 && (include_condemned || !is_condemned(&v))) {
                 mask |= 1 << key.index;
             }
         }
@@ -197,6 +244,69 @@ impl ShardStore for RocksShardStore {
 
     fn capacity_bytes(&self) -> u64 {
         self.capacity_bytes
+    }
+
+    fn condemn(&self, tenant: TenantId, partition: PartitionId, chunk: &ChunkId) -> Result<u64, StoreError> {
+        self.mark(tenant, partition, chunk, true)
+    }
+
+    fn uncondemn(&self, tenant: TenantId, partition: PartitionId, chunk: &ChunkId) -> Result<u64, StoreError> {
+        self.mark(tenant, partition, chunk, false)
+    }
+
+    fn delete_condemned(&self, tenant: TenantId, partition: PartitionId, chunk: &ChunkId) -> Result<(u64, u64), StoreError> {
+        let (mut count, mut bytes) = (0, 0);
+        for (enc, key, _) in self.chunk_records(tenant, partition, chunk)? {
+            let _guard = self.stripe(&key);
+            let meta = cf(&self.db, CF_SHARD_META);
+            let Some(record) = self.db.get_pinned_cf(meta, &enc).map_err(io)? else { continue };
+            if !is_condemned(&record) {
+                continue;
+            }
+            let len = decode_header(&record).map(|(_, l)| u64::from(l)).unwrap_or(0);
+            let mut batch = WriteBatch::default();
+            batch.delete_cf(meta, &enc);
+            batch.delete_cf(cf(&self.db, CF_SHARD_DATA), &enc);
+            self.db.write_opt(batch, &self.write_opts()).map_err(io)?;
+            let mut usage = self.usage_mut();
+            usage.bytes = usage.bytes.saturating_sub(len);
+            usage.shards = usage.shards.saturating_sub(1);
+            count += 1;
+            bytes += len;
+        }
+        Ok((count, bytes))
+    }
+
+    fn list_chunks(
+        &self,
+        tenant: TenantId,
+        partition: PartitionId,
+        after: Option<&ChunkId>,
+        limit: usize,
+    ) -> Result<Vec<ChunkId>, StoreError> {
+        let mut prefix = partition.0.to_be_bytes().to_vec();
+        prefix.extend_from_slice(&tenant.0.to_be_bytes());
+        let start = match after {
+            // Just past every shard of `after`.
+            Some(c) => encode_key(&ShardKey { partition, tenant, chunk: *c, index: u8::MAX }).to_vec(),
+            None => prefix.clone(),
+        };
+        let mut out: Vec<ChunkId> = Vec::new();
+        for item in self.db.iterator_cf(cf(&self.db, CF_SHARD_META), IteratorMode::From(&start, Direction::Forward)) {
+            let (k, _) = item.map_err(io)?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let Some(key) = decode_key(&k) else { continue };
+            if after == Some(&key.chunk) || out.last() == Some(&key.chunk) {
+                continue;
+            }
+            if out.len() == limit {
+                break;
+            }
+            out.push(key.chunk);
+        }
+        Ok(out)
     }
 }
 
