@@ -270,6 +270,36 @@ pub async fn run(
     Ok(stats)
 }
 
+/// Block size at which runs of zeros are left as holes.
+const HOLE_BLOCK: usize = 4096;
+
+/// Writes `data` at `offset`, skipping 4 KiB-aligned blocks that are all zeros. The file was sized before,
+/// so skipped blocks read back as zeros and take no space: sparse files come back as sparse as they were.
+fn write_skipping_zero_blocks(f: &std::fs::File, data: &[u8], offset: u64) -> std::io::Result<()> {
+    let mut start = 0;
+    while start < data.len() {
+        // Align block boundaries to the file, not the chunk.
+        let end = (((offset as usize + start) / HOLE_BLOCK + 1) * HOLE_BLOCK - offset as usize).min(data.len());
+        let block = &data[start..end];
+        if block.iter().any(|b| *b != 0) {
+            // Write this block and every following non-zero block in one call.
+            let mut run_end = end;
+            while run_end < data.len() {
+                let next = (run_end + HOLE_BLOCK).min(data.len());
+                if data[run_end..next].iter().all(|b| *b == 0) {
+                    break;
+                }
+                run_end = next;
+            }
+            f.write_all_at(&data[start..run_end], offset + start as u64)?;
+            start = run_end;
+        } else {
+            start = end;
+        }
+    }
+    Ok(())
+}
+
 /// Fetches, verifies and writes every non-zero chunk of `jobs`, `concurrency` at a time.
 async fn fetch_contents(repo: &Arc<Repository>, jobs: &[FileJob], concurrency: usize, progress: &Arc<Progress>) -> Result<(), RepoError> {
     let mut zero_ids: HashMap<u32, ChunkId> = HashMap::new();
@@ -313,7 +343,7 @@ async fn fetch_contents(repo: &Arc<Repository>, jobs: &[FileJob], concurrency: u
                         .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
                         .open(&path)
                         .map_err(|e| io_err(&path, "cannot open", e))?;
-                    f.write_all_at(&data, offset).map_err(|e| io_err(&path, "cannot write", e))?;
+                    write_skipping_zero_blocks(&f, &data, offset).map_err(|e| io_err(&path, "cannot write", e))?;
                     progress.set_current(&path.display().to_string());
                     Progress::add(&progress.bytes_done, data.len() as u64);
                     Ok(())
@@ -328,4 +358,29 @@ async fn fetch_contents(repo: &Arc<Repository>, jobs: &[FileJob], concurrency: u
     results.into_iter().collect::<Result<(), _>>()?;
     Progress::add(&progress.files_done, jobs.len() as u64);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_blocks_stay_holes_and_data_is_exact() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("f");
+        let f = std::fs::File::create(&path).unwrap();
+        let len = 64 * HOLE_BLOCK + 100;
+        f.set_len(len as u64 + 3000).unwrap();
+        let mut data = vec![0u8; len];
+        data[5000] = 1;
+        data[40 * HOLE_BLOCK..42 * HOLE_BLOCK].fill(7);
+        data[len - 1] = 9;
+        write_skipping_zero_blocks(&f, &data, 3000).unwrap();
+        let mut expected = vec![0u8; 3000];
+        expected.extend_from_slice(&data);
+        assert_eq!(std::fs::read(&path).unwrap(), expected);
+        use std::os::unix::fs::MetadataExt;
+        let allocated = std::fs::metadata(&path).unwrap().blocks() * 512;
+        assert!(allocated < 16 * HOLE_BLOCK as u64, "{allocated} bytes allocated for a mostly empty file");
+    }
 }
