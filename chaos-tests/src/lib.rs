@@ -411,6 +411,8 @@ pub struct TenantCli {
     pub profile: PathBuf,
     /// Password file.
     pub password_file: PathBuf,
+    /// The tenant.
+    pub tenant: strata_proto::TenantId,
 }
 
 impl TenantCli {
@@ -456,7 +458,7 @@ impl Cluster {
         profile.save(&path)?;
         let password_file = dir.join("password");
         std::fs::write(&password_file, format!("password of {name}\n"))?;
-        Ok(TenantCli { profile: path, password_file })
+        Ok(TenantCli { profile: path, password_file, tenant })
     }
 }
 

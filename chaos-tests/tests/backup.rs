@@ -44,7 +44,8 @@ async fn every_kind_of_entry_round_trips_with_its_metadata() -> anyhow::Result<(
     let other = work.path().join("new-laptop");
     std::fs::create_dir_all(&other)?;
     std::fs::copy(&cli.profile, other.join("profile.toml"))?;
-    let moved = strata_chaos::TenantCli { profile: other.join("profile.toml"), password_file: cli.password_file.clone() };
+    let moved =
+        strata_chaos::TenantCli { profile: other.join("profile.toml"), password_file: cli.password_file.clone(), tenant: cli.tenant };
     assert!(!other.join("profile.key").exists());
     let target2 = work.path().join("restore-elsewhere");
     moved.json(&["restore", "latest", "--target", target2.to_str().unwrap(), "--include", "/**/deep/**"]);
@@ -102,7 +103,7 @@ async fn a_second_backup_uploads_about_what_changed_and_devices_share_chunks() -
     // A second device of the same tenant with the same files uploads (almost) nothing but its trees.
     let copy = work.path().join("desktop-home");
     assert!(std::process::Command::new("cp").arg("-a").arg(&source).arg(&copy).status()?.success());
-    let desktop = strata_chaos::TenantCli { profile: cli.profile.clone(), password_file: cli.password_file.clone() };
+    let desktop = strata_chaos::TenantCli { profile: cli.profile.clone(), password_file: cli.password_file.clone(), tenant: cli.tenant };
     let other = desktop.json(&["backup", "--host", "desktop", copy.to_str().unwrap()]);
     assert!(other["bytes_total"].as_u64().unwrap() > 20 * MIB);
     assert!(other["bytes_uploaded"].as_u64().unwrap() < MIB, "a second device re-uploaded data: {other}");
@@ -166,7 +167,7 @@ async fn errors_are_clear_and_have_their_exit_codes() -> anyhow::Result<()> {
     // Wrong password: exit 14, also for a machine that must fetch the key from the cluster.
     let wrong = work.path().join("wrong-password");
     std::fs::write(&wrong, "not it\n")?;
-    let bad = strata_chaos::TenantCli { profile: cli.profile.clone(), password_file: wrong };
+    let bad = strata_chaos::TenantCli { profile: cli.profile.clone(), password_file: wrong, tenant: cli.tenant };
     let out = bad.run(&["snapshots"]);
     assert_eq!(out.status.code(), Some(14), "{}", stderr(&out));
     assert!(stderr(&out).contains("wrong password"), "{}", stderr(&out));
@@ -187,7 +188,7 @@ async fn errors_are_clear_and_have_their_exit_codes() -> anyhow::Result<()> {
     let mut profile = strata_client::Profile::load(&cli.profile)?;
     profile.nodes = vec![strata_chaos::free_udp_addr()?];
     profile.save(&dead)?;
-    let unreachable = strata_chaos::TenantCli { profile: dead, password_file: cli.password_file.clone() };
+    let unreachable = strata_chaos::TenantCli { profile: dead, password_file: cli.password_file.clone(), tenant: cli.tenant };
     let out = unreachable.run(&["snapshots"]);
     assert_eq!(out.status.code(), Some(11), "{}", stderr(&out));
 
@@ -195,5 +196,93 @@ async fn errors_are_clear_and_have_their_exit_codes() -> anyhow::Result<()> {
     let other = cluster.tenant_cli("someone-else", &work.path().join("other")).await?;
     other.json(&["init"]);
     assert_eq!(other.json(&["snapshots"]).as_array().map(Vec::len), Some(0));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn excludes_passwords_roles_overwrite_and_retention() -> anyhow::Result<()> {
+    let cluster = Cluster::start(ClusterSpec::default()).await?;
+    let work = tempfile::tempdir()?;
+    let cli = cluster.tenant_cli("features", &work.path().join("laptop")).await?;
+    cli.json(&["init"]);
+    let source = work.path().join("src");
+    std::fs::create_dir_all(source.join("cache"))?;
+    std::fs::write(source.join("keep.txt"), "keep")?;
+    std::fs::write(source.join("skip.tmp"), "skip")?;
+    std::fs::write(source.join("cache/blob"), "cached")?;
+    std::fs::write(source.join("also-skip.log"), "log")?;
+    let patterns = work.path().join("excludes");
+    std::fs::write(&patterns, "# comment\n*.log\n")?;
+
+    // Excludes: a name pattern, a full-path pattern and a pattern file.
+    let cache_pattern = format!("{}/cache", source.display());
+    let first = cli.json(&[
+        "backup",
+        "--exclude",
+        "*.tmp",
+        "--exclude",
+        &cache_pattern,
+        "--exclude-file",
+        patterns.to_str().unwrap(),
+        "--tag",
+        "first",
+        source.to_str().unwrap(),
+    ]);
+    let listing = cli.run(&["ls", first["snapshot_id"].as_str().unwrap()]);
+    let text = String::from_utf8_lossy(&listing.stdout);
+    assert!(
+        text.contains("keep.txt") && !text.contains("skip.tmp") && !text.contains("cache/blob") && !text.contains("also-skip.log"),
+        "{text}"
+    );
+
+    // Restore overwrite policies.
+    let target = work.path().join("restore");
+    cli.json(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    let restored_file = restored(&target, &source).join("keep.txt");
+    std::fs::write(&restored_file, "edited locally")?;
+    cli.json(&["restore", "latest", "--target", target.to_str().unwrap(), "--overwrite", "never"]);
+    assert_eq!(std::fs::read_to_string(&restored_file)?, "edited locally", "--overwrite never keeps existing files");
+    cli.json(&["restore", "latest", "--target", target.to_str().unwrap(), "--overwrite", "if-changed"]);
+    assert_eq!(std::fs::read_to_string(&restored_file)?, "keep", "--overwrite if-changed replaces a changed file");
+    let summary = cli.json(&["restore", "latest", "--target", target.to_str().unwrap(), "--overwrite", "if-changed"]);
+    assert!(summary["stats"]["skipped"].as_u64().unwrap() >= 1, "unchanged files are left alone: {summary}");
+
+    // Retention: --dry-run explains and changes nothing; tags protect.
+    cli.json(&["backup", source.to_str().unwrap()]);
+    cli.json(&["backup", source.to_str().unwrap()]);
+    let dry = cli.json(&["forget", "--keep-last", "1", "--keep-tag", "first", "--dry-run"]);
+    let decisions = dry["decisions"].as_array().unwrap();
+    assert_eq!(decisions.len(), 3);
+    assert_eq!(decisions.iter().filter(|d| d["keep"] == false).count(), 1, "{dry}");
+    assert!(decisions.iter().any(|d| d["reasons"].to_string().contains("tag first")), "{dry}");
+    assert_eq!(cli.json(&["snapshots"]).as_array().map(Vec::len), Some(3), "a dry run forgets nothing");
+
+    // A backup-only token (a laptop's) can back up but never forget or prune.
+    let op = cluster.operator().await?;
+    let backup_only = op.create_token(cli.tenant, strata_proto::RoleSet::of(&[strata_proto::Role::Backup]), None, "laptop").await?;
+    let laptop_dir = work.path().join("backup-only");
+    std::fs::create_dir_all(&laptop_dir)?;
+    let mut laptop_profile = strata_client::Profile::load(&cli.profile)?;
+    laptop_profile.token = Some(backup_only.expose().to_owned());
+    laptop_profile.save(&laptop_dir.join("profile.toml"))?;
+    let laptop =
+        strata_chaos::TenantCli { profile: laptop_dir.join("profile.toml"), password_file: cli.password_file.clone(), tenant: cli.tenant };
+    laptop.json(&["backup", source.to_str().unwrap()]);
+    let denied = laptop.run(&["forget", "--keep-last", "1"]);
+    assert_eq!(denied.status.code(), Some(12), "{}", String::from_utf8_lossy(&denied.stderr));
+    assert_eq!(laptop.run(&["prune"]).status.code(), Some(12));
+
+    // Changing the password: the old one stops opening the key, the new one opens the same snapshots, also
+    // on a machine that must fetch the key from the cluster.
+    let new_password = work.path().join("new-password");
+    std::fs::write(&new_password, "a much better password\n")?;
+    let out = cli.run(&["key", "passwd", "--new-password-file", new_password.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(cli.run(&["snapshots"]).status.code(), Some(14), "the old password no longer opens the key");
+    let renewed = strata_chaos::TenantCli { profile: cli.profile.clone(), password_file: new_password.clone(), tenant: cli.tenant };
+    assert_eq!(renewed.json(&["snapshots"]).as_array().map(Vec::len), Some(4));
+    std::fs::remove_file(cli.profile.with_extension("key"))?;
+    assert_eq!(renewed.json(&["snapshots"]).as_array().map(Vec::len), Some(4), "the cluster's copy has the new wrapping too");
+    assert_eq!(cli.run(&["snapshots"]).status.code(), Some(14));
     Ok(())
 }

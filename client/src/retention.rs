@@ -19,8 +19,9 @@ use std::collections::{BTreeMap, BTreeSet};
 pub struct SnapshotInfo {
     /// Snapshot id (opaque here).
     pub id: String,
-    /// Time the snapshot was taken, seconds since the Unix epoch.
-    pub time_secs: i64,
+    /// Time the snapshot was taken, milliseconds since the Unix epoch (snapshots seconds apart must still
+    /// order correctly).
+    pub time_ms: i64,
     /// Host it was taken on.
     pub host: String,
     /// Paths it covers.
@@ -44,8 +45,8 @@ pub struct Policy {
     pub keep_monthly: Option<usize>,
     /// Likewise per year.
     pub keep_yearly: Option<usize>,
-    /// Keep everything within this many seconds of the group's newest snapshot.
-    pub keep_within_secs: Option<i64>,
+    /// Keep everything within this many milliseconds of the group's newest snapshot.
+    pub keep_within_ms: Option<i64>,
     /// Keep every snapshot with one of these tags.
     pub keep_tags: Vec<String>,
 }
@@ -102,7 +103,8 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-fn bucket(time_secs: i64, unit: &str) -> i64 {
+fn bucket(time_ms: i64, unit: &str) -> i64 {
+    let time_secs = time_ms.div_euclid(1000);
     let days = time_secs.div_euclid(86_400);
     let (y, m, _) = civil_from_days(days);
     match unit {
@@ -126,7 +128,7 @@ pub fn apply(snapshots: &[SnapshotInfo], policy: &Policy, group_by: GroupBy) -> 
     }
     let mut out = Vec::with_capacity(snapshots.len());
     for (_, mut group) in groups {
-        group.sort_by(|a, b| b.time_secs.cmp(&a.time_secs).then_with(|| a.id.cmp(&b.id)));
+        group.sort_by(|a, b| b.time_ms.cmp(&a.time_ms).then_with(|| a.id.cmp(&b.id)));
         out.extend(judge_group(&group, policy));
     }
     out
@@ -159,14 +161,14 @@ fn judge_group(group: &[&SnapshotInfo], policy: &Policy) -> Vec<Decision> {
                 break;
             }
             // Newest first, so the first snapshot met in a bucket is that bucket's newest.
-            if seen.insert(bucket(s.time_secs, unit)) {
+            if seen.insert(bucket(s.time_ms, unit)) {
                 reasons[i].push(format!("{label} {}", seen.len()));
             }
         }
     }
-    if let (Some(within), Some(newest)) = (policy.keep_within_secs, group.first()) {
+    if let (Some(within), Some(newest)) = (policy.keep_within_ms, group.first()) {
         for (i, s) in group.iter().enumerate() {
-            if newest.time_secs - s.time_secs <= within {
+            if newest.time_ms - s.time_ms <= within {
                 reasons[i].push("within".into());
             }
         }
@@ -183,11 +185,11 @@ fn judge_group(group: &[&SnapshotInfo], policy: &Policy) -> Vec<Decision> {
 mod tests {
     use super::*;
 
-    const HOUR: i64 = 3600;
-    const DAY: i64 = 86_400;
+    const HOUR: i64 = 3_600_000;
+    const DAY: i64 = 86_400_000;
 
-    fn snap(id: &str, time_secs: i64) -> SnapshotInfo {
-        SnapshotInfo { id: id.into(), time_secs, host: "laptop".into(), paths: vec!["/home".into()], tags: vec![] }
+    fn snap(id: &str, time_ms: i64) -> SnapshotInfo {
+        SnapshotInfo { id: id.into(), time_ms, host: "laptop".into(), paths: vec!["/home".into()], tags: vec![] }
     }
 
     fn kept(decisions: &[Decision]) -> Vec<String> {
@@ -200,6 +202,13 @@ mod tests {
         assert_eq!(civil_from_days(19_723), (2024, 1, 1));
         assert_eq!(civil_from_days(20_513), (2026, 3, 1));
         assert_eq!(civil_from_days(-1), (1969, 12, 31));
+    }
+
+    #[test]
+    fn snapshots_within_one_second_still_order() {
+        let snaps = vec![snap("older", 1_000_100), snap("newer", 1_000_900)];
+        let d = apply(&snaps, &Policy { keep_last: Some(1), ..Policy::default() }, GroupBy::HOST_AND_PATHS);
+        assert_eq!(kept(&d), vec!["newer"]);
     }
 
     #[test]
@@ -241,6 +250,7 @@ mod tests {
     fn weeks_start_on_monday() {
         // 2026-11-23 is a Monday, 2026-11-22 a Sunday.
         let monday = 20_780 * DAY;
+        assert_ne!(bucket(0, "hour"), bucket(HOUR, "hour"));
         assert_eq!(civil_from_days(20_780), (2026, 11, 23));
         assert_ne!(bucket(monday, "week"), bucket(monday - HOUR, "week"));
         assert_eq!(bucket(monday, "week"), bucket(monday + 6 * DAY, "week"));
@@ -249,7 +259,7 @@ mod tests {
     #[test]
     fn within_is_relative_to_the_newest_snapshot() {
         let snaps = vec![snap("a", 1000 * DAY), snap("b", 999 * DAY), snap("c", 990 * DAY)];
-        let d = apply(&snaps, &Policy { keep_within_secs: Some(2 * DAY), ..Policy::default() }, GroupBy::HOST_AND_PATHS);
+        let d = apply(&snaps, &Policy { keep_within_ms: Some(2 * DAY), ..Policy::default() }, GroupBy::HOST_AND_PATHS);
         assert_eq!(kept(&d), vec!["a", "b"]);
     }
 

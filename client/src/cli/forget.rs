@@ -72,7 +72,7 @@ pub async fn run(ctx: &Ctx, a: ForgetArgs) -> anyhow::Result<i32> {
         keep_weekly: a.keep_weekly,
         keep_monthly: a.keep_monthly,
         keep_yearly: a.keep_yearly,
-        keep_within_secs: a.keep_within.map(|s| s as i64),
+        keep_within_ms: a.keep_within.map(|s| s as i64 * 1000),
         keep_tags: a.keep_tags,
     };
     let mut forget = Vec::new();
@@ -93,7 +93,7 @@ pub async fn run(ctx: &Ctx, a: ForgetArgs) -> anyhow::Result<i32> {
             .iter()
             .map(|s| SnapshotInfo {
                 id: s.record.id.to_hex(),
-                time_secs: (s.summary.time_ms / 1000) as i64,
+                time_ms: s.summary.time_ms as i64,
                 host: s.summary.host.clone(),
                 paths: s.summary.paths.clone(),
                 tags: s.summary.tags.clone(),

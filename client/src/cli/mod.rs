@@ -97,7 +97,11 @@ fn restore_sigpipe() {
 #[derive(Subcommand)]
 enum KeyCommand {
     /// Change the password protecting the key (no data is re-encrypted).
-    Passwd,
+    Passwd {
+        /// Read the new password from this file's first line [default: ask on the terminal].
+        #[arg(long)]
+        new_password_file: Option<PathBuf>,
+    },
 }
 
 /// Shared state of one invocation.
@@ -199,7 +203,7 @@ pub fn main() -> i32 {
             Command::Forget(a) => forget::run(&ctx, a).await,
             Command::Check(a) => check::run(&ctx, a).await,
             Command::Prune => prune::run(&ctx).await,
-            Command::Key(KeyCommand::Passwd) => repo_cmds::passwd(&ctx).await,
+            Command::Key(KeyCommand::Passwd { new_password_file }) => repo_cmds::passwd(&ctx, new_password_file).await,
             Command::Admin(c) => admin::run(&ctx, c).await.map(|()| exit::OK),
             Command::Bench(c) => bench::run(&ctx, c).await.map(|()| exit::OK),
         }

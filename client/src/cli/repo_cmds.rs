@@ -20,10 +20,23 @@ pub async fn init(ctx: &Ctx) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// `strata key passwd`: rewraps the master key with a new password.
-pub async fn passwd(ctx: &Ctx) -> anyhow::Result<i32> {
+/// `strata key passwd`: rewraps the master key with a new password (from `new_password_file`, or asked on
+/// the terminal; never from the source of the current one).
+pub async fn passwd(ctx: &Ctx, new_password_file: Option<std::path::PathBuf>) -> anyhow::Result<i32> {
     let repo = ctx.repo().await?;
-    let new = ctx.new_password()?;
+    let new = match new_password_file {
+        Some(file) => strata_client::password::PasswordSource { file: Some(file), command: None }.read("")?,
+        None => {
+            anyhow::ensure!(
+                std::io::IsTerminal::is_terminal(&std::io::stdin()),
+                "give the new password with --new-password-file, or run on a terminal"
+            );
+            let first = rpassword::prompt_password("new repository password: ")?;
+            anyhow::ensure!(rpassword::prompt_password("enter it again: ")? == first, "the passwords do not match");
+            anyhow::ensure!(!first.is_empty(), "the password is empty");
+            first.into_bytes()
+        }
+    };
     repo.change_password(&new, ctx.kdf(), &ctx.key_path()?).await?;
     if ctx.json {
         println!("{}", serde_json::json!({ "message_type": "password_changed" }));
