@@ -183,6 +183,17 @@ async fn errors_are_clear_and_have_their_exit_codes() -> anyhow::Result<()> {
     assert_eq!(summary["files_failed"], 1, "{summary}");
     assert!(text.contains("clear_refs"), "the failing file is named: {text}");
 
+    // A file whose size changes while it is read (procfs reports 0 bytes, then yields more) is reported,
+    // counted, and kept as read; exit 3.
+    let out = cli.run(&["--json", "backup", source.to_str().unwrap(), "/proc/self/stat"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let summary: serde_json::Value = serde_json::from_str(text.lines().last().unwrap())?;
+    assert_eq!(summary["files_changed_during_read"], 1, "{summary}");
+    assert!(text.contains("changed while it was read"), "{text}");
+    let listing = cli.run(&["ls", "latest", "/proc/self/stat"]);
+    assert!(String::from_utf8_lossy(&listing.stdout).contains("/proc/self/stat"), "kept in the snapshot as read");
+
     // A cluster that does not answer: exit 11.
     let dead = work.path().join("dead.toml");
     let mut profile = strata_client::Profile::load(&cli.profile)?;
