@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use strata_proto::status::ClusterStatus;
 use strata_proto::{
-    ChunkId, ClusterMap, Epoch, GcReport, Request, Response, RoleSet, Secret, SessionId, SnapshotId, SnapshotRecord, TenantId,
+    ChunkId, ClusterMap, Epoch, GcReport, Request, Response, RoleSet, Secret, SessionId, SnapshotId, SnapshotRecord, TenantId, WireError,
 };
 
 use crate::error::ClientError;
@@ -228,6 +228,34 @@ impl ClusterClient {
         match reply.response {
             Response::PutBlob { shards_stored, shards_total } => Ok(PutOutcome { shards_stored, shards_total }),
             other => Err(ClientError::Unexpected(format!("{other:?} to PutBlob"))),
+        }
+    }
+
+    /// Stores several blobs in one request (the whole batch is retried on connection failures; it is
+    /// idempotent). Returns one outcome per blob; refused blobs can be retried alone.
+    pub async fn put_blobs(&self, blobs: &[(ChunkId, Bytes)]) -> Result<Vec<Result<PutOutcome, WireError>>, ClientError> {
+        let token = self.tenant_token()?;
+        let lengths: Vec<(ChunkId, u32)> = blobs.iter().map(|(id, b)| (*id, b.len() as u32)).collect();
+        let mut body = Vec::with_capacity(blobs.iter().map(|(_, b)| b.len()).sum());
+        for (_, b) in blobs {
+            body.extend_from_slice(b);
+        }
+        let body = Bytes::from(body);
+        let first = blobs.first().map(|(id, _)| *id);
+        let reply = self
+            .retrying(|| async {
+                let route = match first {
+                    Some(id) => self.route(&id).await,
+                    None => self.addresses(),
+                };
+                self.call_in_order(&route, Some(token), Request::PutBlobs { blobs: lengths.clone() }, body.clone()).await
+            })
+            .await?;
+        match reply.response {
+            Response::PutBlobs { results } if results.len() == blobs.len() => {
+                Ok(results.into_iter().map(|r| r.map(|(shards_stored, shards_total)| PutOutcome { shards_stored, shards_total })).collect())
+            }
+            other => Err(ClientError::Unexpected(format!("{other:?} to PutBlobs"))),
         }
     }
 

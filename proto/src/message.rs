@@ -275,6 +275,18 @@ pub enum Request {
         /// The chunks, with their partitions.
         chunks: Vec<(PartitionId, ChunkId)>,
     },
+    /// Store several blobs at once (backup role); the body is the blobs concatenated, in order. Each blob is
+    /// acknowledged (or refused) on its own, by the same rule as `PutBlob`.
+    PutBlobs {
+        /// Each blob's id and length.
+        blobs: Vec<(ChunkId, u32)>,
+    },
+    /// Store several shards at once in one durable write; the body is the shards concatenated, in order.
+    /// Node certificate required.
+    PutShards {
+        /// Each shard's key, verification data and length.
+        shards: Vec<(ShardKey, ShardHeader, u32)>,
+    },
 }
 
 /// A garbage-collection step on shards (RFC 0001).
@@ -348,6 +360,8 @@ impl Request {
             Request::CollectGarbage => "collect_garbage",
             Request::ListChunks { .. } => "list_chunks",
             Request::GcShards { .. } => "gc_shards",
+            Request::PutBlobs { .. } => "put_blobs",
+            Request::PutShards { .. } => "put_shards",
         }
     }
 
@@ -364,12 +378,21 @@ impl Request {
                 | Request::Meta
                 | Request::ListChunks { .. }
                 | Request::GcShards { .. }
+                | Request::PutShards { .. }
         )
     }
 
     /// Whether the request carries a body.
     pub fn has_body(&self) -> bool {
-        matches!(self, Request::PutBlob { .. } | Request::PutShard { .. } | Request::Raft { .. } | Request::Meta)
+        matches!(
+            self,
+            Request::PutBlob { .. }
+                | Request::PutShard { .. }
+                | Request::Raft { .. }
+                | Request::Meta
+                | Request::PutBlobs { .. }
+                | Request::PutShards { .. }
+        )
     }
 }
 
@@ -474,6 +497,16 @@ pub enum Response {
         shards: u64,
         /// Bytes freed (sweep).
         bytes: u64,
+    },
+    /// Answer to `PutBlobs`: per blob, in order, (shards stored, k + m) or why it was refused.
+    PutBlobs {
+        /// One result per blob.
+        results: Vec<Result<(u8, u8), WireError>>,
+    },
+    /// Answer to `PutShards`: per shard, in order, success or why not.
+    PutShards {
+        /// One result per shard.
+        results: Vec<Result<(), WireError>>,
     },
 }
 

@@ -64,6 +64,11 @@ impl Uploader {
     }
 }
 
+/// Blobs gathered into one `PutBlobs` request: at most this many bytes ...
+const BATCH_BYTES: usize = 4 << 20;
+/// ... or this many blobs.
+const BATCH_BLOBS: usize = 128;
+
 async fn run(
     repo: Arc<Repository>,
     progress: Arc<Progress>,
@@ -72,7 +77,18 @@ async fn run(
     limit: Option<Arc<RateLimit>>,
 ) -> Result<(), RepoError> {
     let mut inflight: JoinSet<Result<(), RepoError>> = JoinSet::new();
-    while let Some(first) = rx.recv().await {
+    let mut pending: Vec<Job> = Vec::new();
+    let mut pending_bytes = 0usize;
+    loop {
+        // Wait for work only when nothing is pending; otherwise take what is there and send.
+        let first = if pending.is_empty() { rx.recv().await } else { rx.try_recv().ok() };
+        let Some(first) = first else {
+            if pending.is_empty() {
+                break;
+            }
+            flush(&mut inflight, &mut pending, &mut pending_bytes, &repo, &progress, &limit, concurrency).await?;
+            continue;
+        };
         let mut batch = vec![first];
         while batch.len() < BATCH {
             match rx.try_recv() {
@@ -87,13 +103,11 @@ async fn run(
                 Progress::add(&progress.chunks_deduplicated, 1);
                 continue;
             }
-            while inflight.len() >= concurrency {
-                if let Some(done) = inflight.join_next().await {
-                    done.map_err(|e| RepoError::Io(format!("upload task failed: {e}")))??;
-                }
+            pending_bytes += job.data.len();
+            pending.push(job);
+            if pending_bytes >= BATCH_BYTES || pending.len() >= BATCH_BLOBS {
+                flush(&mut inflight, &mut pending, &mut pending_bytes, &repo, &progress, &limit, concurrency).await?;
             }
-            let (repo, progress, limit) = (repo.clone(), progress.clone(), limit.clone());
-            inflight.spawn(async move { store(repo, progress, job, limit).await });
         }
     }
     while let Some(done) = inflight.join_next().await {
@@ -102,22 +116,56 @@ async fn run(
     Ok(())
 }
 
-async fn store(repo: Arc<Repository>, progress: Arc<Progress>, job: Job, limit: Option<Arc<RateLimit>>) -> Result<(), RepoError> {
-    let plain_len = job.data.len() as u64;
-    let blob = if job.raw {
-        job.data
-    } else {
-        let codec = repo.codec().clone();
-        let (id, data) = (job.id, job.data);
-        tokio::task::spawn_blocking(move || codec.seal(&id, &data)).await.map_err(|e| RepoError::Io(e.to_string()))?
-    };
-    let blob_len = blob.len() as u64;
-    if let Some(limit) = &limit {
-        limit.wait(blob_len).await;
+/// Starts uploading the pending jobs as one batch, waiting first if `concurrency` batches are in flight.
+async fn flush(
+    inflight: &mut JoinSet<Result<(), RepoError>>,
+    pending: &mut Vec<Job>,
+    pending_bytes: &mut usize,
+    repo: &Arc<Repository>,
+    progress: &Arc<Progress>,
+    limit: &Option<Arc<RateLimit>>,
+    concurrency: usize,
+) -> Result<(), RepoError> {
+    while inflight.len() >= concurrency {
+        if let Some(done) = inflight.join_next().await {
+            done.map_err(|e| RepoError::Io(format!("upload task failed: {e}")))??;
+        }
     }
-    repo.client().put_blob(job.id, Bytes::from(blob)).await?;
-    Progress::add(&progress.chunks_uploaded, 1);
-    Progress::add(&progress.bytes_uploaded, plain_len);
-    Progress::add(&progress.blob_bytes_uploaded, blob_len);
+    let jobs = std::mem::take(pending);
+    *pending_bytes = 0;
+    let (repo, progress, limit) = (repo.clone(), progress.clone(), limit.clone());
+    inflight.spawn(async move { store(repo, progress, jobs, limit).await });
+    Ok(())
+}
+
+/// Seals and stores a batch of chunks; blobs the cluster refuses are retried one by one.
+async fn store(repo: Arc<Repository>, progress: Arc<Progress>, jobs: Vec<Job>, limit: Option<Arc<RateLimit>>) -> Result<(), RepoError> {
+    let codec = repo.codec().clone();
+    let sealed: Vec<(ChunkId, Bytes, u64)> = tokio::task::spawn_blocking(move || {
+        jobs.into_iter()
+            .map(|job| {
+                let plain = job.data.len() as u64;
+                let blob = if job.raw { job.data } else { codec.seal(&job.id, &job.data) };
+                (job.id, Bytes::from(blob), plain)
+            })
+            .collect()
+    })
+    .await
+    .map_err(|e| RepoError::Io(e.to_string()))?;
+    let blob_bytes: u64 = sealed.iter().map(|(_, b, _)| b.len() as u64).sum();
+    if let Some(limit) = &limit {
+        limit.wait(blob_bytes).await;
+    }
+    let batch: Vec<(ChunkId, Bytes)> = sealed.iter().map(|(id, b, _)| (*id, b.clone())).collect();
+    let outcomes = repo.client().put_blobs(&batch).await?;
+    for ((id, blob, plain), outcome) in sealed.into_iter().zip(outcomes) {
+        if let Err(e) = outcome {
+            tracing::debug!(blob = %id, error = %e, "batched put refused; retrying alone");
+            repo.client().put_blob(id, blob.clone()).await?;
+        }
+        Progress::add(&progress.chunks_uploaded, 1);
+        Progress::add(&progress.bytes_uploaded, plain);
+        Progress::add(&progress.blob_bytes_uploaded, blob.len() as u64);
+    }
     Ok(())
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::future::join_all;
 use strata_proto::cluster_map::{Location, ResolvedPlacement};
-use strata_proto::{ChunkId, ErrorCode, NodeId, PartitionId, ShardHeader, ShardIndex, ShardKey, TenantId, WireError};
+use strata_proto::{ChunkId, EcProfile, ErrorCode, NodeId, PartitionId, ShardHeader, ShardIndex, ShardKey, TenantId, WireError};
 
 pub use self::plan::{PutVerdict, ShardFailure, ack_threshold, put_verdict};
 pub use self::shard_peers::{ShardOpError, ShardPeers};
@@ -74,35 +74,100 @@ impl Coordinator {
 
     /// Stores a blob for `tenant`.
     pub async fn put(&self, tenant: TenantId, id: ChunkId, blob: Bytes) -> Result<PutResult, WireError> {
+        self.put_many(tenant, vec![(id, blob)]).await.pop().unwrap_or_else(|| Err(err(ErrorCode::Internal, "no result for the blob")))
+    }
+
+    /// Stores several blobs, each acknowledged or refused on its own by the same rule as [`Coordinator::put`].
+    /// Shards bound for one holder travel in one request and are stored with one durable write.
+    pub async fn put_many(&self, tenant: TenantId, blobs: Vec<(ChunkId, Bytes)>) -> Vec<Result<PutResult, WireError>> {
         let map = self.meta.map();
-        let loc = self.locate(&map, &id)?;
-        let set = &loc.write;
-        let profile = set.generation.profile;
-        let codecs = self.codecs.clone();
-        let blob_len = blob.len() as u64;
-        let shards = if blob.len() > INLINE_CODING_BYTES {
-            tokio::task::spawn_blocking(move || codecs.encode(profile, &blob)).await.map_err(|e| err(ErrorCode::Internal, e.to_string()))?
-        } else {
-            codecs.encode(profile, &blob)
+        let mut results: Vec<Option<Result<PutResult, WireError>>> = vec![None; blobs.len()];
+        // Locate every blob; the ones that cannot be placed fail alone.
+        let mut planned = Vec::new();
+        for (i, (id, blob)) in blobs.into_iter().enumerate() {
+            match self.locate(&map, &id) {
+                Ok(loc) => planned.push((
+                    i,
+                    id,
+                    loc.partition,
+                    loc.write.generation.profile,
+                    loc.write.nodes.iter().map(|n| n.id).collect::<Vec<_>>(),
+                    blob,
+                )),
+                Err(e) => results[i] = Some(Err(e)),
+            }
         }
-        .map_err(|e| err(ErrorCode::Internal, e.to_string()))?;
-        let writes = set.nodes.iter().zip(shards).enumerate().map(|(i, (node, data))| {
-            let index = i as ShardIndex;
-            let header = ShardHeader::for_shard(profile, blob_len, index, &data);
-            let key = ShardKey { partition: loc.partition, tenant, chunk: id, index };
-            self.peers.put(node, key, header, Bytes::from(data))
+        let codecs = self.codecs.clone();
+        let encoded = tokio::task::spawn_blocking(move || {
+            planned
+                .into_iter()
+                .map(|(i, id, p, profile, nodes, blob)| (i, id, p, profile, nodes, blob.len() as u64, codecs.encode(profile, &blob)))
+                .collect::<Vec<_>>()
+        })
+        .await;
+        let encoded = match encoded {
+            Ok(e) => e,
+            Err(e) => return results.into_iter().map(|r| r.unwrap_or_else(|| Err(err(ErrorCode::Internal, e.to_string())))).collect(),
+        };
+        // Shard writes grouped by holder; per blob, one slot per shard for its outcome.
+        let mut per_node: BTreeMap<NodeId, Vec<ShardWrite>> = BTreeMap::new();
+        let mut outcomes: BTreeMap<usize, BlobOutcome> = BTreeMap::new();
+        for (i, id, partition, profile, nodes, blob_len, shards) in encoded {
+            let shards = match shards {
+                Ok(s) => s,
+                Err(e) => {
+                    results[i] = Some(Err(err(ErrorCode::Internal, e.to_string())));
+                    continue;
+                }
+            };
+            outcomes.insert(
+                i,
+                BlobOutcome { profile, id, blob_len, shards: vec![Err(ShardFailure::Other("not attempted".into())); shards.len()] },
+            );
+            for (index, (node, data)) in nodes.into_iter().zip(shards).enumerate() {
+                let header = ShardHeader::for_shard(profile, blob_len, index as ShardIndex, &data);
+                let key = ShardKey { partition, tenant, chunk: id, index: index as ShardIndex };
+                per_node.entry(node).or_default().push(ShardWrite { blob: i, index, key, header, data: Bytes::from(data) });
+            }
+        }
+        let sends = per_node.into_iter().map(|(node, items)| {
+            let desc = map.nodes.get(&node).expect("located nodes are in the map").clone();
+            async move {
+                let slots: Vec<(usize, usize)> = items.iter().map(|w| (w.blob, w.index)).collect();
+                let sent = self.peers.put_many(&desc, items.into_iter().map(|w| (w.key, w.header, w.data)).collect()).await;
+                (slots, sent)
+            }
         });
-        let outcomes = join_all(writes).await;
-        let results: Vec<Result<(), ShardFailure>> = outcomes
-            .iter()
-            .map(|r| match r {
-                Ok(()) => Ok(()),
-                Err(ShardOpError::NoSpace { reason, .. }) => Err(ShardFailure::NoSpace(reason.clone())),
-                Err(e) => Err(ShardFailure::Other(e.to_string())),
-            })
-            .collect();
-        let failures = || outcomes.iter().filter_map(|r| r.as_ref().err()).map(ToString::to_string).collect::<Vec<_>>().join("; ");
-        match put_verdict(profile, self.extra_ack, &results) {
+        for (slots, sent) in join_all(sends).await {
+            let per_shard: Vec<Result<(), ShardOpError>> = match sent {
+                Ok(r) => r,
+                Err(e) => vec![Err(e); slots.len()],
+            };
+            for ((i, index), r) in slots.into_iter().zip(per_shard) {
+                if let Some(o) = outcomes.get_mut(&i) {
+                    o.shards[index] = r.map_err(|e| match e {
+                        ShardOpError::NoSpace { reason, .. } => ShardFailure::NoSpace(reason),
+                        other => ShardFailure::Other(other.to_string()),
+                    });
+                }
+            }
+        }
+        for (i, o) in outcomes {
+            results[i] = Some(self.verdict(o.id, o.profile, o.blob_len, &o.shards));
+        }
+        results.into_iter().map(|r| r.unwrap_or_else(|| Err(err(ErrorCode::Internal, "blob was not processed")))).collect()
+    }
+
+    /// Applies the durability rule to one blob's shard outcomes.
+    fn verdict(
+        &self,
+        id: ChunkId,
+        profile: EcProfile,
+        blob_len: u64,
+        results: &[Result<(), ShardFailure>],
+    ) -> Result<PutResult, WireError> {
+        let failures = || results.iter().filter_map(|r| r.as_ref().err()).map(|f| format!("{f:?}")).collect::<Vec<_>>().join("; ");
+        match put_verdict(profile, self.extra_ack, results) {
             PutVerdict::Acknowledged { stored, degraded } => {
                 if degraded {
                     self.metrics.puts_degraded.inc();
@@ -302,6 +367,23 @@ impl Coordinator {
         }
         Ok(results.into_iter().any(|r| r == Ok(true)))
     }
+}
+
+/// A shard on its way to its holder, and which blob and slot its outcome belongs to.
+struct ShardWrite {
+    blob: usize,
+    index: usize,
+    key: ShardKey,
+    header: ShardHeader,
+    data: Bytes,
+}
+
+/// The shard outcomes of one blob of a batch.
+struct BlobOutcome {
+    profile: EcProfile,
+    id: ChunkId,
+    blob_len: u64,
+    shards: Vec<Result<(), ShardFailure>>,
 }
 
 /// What one holder is asked during a dedup query.

@@ -156,6 +156,45 @@ impl ShardPeers {
         self.remote(node, "put_shard", Request::PutShard { key, header }, data).await.map(|_| ())
     }
 
+    /// Stores several shards on `node` with one durable write; one result per shard, in order.
+    pub async fn put_many(
+        &self,
+        node: &NodeDescriptor,
+        items: Vec<(ShardKey, ShardHeader, Bytes)>,
+    ) -> Result<Vec<Result<(), ShardOpError>>, ShardOpError> {
+        if node.id == self.me {
+            let me = self.me;
+            let results = self.local(move |s| Ok(s.put_many(&items.iter().map(|(k, h, d)| (*k, *h, &d[..])).collect::<Vec<_>>()))).await?;
+            return Ok(results
+                .into_iter()
+                .map(|r| {
+                    r.map_err(|e| match e {
+                        StoreError::NoSpace(reason) => ShardOpError::NoSpace { node: me, reason },
+                        other => ShardOpError::Failed { node: me, reason: other.to_string() },
+                    })
+                })
+                .collect());
+        }
+        let lengths: Vec<(ShardKey, ShardHeader, u32)> = items.iter().map(|(k, h, d)| (*k, *h, d.len() as u32)).collect();
+        let mut body = Vec::with_capacity(items.iter().map(|(_, _, d)| d.len()).sum());
+        for (_, _, d) in &items {
+            body.extend_from_slice(d);
+        }
+        let n = items.len();
+        match self.remote(node, "put_shards", Request::PutShards { shards: lengths }, Bytes::from(body)).await?.response {
+            Response::PutShards { results } if results.len() == n => Ok(results
+                .into_iter()
+                .map(|r| {
+                    r.map_err(|e| match e.code {
+                        ErrorCode::NoSpace => ShardOpError::NoSpace { node: node.id, reason: e.message },
+                        _ => ShardOpError::Failed { node: node.id, reason: e.to_string() },
+                    })
+                })
+                .collect()),
+            other => Err(ShardOpError::Failed { node: node.id, reason: format!("unexpected reply {other:?}") }),
+        }
+    }
+
     /// Reads a shard from `node`: `Ok(None)` when the holder does not have it.
     pub async fn get(&self, node: &NodeDescriptor, key: ShardKey) -> Result<Option<Shard>, ShardOpError> {
         if node.id == self.me {

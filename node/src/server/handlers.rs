@@ -11,6 +11,30 @@ use crate::store::StoreError;
 
 type Reply = Result<(Response, Bytes), WireError>;
 
+/// Most blobs or shards in one batched request.
+const MAX_BATCH: usize = 1024;
+
+/// Splits a batched body into one range per item; the lengths must add up to the body exactly.
+fn split_body(body: &[u8], lengths: impl Iterator<Item = u32>, max_item: u64) -> Result<Vec<std::ops::Range<usize>>, WireError> {
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    for len in lengths {
+        if u64::from(len) > max_item {
+            return Err(WireError::new(ErrorCode::TooLarge, format!("an item of {len} bytes exceeds the limit of {max_item} bytes")));
+        }
+        let end = at + len as usize;
+        if end > body.len() {
+            return Err(WireError::new(ErrorCode::BadRequest, "the item lengths add up to more than the body"));
+        }
+        out.push(at..end);
+        at = end;
+    }
+    if at != body.len() {
+        return Err(WireError::new(ErrorCode::BadRequest, format!("{} body bytes are not covered by the item lengths", body.len() - at)));
+    }
+    Ok(out)
+}
+
 fn ok(r: Response) -> Reply {
     Ok((r, Bytes::new()))
 }
@@ -78,6 +102,17 @@ pub async fn dispatch(ctx: &NodeContext, caller: Caller, request: Request, body:
             let tenant = caller.tenant_with("store blobs", RoleSet::can_append)?;
             let r = ctx.coordinator.put(tenant, id, Bytes::from(body)).await?;
             ok(Response::PutBlob { shards_stored: r.stored, shards_total: r.total })
+        }
+        Request::PutBlobs { blobs } => {
+            let tenant = caller.tenant_with("store blobs", RoleSet::can_append)?;
+            let parts = split_body(&body, blobs.iter().map(|(_, len)| *len), ctx.config.limits.max_blob_bytes)?;
+            if blobs.len() > MAX_BATCH {
+                return Err(WireError::new(ErrorCode::TooLarge, format!("{} blobs in one request; the limit is {MAX_BATCH}", blobs.len())));
+            }
+            let body = Bytes::from(body);
+            let items = blobs.iter().zip(parts).map(|((id, _), range)| (*id, body.slice(range))).collect();
+            let results = ctx.coordinator.put_many(tenant, items).await.into_iter().map(|r| r.map(|p| (p.stored, p.total))).collect();
+            ok(Response::PutBlobs { results })
         }
         Request::GetBlob { id } => {
             let tenant = caller.tenant_with("read blobs", RoleSet::can_read)?;
@@ -147,6 +182,20 @@ pub async fn dispatch(ctx: &NodeContext, caller: Caller, request: Request, body:
             caller.node()?;
             on_store(ctx, move |s| s.put(&key, &header, &body)).await?;
             ok(Response::Ok)
+        }
+        Request::PutShards { shards } => {
+            caller.node()?;
+            let parts = split_body(&body, shards.iter().map(|(_, _, len)| *len), ctx.config.limits.max_blob_bytes)?;
+            let results = tokio::task::spawn_blocking({
+                let store = ctx.store.clone();
+                move || {
+                    let items: Vec<_> = shards.iter().zip(parts).map(|((k, h, _), range)| (*k, *h, &body[range])).collect();
+                    store.put_many(&items)
+                }
+            })
+            .await
+            .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?;
+            ok(Response::PutShards { results: results.into_iter().map(|r| r.map_err(store_error)).collect() })
         }
         Request::GetShard { key } => {
             caller.node()?;

@@ -35,6 +35,7 @@ pub fn run_all<B: StoreBuilder>(builder: &B) {
         ("condemned_shards_are_not_counted_but_still_read", condemned_shards_are_not_counted_but_still_read),
         ("storing_again_clears_the_mark_and_survives_the_sweep", storing_again_clears_the_mark_and_survives_the_sweep),
         ("list_chunks_pages_one_tenant", list_chunks_pages_one_tenant),
+        ("put_many_reports_each_shard", put_many_reports_each_shard),
     ];
     for (name, check) in checks {
         eprintln!("shard store conformance: {name}");
@@ -227,6 +228,28 @@ fn list_chunks_pages_one_tenant<B: StoreBuilder>(b: &B) {
     let rest = s.list_chunks(TenantId(1), PartitionId(4), first.last(), 3).unwrap();
     assert_eq!(rest, vec![ChunkId([9; 32])]);
     assert!(s.list_chunks(TenantId(3), PartitionId(4), None, 10).unwrap().is_empty());
+}
+
+fn put_many_reports_each_shard<B: StoreBuilder>(b: &B) {
+    let (s, _g) = b.build(1000);
+    put(&s, &key(1, 1, 1, 0), &[1; 100]);
+    s.condemn(TenantId(1), PartitionId(1), &ChunkId([1; 32])).unwrap();
+    let (a, c, d) = (key(1, 1, 2, 0), key(1, 1, 3, 0), key(1, 1, 4, 0));
+    let bad_header = shard(&c, b"the real bytes");
+    let items: Vec<(strata_proto::ShardKey, strata_proto::ShardHeader, &[u8])> = vec![
+        (a, shard(&a, &[2; 300]), &[2; 300]),
+        (key(1, 1, 1, 0), shard(&key(1, 1, 1, 0), &[1; 100]), &[1; 100]),
+        (c, bad_header, b"tampered bytes"),
+        (d, shard(&d, &[4; 900]), &[4; 900]),
+    ];
+    let results = s.put_many(&items);
+    assert!(results[0].is_ok() && results[1].is_ok(), "{results:?}");
+    assert!(matches!(results[2], Err(StoreError::ChecksumMismatch { .. })), "{results:?}");
+    assert!(matches!(results[3], Err(StoreError::NoSpace(_))), "the batch counts its own earlier shards: {results:?}");
+    assert_eq!(s.get(&a).unwrap().unwrap().data, vec![2; 300]);
+    assert_eq!(s.held(TenantId(1), PartitionId(1), &ChunkId([1; 32]), false).unwrap(), 1, "storing again cleared the mark");
+    assert_eq!(s.get(&c).unwrap(), None);
+    assert_eq!(s.usage(), Usage { shards: 2, bytes: 400 });
 }
 
 struct Memory;

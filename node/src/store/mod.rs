@@ -69,6 +69,11 @@ pub trait ShardStore: Send + Sync + 'static {
     /// storing different bytes under an existing key replaces them (used to repair a corrupt shard).
     fn put(&self, key: &ShardKey, header: &ShardHeader, data: &[u8]) -> Result<(), StoreError>;
 
+    /// Stores several shards, with one durable write where the engine allows; one result per shard, in order.
+    fn put_many(&self, shards: &[(ShardKey, ShardHeader, &[u8])]) -> Vec<Result<(), StoreError>> {
+        shards.iter().map(|(k, h, d)| self.put(k, h, d)).collect()
+    }
+
     /// Reads a shard, verifying its checksum. `Ok(None)` when absent.
     fn get(&self, key: &ShardKey) -> Result<Option<Shard>, StoreError>;
 

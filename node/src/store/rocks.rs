@@ -16,6 +16,32 @@ use crate::db::{CF_SHARD_DATA, CF_SHARD_META, Db, cf};
 
 const LOCK_STRIPES: usize = 64;
 
+/// How a shard will be stored.
+enum Prepared {
+    /// Already stored and intact (only a garbage-collection mark may need clearing).
+    Intact {
+        /// Encoded key.
+        enc: Vec<u8>,
+        /// Its header record.
+        record: Vec<u8>,
+    },
+    /// Written (new, different, or replacing a rotten copy).
+    Write {
+        /// Encoded key.
+        enc: Vec<u8>,
+        /// Bytes of data.
+        data_len: u32,
+        /// Bytes the previous copy held.
+        previous_len: u64,
+        /// Whether no copy existed.
+        is_new: bool,
+    },
+}
+
+fn stripe_index(key: &ShardKey) -> usize {
+    (key.chunk.0[31] as usize ^ key.index as usize) % LOCK_STRIPES
+}
+
 /// One shard's header record: its encoded key, its key and the record bytes.
 type RecordEntry = (Vec<u8>, ShardKey, Vec<u8>);
 
@@ -64,8 +90,32 @@ impl RocksShardStore {
     }
 
     fn stripe(&self, key: &ShardKey) -> std::sync::MutexGuard<'_, ()> {
-        let i = (key.chunk.0[31] as usize ^ key.index as usize) % LOCK_STRIPES;
-        self.stripes[i].lock().unwrap_or_else(|e| e.into_inner())
+        self.stripes[stripe_index(key)].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Decides how to store one shard, given `used` bytes so far; the caller holds its stripe lock.
+    fn prepare(&self, key: &ShardKey, header: &ShardHeader, data: &[u8], used: u64) -> Result<Prepared, StoreError> {
+        verify_incoming(key, header, data)?;
+        let data_len =
+            u32::try_from(data.len()).map_err(|_| StoreError::NoSpace(format!("shard of {} bytes is over 4 GiB", data.len())))?;
+        let enc = encode_key(key);
+        let record = self.db.get_pinned_cf(cf(&self.db, CF_SHARD_META), enc).map_err(io)?.map(|r| r.to_vec());
+        let previous_len = match record.as_deref().map(decode_header) {
+            // Same checksum: the bytes are the same unless the stored copy rotted; only rewrite if it did.
+            // Storing a shard again also clears a garbage-collection mark (RFC 0001).
+            Some(Ok((h, len))) if h == *header => {
+                if self.get(key).is_ok() {
+                    return Ok(Prepared::Intact { enc: enc.to_vec(), record: record.unwrap_or_default() });
+                }
+                u64::from(len)
+            }
+            Some(Ok((_, len))) => u64::from(len),
+            Some(Err(_)) | None => 0,
+        };
+        if used - previous_len.min(used) + u64::from(data_len) > self.capacity_bytes {
+            return Err(StoreError::NoSpace(format!("{used} bytes used of {} capacity", self.capacity_bytes)));
+        }
+        Ok(Prepared::Write { enc: enc.to_vec(), data_len, previous_len, is_new: record.is_none() })
     }
 
     fn usage_mut(&self) -> std::sync::MutexGuard<'_, Usage> {
@@ -76,16 +126,6 @@ impl RocksShardStore {
         let mut o = WriteOptions::default();
         o.set_sync(self.sync_writes);
         o
-    }
-
-    fn clear_condemned(&self, enc: &[u8]) -> Result<(), StoreError> {
-        let meta = cf(&self.db, CF_SHARD_META);
-        if let Some(record) = self.db.get_pinned_cf(meta, enc).map_err(io)?
-            && is_condemned(&record)
-        {
-            self.db.put_cf_opt(meta, enc, with_condemned(&record, false), &self.write_opts()).map_err(io)?;
-        }
-        Ok(())
     }
 
     /// Header records of one chunk's shards: (encoded key, shard key, record).
@@ -129,41 +169,54 @@ impl RocksShardStore {
 
 impl ShardStore for RocksShardStore {
     fn put(&self, key: &ShardKey, header: &ShardHeader, data: &[u8]) -> Result<(), StoreError> {
-        verify_incoming(key, header, data)?;
-        let data_len =
-            u32::try_from(data.len()).map_err(|_| StoreError::NoSpace(format!("shard of {} bytes is over 4 GiB", data.len())))?;
-        let enc = encode_key(key);
-        let _guard = self.stripe(key);
-        let previous = self.stored_header(&enc)?;
-        let previous_len = match &previous {
-            Some(Ok((h, len))) if h == header => {
-                // Same checksum: the bytes are the same unless the stored copy rotted; only rewrite if it did.
-                // Storing a shard again also clears a garbage-collection mark (RFC 0001).
-                if self.get(key).is_ok() {
-                    self.clear_condemned(&enc)?;
-                    return Ok(());
-                }
-                u64::from(*len)
-            }
-            Some(Ok((_, len))) => u64::from(*len),
-            Some(Err(_)) | None => 0,
-        };
-        {
-            let usage = self.usage_mut();
-            if usage.bytes - previous_len.min(usage.bytes) + u64::from(data_len) > self.capacity_bytes {
-                return Err(StoreError::NoSpace(format!("{} bytes used of {} capacity", usage.bytes, self.capacity_bytes)));
-            }
-        }
+        self.put_many(&[(*key, *header, data)]).pop().expect("one result per shard")
+    }
+
+    fn put_many(&self, shards: &[(ShardKey, ShardHeader, &[u8])]) -> Vec<Result<(), StoreError>> {
+        // Lock every stripe involved, in order, so concurrent batches cannot deadlock.
+        let mut stripes: Vec<usize> = shards.iter().map(|(k, _, _)| stripe_index(k)).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let _guards: Vec<_> = stripes.iter().map(|i| self.stripes[*i].lock().unwrap_or_else(|e| e.into_inner())).collect();
+        let mut used = self.usage_mut().bytes;
         let mut batch = WriteBatch::default();
-        batch.put_cf(cf(&self.db, CF_SHARD_META), enc, encode_header(header, data_len));
-        batch.put_cf(cf(&self.db, CF_SHARD_DATA), enc, data);
-        self.db.write_opt(batch, &self.write_opts()).map_err(io)?;
-        let mut usage = self.usage_mut();
-        usage.bytes = usage.bytes - previous_len.min(usage.bytes) + u64::from(data_len);
-        if previous.is_none() {
-            usage.shards += 1;
+        let mut results: Vec<Result<(), StoreError>> = Vec::with_capacity(shards.len());
+        let (mut added_bytes, mut removed_bytes, mut new_shards) = (0u64, 0u64, 0u64);
+        let mut written = Vec::new();
+        for (i, (key, header, data)) in shards.iter().enumerate() {
+            match self.prepare(key, header, data, used) {
+                Ok(Prepared::Intact { enc, record }) => {
+                    if is_condemned(&record) {
+                        batch.put_cf(cf(&self.db, CF_SHARD_META), enc, with_condemned(&record, false));
+                    }
+                    results.push(Ok(()));
+                }
+                Ok(Prepared::Write { enc, data_len, previous_len, is_new }) => {
+                    batch.put_cf(cf(&self.db, CF_SHARD_META), &enc, encode_header(header, data_len));
+                    batch.put_cf(cf(&self.db, CF_SHARD_DATA), &enc, data);
+                    used = used - previous_len.min(used) + u64::from(data_len);
+                    added_bytes += u64::from(data_len);
+                    removed_bytes += previous_len;
+                    new_shards += u64::from(is_new);
+                    written.push(i);
+                    results.push(Ok(()));
+                }
+                Err(e) => results.push(Err(e)),
+            }
         }
-        Ok(())
+        if batch.is_empty() {
+            return results;
+        }
+        if let Err(e) = self.db.write_opt(batch, &self.write_opts()).map_err(io) {
+            for i in written {
+                results[i] = Err(e.clone());
+            }
+            return results;
+        }
+        let mut usage = self.usage_mut();
+        usage.bytes = (usage.bytes + added_bytes).saturating_sub(removed_bytes);
+        usage.shards += new_shards;
+        results
     }
 
     fn get(&self, key: &ShardKey) -> Result<Option<Shard>, StoreError> {
