@@ -11,7 +11,7 @@ use strata_chaos::{Cluster, ClusterSpec};
 use strata_client::ClientError;
 use strata_client::wire;
 use strata_proto::frame::{self, FrameKind};
-use strata_proto::{ChunkId, ErrorCode, Request, RequestEnvelope, ResponseEnvelope, Role, RoleSet};
+use strata_proto::{ChunkId, ErrorCode, Request, RequestEnvelope, ResponseEnvelope, Role, RoleSet, Secret};
 
 fn code(e: &ClientError) -> Option<ErrorCode> {
     match e {
@@ -146,6 +146,60 @@ async fn malformed_frames_get_clear_errors_and_the_node_keeps_serving() -> anyho
     let ping = RequestEnvelope { auth: None, body_len: 0, request: Request::Ping };
     assert!(exchange(&conn, &frame::encode(FrameKind::Request, &ping)).await?.result.is_ok());
     assert_intact(&work.verify_all(&client, 4).await, "after the malformed requests");
+    Ok(())
+}
+
+/// One batched put on a raw stream: the frame, then the concatenated body.
+fn batch_request(token: &str, blobs: Vec<(ChunkId, u32)>, body: &[u8]) -> Vec<u8> {
+    let env = RequestEnvelope { auth: Some(Secret(token.to_owned())), body_len: body.len() as u64, request: Request::PutBlobs { blobs } };
+    let mut bytes = frame::encode(FrameKind::Request, &env);
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_batches_are_refused_whole_and_good_batches_store_every_blob() -> anyhow::Result<()> {
+    let cluster = Cluster::start(ClusterSpec::default()).await?;
+    let op = cluster.operator().await?;
+    let tenant = op.create_tenant("batcher").await?;
+    let token = op.create_token(tenant, RoleSet::of(&[Role::Admin]), None, "test").await?;
+    let client = cluster.client_with_token(token.expose()).await?;
+    let conn = cluster.raw_connection(1).await?;
+    let (a, b) = (ChunkId([0xa1; 32]), ChunkId([0xb2; 32]));
+
+    let short_body = exchange(&conn, &batch_request(token.expose(), vec![(a, 10), (b, 10)], &[7; 15])).await?;
+    assert_eq!(error_code(&short_body), Some(ErrorCode::BadRequest), "{short_body:?}");
+    assert!(format!("{short_body:?}").contains("more than the body"), "{short_body:?}");
+    let long_body = exchange(&conn, &batch_request(token.expose(), vec![(a, 10)], &[7; 15])).await?;
+    assert_eq!(error_code(&long_body), Some(ErrorCode::BadRequest), "{long_body:?}");
+    assert!(format!("{long_body:?}").contains("5 body bytes are not covered"), "{long_body:?}");
+    let huge_item = exchange(&conn, &batch_request(token.expose(), vec![(a, u32::MAX)], &[])).await?;
+    assert_eq!(error_code(&huge_item), Some(ErrorCode::TooLarge), "{huge_item:?}");
+    let too_many =
+        exchange(&conn, &batch_request(token.expose(), (0..5000u32).map(|i| (ChunkId([i as u8; 32]), 0)).collect(), &[])).await?;
+    assert_eq!(error_code(&too_many), Some(ErrorCode::TooLarge), "{too_many:?}");
+    assert!(format!("{too_many:?}").contains("5000 blobs"), "{too_many:?}");
+    let anonymous = RequestEnvelope { auth: None, body_len: 0, request: Request::PutBlobs { blobs: vec![(a, 0)] } };
+    let r = exchange(&conn, &frame::encode(FrameKind::Request, &anonymous)).await?;
+    assert_eq!(error_code(&r), Some(ErrorCode::Unauthenticated), "{r:?}");
+    // A refused batch stores nothing, not even its well-formed first item.
+    for id in [a, b] {
+        let e = client.get_blob(id).await.expect_err("a refused batch stored a blob");
+        assert_eq!(code(&e), Some(ErrorCode::NotFound), "{e}");
+    }
+
+    // A good batch of mixed sizes, including an empty blob, stores every blob readable on its own.
+    let work = Workload::mixed(seed(), 60, 1, 256 << 10);
+    let mut batch: Vec<(ChunkId, Bytes)> = work.blobs.iter().map(|w| (w.id, Bytes::from(work.contents(w)))).collect();
+    batch.push((ChunkId([0xe0; 32]), Bytes::new()));
+    let results = client.put_blobs(&batch).await?;
+    assert_eq!(results.len(), batch.len());
+    for (r, (id, data)) in results.iter().zip(&batch) {
+        let outcome = r.as_ref().map_err(|e| anyhow::anyhow!("{id}: {e}"))?;
+        assert_eq!(outcome.shards_stored, outcome.shards_total, "{id} was stored degraded on a healthy cluster");
+        assert_eq!(&client.get_blob(*id).await?[..], &data[..], "{id} read back different bytes");
+    }
+    assert_intact(&work.verify_all(&client, 4).await, "after the batched put");
     Ok(())
 }
 

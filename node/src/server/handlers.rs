@@ -105,10 +105,10 @@ pub async fn dispatch(ctx: &NodeContext, caller: Caller, request: Request, body:
         }
         Request::PutBlobs { blobs } => {
             let tenant = caller.tenant_with("store blobs", RoleSet::can_append)?;
-            let parts = split_body(&body, blobs.iter().map(|(_, len)| *len), ctx.config.limits.max_blob_bytes)?;
             if blobs.len() > MAX_BATCH {
                 return Err(WireError::new(ErrorCode::TooLarge, format!("{} blobs in one request; the limit is {MAX_BATCH}", blobs.len())));
             }
+            let parts = split_body(&body, blobs.iter().map(|(_, len)| *len), ctx.config.limits.max_blob_bytes)?;
             let body = Bytes::from(body);
             let items = blobs.iter().zip(parts).map(|((id, _), range)| (*id, body.slice(range))).collect();
             let results = ctx.coordinator.put_many(tenant, items).await.into_iter().map(|r| r.map(|p| (p.stored, p.total))).collect();
@@ -263,5 +263,38 @@ pub async fn dispatch(ctx: &NodeContext, caller: Caller, request: Request, body:
             caller.node()?;
             Ok((Response::Raft, Bytes::from(ctx.meta.handle_forward(&body).await?)))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(body_len: usize, lengths: &[u32]) -> Result<Vec<std::ops::Range<usize>>, WireError> {
+        split_body(&vec![0u8; body_len], lengths.iter().copied(), 100)
+    }
+
+    #[test]
+    fn a_body_splits_into_consecutive_ranges() {
+        assert_eq!(split(12, &[5, 0, 7]).unwrap(), vec![0..5, 5..5, 5..12]);
+        assert_eq!(split(0, &[]).unwrap(), Vec::<std::ops::Range<usize>>::new());
+    }
+
+    #[test]
+    fn lengths_that_disagree_with_the_body_are_refused() {
+        let short = split(9, &[5, 5]).unwrap_err();
+        assert_eq!(short.code, ErrorCode::BadRequest);
+        assert!(short.message.contains("more than the body"), "{short:?}");
+        let long = split(12, &[5, 5]).unwrap_err();
+        assert_eq!(long.code, ErrorCode::BadRequest);
+        assert!(long.message.contains("2 body bytes are not covered"), "{long:?}");
+        assert_eq!(split(10, &[]).unwrap_err().code, ErrorCode::BadRequest);
+    }
+
+    #[test]
+    fn an_item_over_the_limit_is_refused_before_any_arithmetic() {
+        let e = split(0, &[u32::MAX]).unwrap_err();
+        assert_eq!(e.code, ErrorCode::TooLarge);
+        assert!(e.message.contains("4294967295 bytes"), "{e:?}");
     }
 }
