@@ -234,13 +234,19 @@ impl ClusterClient {
     /// Stores several blobs in one request (the whole batch is retried on connection failures; it is
     /// idempotent). Returns one outcome per blob; refused blobs can be retried alone.
     pub async fn put_blobs(&self, blobs: &[(ChunkId, Bytes)]) -> Result<Vec<Result<PutOutcome, WireError>>, ClientError> {
-        let token = self.tenant_token()?;
-        let lengths: Vec<(ChunkId, u32)> = blobs.iter().map(|(id, b)| (*id, b.len() as u32)).collect();
+        let lengths = blobs.iter().map(|(id, b)| (*id, b.len() as u32)).collect();
         let mut body = Vec::with_capacity(blobs.iter().map(|(_, b)| b.len()).sum());
         for (_, b) in blobs {
             body.extend_from_slice(b);
         }
-        let body = Bytes::from(body);
+        self.put_blob_batch(lengths, Bytes::from(body)).await
+    }
+
+    /// [`put_blobs`](Self::put_blobs) for blobs already laid out back to back in `body`, in the order and
+    /// with the lengths of `blobs`.
+    pub async fn put_blob_batch(&self, blobs: Vec<(ChunkId, u32)>, body: Bytes) -> Result<Vec<Result<PutOutcome, WireError>>, ClientError> {
+        let token = self.tenant_token()?;
+        let count = blobs.len();
         let first = blobs.first().map(|(id, _)| *id);
         let reply = self
             .retrying(|| async {

@@ -1,7 +1,8 @@
 //! The upload stage: deduplicate chunks against the cluster in batches, seal and store the missing ones.
 //!
 //! The walker hands over chunks through a channel; each chunk holds part of a byte budget until it is stored
-//! or found present, so the memory held by queued chunks is bounded by configuration, not by file sizes.
+//! or found present, so the memory held by queued and in-flight chunks is bounded by configuration, not by
+//! file sizes. Missing chunks are sent in batches (`PutBlobs`) so small files do not cost a round trip each.
 //! Sealing (compression and encryption) runs on the blocking pool, uploads run `concurrency` at a time.
 
 use std::sync::Arc;
@@ -24,7 +25,7 @@ struct Job {
     data: Vec<u8>,
     /// Store as is (reference lists), instead of sealing.
     raw: bool,
-    _budget: OwnedSemaphorePermit,
+    budget: OwnedSemaphorePermit,
 }
 
 /// Handle to the running upload stage.
@@ -54,7 +55,7 @@ impl Uploader {
     pub async fn send(&self, id: ChunkId, data: Vec<u8>, raw: bool) -> Result<(), RepoError> {
         let need = data.len().clamp(1, self.budget_bytes) as u32;
         let permit = self.budget.clone().acquire_many_owned(need).await.map_err(|_| RepoError::Io("upload stage stopped".into()))?;
-        self.tx.send(Job { id, data, raw, _budget: permit }).await.map_err(|_| RepoError::Io("upload stage stopped".into()))
+        self.tx.send(Job { id, data, raw, budget: permit }).await.map_err(|_| RepoError::Io("upload stage stopped".into()))
     }
 
     /// Waits until every queued chunk is stored; returns the first error, if any.
@@ -139,26 +140,36 @@ async fn flush(
 }
 
 /// Seals and stores a batch of chunks; blobs the cluster refuses are retried one by one.
+///
+/// The chunks keep their share of the budget until the cluster has acknowledged them, so the budget bounds
+/// queued and in-flight data together; the sealed blobs go straight into the one request body.
 async fn store(repo: Arc<Repository>, progress: Arc<Progress>, jobs: Vec<Job>, limit: Option<Arc<RateLimit>>) -> Result<(), RepoError> {
     let codec = repo.codec().clone();
-    let sealed: Vec<(ChunkId, Bytes, u64)> = tokio::task::spawn_blocking(move || {
-        jobs.into_iter()
-            .map(|job| {
-                let plain = job.data.len() as u64;
-                let blob = if job.raw { job.data } else { codec.seal(&job.id, &job.data) };
-                (job.id, Bytes::from(blob), plain)
-            })
-            .collect()
+    let (sealed, body, _budget) = tokio::task::spawn_blocking(move || {
+        let mut body = Vec::with_capacity(jobs.iter().map(|j| j.data.len() + 64).sum());
+        let mut sealed = Vec::with_capacity(jobs.len());
+        let mut budget = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let start = body.len();
+            if job.raw {
+                body.extend_from_slice(&job.data);
+            } else {
+                body.extend_from_slice(&codec.seal(&job.id, &job.data));
+            }
+            sealed.push((job.id, start..body.len(), job.data.len() as u64));
+            budget.push(job.budget);
+        }
+        (sealed, Bytes::from(body), budget)
     })
     .await
     .map_err(|e| RepoError::Io(e.to_string()))?;
-    let blob_bytes: u64 = sealed.iter().map(|(_, b, _)| b.len() as u64).sum();
     if let Some(limit) = &limit {
-        limit.wait(blob_bytes).await;
+        limit.wait(body.len() as u64).await;
     }
-    let batch: Vec<(ChunkId, Bytes)> = sealed.iter().map(|(id, b, _)| (*id, b.clone())).collect();
-    let outcomes = repo.client().put_blobs(&batch).await?;
-    for ((id, blob, plain), outcome) in sealed.into_iter().zip(outcomes) {
+    let lengths: Vec<(ChunkId, u32)> = sealed.iter().map(|(id, range, _)| (*id, range.len() as u32)).collect();
+    let outcomes = repo.client().put_blob_batch(lengths, body.clone()).await?;
+    for ((id, range, plain), outcome) in sealed.into_iter().zip(outcomes) {
+        let blob = body.slice(range);
         if let Err(e) = outcome {
             tracing::debug!(blob = %id, error = %e, "batched put refused; retrying alone");
             repo.client().put_blob(id, blob.clone()).await?;
