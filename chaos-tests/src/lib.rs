@@ -462,6 +462,64 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Starts `count` new nodes that join `generation` with one-time tokens (one zone each), waits until every
+    /// running node is ready, and returns their ids.
+    pub async fn join_nodes(&mut self, generation: &str, count: usize) -> anyhow::Result<Vec<usize>> {
+        let op = self.operator().await?;
+        let mut ids = Vec::new();
+        for _ in 0..count {
+            let id = self.nodes.len() + 1;
+            let token = op.create_join_token(600).await?;
+            let dir = self.dir().join(format!("node{id}"));
+            let (quic, metrics) = (free_udp_addr()?, free_tcp_addr()?);
+            let out = Command::new(&self.binary)
+                .args(["join", "--token", token.expose(), "--seed", &self.nodes[0].quic, "--listen", &quic, "--metrics", &metrics])
+                .args(["--zone", &format!("{generation}-zone-{id}"), "--capacity", "4GiB", "--generation", generation, "--data-dir"])
+                .arg(&dir)
+                .output()
+                .context("running strata-node join")?;
+            if !out.status.success() {
+                bail!("strata-node join failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            ids.push(self.add_node(dir.join("node.toml"), quic, metrics)?);
+        }
+        op.close();
+        self.wait_all_ready(Duration::from_secs(60)).await?;
+        Ok(ids)
+    }
+
+    /// Runs `strata --json admin ARGS` with the operator token (profile seeds: the running nodes).
+    pub fn admin(&self, args: &[&str]) -> std::process::Output {
+        let mut profile = self.profile(None, true);
+        profile.nodes = self.nodes.iter().filter(|n| self.is_running(n.id)).map(|n| n.quic.clone()).collect();
+        let path = self.dir().join("operator-profile.toml");
+        profile.save(&path).expect("write the operator profile");
+        Command::new(strata_binary().expect("strata binary"))
+            .arg("--json")
+            .arg("admin")
+            .args(args)
+            .env("STRATA_PROFILE", &path)
+            .output()
+            .expect("run strata admin")
+    }
+
+    /// Like [`Cluster::admin`], requiring success; returns the parsed JSON output.
+    pub fn admin_json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.admin(args);
+        assert!(out.status.success(), "strata admin {args:?} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("JSON from strata admin")
+    }
+
+    /// Points a tenant's profile at the running nodes only (after old nodes were switched off).
+    pub fn retarget_profile(&self, cli: &TenantCli) -> anyhow::Result<()> {
+        let mut profile = Profile::load(&cli.profile)?;
+        profile.nodes = self.nodes.iter().filter(|n| self.is_running(n.id)).map(|n| n.quic.clone()).collect();
+        profile.save(&cli.profile)?;
+        Ok(())
+    }
+}
+
 /// A loopback `ip:port` whose UDP port is free right now.
 pub fn free_udp_addr() -> anyhow::Result<String> {
     Ok(std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?.to_string())

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use strata_proto::status::ClusterStatus;
 use strata_proto::{
-    ChunkId, ClusterMap, Epoch, GcReport, Request, Response, RoleSet, Secret, SessionId, SnapshotId, SnapshotRecord, TenantId, WireError,
+    ChunkId, ClusterMap, Epoch, GcReport, GenerationOp, Request, Response, RoleSet, Secret, SessionId, SnapshotId, SnapshotRecord,
+    TenantId, WireError,
 };
 
 use crate::error::ClientError;
@@ -44,6 +45,9 @@ pub struct ClusterClient {
     token: Option<Secret>,
     operator: Option<Secret>,
     map: RwLock<Option<Arc<ClusterMap>>>,
+    /// Addresses of the cluster's nodes from the last map fetched; kept when the map is invalidated, so the
+    /// client still finds the cluster after every seed's generation was drained and switched off.
+    learned: RwLock<Vec<String>>,
     rotation: AtomicUsize,
     /// Addresses that recently could not be reached, with when that was.
     suspects: Mutex<HashMap<String, Instant>>,
@@ -74,6 +78,7 @@ impl ClusterClient {
             token,
             operator,
             map: RwLock::new(None),
+            learned: RwLock::new(Vec::new()),
             rotation: AtomicUsize::new(0),
             suspects: Mutex::new(HashMap::new()),
         }
@@ -90,11 +95,9 @@ impl ClusterClient {
     /// Every address we know: seeds first, then the map's nodes.
     fn addresses(&self) -> Vec<String> {
         let mut out = self.seeds.clone();
-        if let Some(map) = self.cached_map() {
-            for n in map.nodes.values() {
-                if !out.contains(&n.addr) {
-                    out.push(n.addr.clone());
-                }
+        for a in self.learned.read().unwrap_or_else(|e| e.into_inner()).iter() {
+            if !out.contains(a) {
+                out.push(a.clone());
             }
         }
         out
@@ -182,6 +185,8 @@ impl ClusterClient {
                 return Err(ClientError::Unexpected(format!("{other:?} to GetClusterMap")));
             }
         };
+        *self.learned.write().unwrap_or_else(|e| e.into_inner()) =
+            map.nodes.values().filter(|n| n.state != strata_proto::NodeState::Removed).map(|n| n.addr.clone()).collect();
         *self.map.write().unwrap_or_else(|e| e.into_inner()) = Some(map.clone());
         Ok(map)
     }
@@ -254,11 +259,11 @@ impl ClusterClient {
                     Some(id) => self.route(&id).await,
                     None => self.addresses(),
                 };
-                self.call_in_order(&route, Some(token), Request::PutBlobs { blobs: lengths.clone() }, body.clone()).await
+                self.call_in_order(&route, Some(token), Request::PutBlobs { blobs: blobs.clone() }, body.clone()).await
             })
             .await?;
         match reply.response {
-            Response::PutBlobs { results } if results.len() == blobs.len() => {
+            Response::PutBlobs { results } if results.len() == count => {
                 Ok(results.into_iter().map(|r| r.map(|(shards_stored, shards_total)| PutOutcome { shards_stored, shards_total })).collect())
             }
             other => Err(ClientError::Unexpected(format!("{other:?} to PutBlobs"))),
@@ -330,6 +335,16 @@ impl ClusterClient {
         match reply.response {
             Response::TokenCreated { token } => Ok(token),
             other => Err(ClientError::Unexpected(format!("{other:?} to CreateJoinToken"))),
+        }
+    }
+
+    /// Carries out a storage-generation action (operator token); returns the cluster's description of it.
+    pub async fn generation(&self, op: GenerationOp) -> Result<String, ClientError> {
+        let token = self.operator_token()?;
+        let reply = self.retrying(|| self.call_any(Some(token), Request::Generation(op.clone()), Bytes::new())).await?;
+        match reply.response {
+            Response::Generation { message } => Ok(message),
+            other => Err(ClientError::Unexpected(format!("{other:?} to Generation"))),
         }
     }
 

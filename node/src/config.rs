@@ -82,6 +82,30 @@ pub struct NodeConfig {
     /// When a put is acknowledged.
     #[serde(default)]
     pub durability: Durability,
+    /// Moving partitions between nodes and generations.
+    #[serde(default)]
+    pub migration: MigrationConfig,
+}
+
+/// How this node moves data (see `strata admin generation`). The rate can be changed at run time for the
+/// whole cluster with `strata admin generation rate`, which overrides this value on every node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MigrationConfig {
+    /// Most shard bytes per second this node writes while moving partitions; 0 = unlimited.
+    pub rate_bytes_per_sec: u64,
+    /// Partitions this node moves at the same time.
+    pub parallel_partitions: usize,
+    /// Most partitions moving at once in the whole cluster (applied by the Raft leader).
+    pub max_moving_partitions: usize,
+    /// Chunks copied per batch (one dedup query and one shard write per target node per batch).
+    pub batch_chunks: usize,
+}
+
+impl Default for MigrationConfig {
+    fn default() -> Self {
+        MigrationConfig { rate_bytes_per_sec: 64 << 20, parallel_partitions: 2, max_moving_partitions: 16, batch_chunks: 32 }
+    }
 }
 
 /// Certificate and key files (PEM). Relative paths are relative to the config file.
@@ -279,6 +303,10 @@ impl NodeConfig {
             }
         } else if self.seeds.is_empty() {
             return Err(field("seeds", "must name at least one existing node (only the bootstrap node may have none)"));
+        }
+        let m = &self.migration;
+        if m.parallel_partitions == 0 || m.max_moving_partitions == 0 || m.batch_chunks == 0 {
+            return Err(field("migration", "parallel_partitions, max_moving_partitions and batch_chunks must be positive"));
         }
         let l = &self.limits;
         if l.max_frame_bytes < 1024 {

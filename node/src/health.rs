@@ -27,7 +27,14 @@ pub struct PeerHealth {
     pub usage: Option<(u64, u64)>,
     /// Failed contacts since the last success.
     pub failures_in_a_row: u32,
+    /// Start of the current window over which the peer's moved bytes are measured: (when, its total then).
+    pub moved_window: Option<(Instant, u64)>,
+    /// Bytes per second the peer moved over the last full window.
+    pub moved_bytes_per_sec: u64,
 }
+
+/// Length of the window over which move rates are measured.
+const RATE_WINDOW: Duration = Duration::from_secs(10);
 
 /// Failed contacts in a row after which a peer is treated as down (skipped instead of waited for).
 const DOWN_AFTER_FAILURES: u32 = 2;
@@ -76,6 +83,27 @@ impl Health {
         self.peers.lock().unwrap_or_else(|e| e.into_inner()).get(&node).copied().unwrap_or_default()
     }
 
+    /// Records a node's total of moved bytes (from its probe answer, or this node's own counter).
+    pub fn record_moved(&self, node: NodeId, total: u64) {
+        self.update(node, |p| {
+            let now = Instant::now();
+            match p.moved_window {
+                Some((since, at)) if now.duration_since(since) >= RATE_WINDOW => {
+                    let secs = now.duration_since(since).as_secs_f64();
+                    p.moved_bytes_per_sec = (total.saturating_sub(at) as f64 / secs) as u64;
+                    p.moved_window = Some((now, total));
+                }
+                Some(_) => {}
+                None => p.moved_window = Some((now, total)),
+            }
+        });
+    }
+
+    /// Bytes per second moved by all nodes together, over the last windows.
+    pub fn total_moved_bytes_per_sec(&self) -> u64 {
+        self.peers.lock().unwrap_or_else(|e| e.into_inner()).values().map(|p| p.moved_bytes_per_sec).sum()
+    }
+
     fn record_usage(&self, node: NodeId, usage: (u64, u64)) {
         self.update(node, |p| {
             p.last_ok = Some(Instant::now());
@@ -108,8 +136,9 @@ pub async fn probe_loop(
                 let reply = tokio::time::timeout(Duration::from_secs(2), pool.call(&addr, None, Request::Ping, Bytes::new())).await;
                 let up = match reply {
                     Ok(Ok(r)) => match r.response {
-                        Response::Pong { shards, bytes, .. } => {
+                        Response::Pong { shards, bytes, moved_bytes, .. } => {
                             health.record_usage(id, (shards, bytes));
+                            health.record_moved(id, moved_bytes);
                             true
                         }
                         _ => false,

@@ -8,6 +8,7 @@
 pub mod config;
 pub mod context;
 pub mod coordinator;
+pub mod custody;
 pub mod db;
 pub mod dev;
 pub mod erasure;
@@ -16,6 +17,7 @@ pub mod health;
 pub mod http;
 pub mod meta;
 pub mod metrics;
+pub mod migrate;
 pub mod node;
 pub mod pki;
 pub mod placement;

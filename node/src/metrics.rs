@@ -46,6 +46,36 @@ pub struct Metrics {
     pub inflight_body_bytes: IntGauge,
     /// Blob sizes accepted by puts.
     pub blob_bytes: Histogram,
+    /// Shard bytes this node wrote while moving partitions.
+    pub moved_bytes: IntCounter,
+    /// Chunks this node copied while moving partitions.
+    pub moved_chunks: IntCounter,
+    /// Partition moves this node completed.
+    pub moves_completed: IntCounter,
+    /// Partition move attempts that failed (retried later).
+    pub move_errors: IntCounter,
+    /// Partition moves this node is running now.
+    pub moves_in_progress: IntGauge,
+    /// Shards deleted because a completed move took their slot away.
+    pub retired_shards: IntCounter,
+    /// Bytes freed by retiring shards.
+    pub retired_bytes: IntCounter,
+    /// Partitions per generation and movement state (`placed`, `moving_out`, `moving_in`).
+    pub generation_partitions: IntGaugeVec,
+    /// Shard bytes stored on each generation's nodes.
+    pub generation_stored_bytes: IntGaugeVec,
+    /// Chunks stored on each generation (its shards divided by its stripe width).
+    pub generation_stored_chunks: IntGaugeVec,
+    /// Estimated shard bytes still to move off each generation.
+    pub generation_bytes_to_move: IntGaugeVec,
+    /// Estimated chunks still to move off each generation.
+    pub generation_chunks_to_move: IntGaugeVec,
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -106,6 +136,38 @@ impl Metrics {
             peer_reachable,
             inflight_body_bytes: gauge(r, "strata_inflight_body_bytes", "Request body bytes held in memory"),
             blob_bytes,
+            moved_bytes: counter(r, "strata_migration_moved_bytes_total", "Shard bytes written by this node while moving partitions"),
+            moved_chunks: counter(r, "strata_migration_moved_chunks_total", "Chunks copied by this node while moving partitions"),
+            moves_completed: counter(r, "strata_migration_partitions_completed_total", "Partition moves completed by this node"),
+            move_errors: counter(r, "strata_migration_errors_total", "Partition move attempts that failed and will be retried"),
+            moves_in_progress: gauge(r, "strata_migration_partitions_in_progress", "Partition moves this node is running"),
+            retired_shards: counter(r, "strata_retired_shards_total", "Shards deleted after a completed move took their slot away"),
+            retired_bytes: counter(r, "strata_retired_shard_bytes_total", "Shard bytes freed after completed moves"),
+            generation_partitions: gauge_vec(
+                r,
+                "strata_generation_partitions",
+                "Partitions per generation by movement state (placed, moving_out, moving_in)",
+                &["generation", "state"],
+            ),
+            generation_stored_bytes: gauge_vec(
+                r,
+                "strata_generation_stored_bytes",
+                "Shard bytes stored on the generation's nodes",
+                &["generation"],
+            ),
+            generation_stored_chunks: gauge_vec(r, "strata_generation_stored_chunks", "Chunks stored on the generation", &["generation"]),
+            generation_bytes_to_move: gauge_vec(
+                r,
+                "strata_generation_bytes_to_move",
+                "Estimated shard bytes still to move off the generation",
+                &["generation"],
+            ),
+            generation_chunks_to_move: gauge_vec(
+                r,
+                "strata_generation_chunks_to_move",
+                "Estimated chunks still to move off the generation",
+                &["generation"],
+            ),
             registry,
         }
     }

@@ -15,13 +15,14 @@ use tokio::sync::{Semaphore, watch};
 use crate::config::NodeConfig;
 use crate::context::NodeContext;
 use crate::coordinator::{Coordinator, ShardPeers};
+use crate::custody::Custody;
 use crate::health::{self, Health};
 use crate::meta::command::{InitCluster, MetaCommand};
 use crate::meta::{Meta, MetaError, leader_tasks};
 use crate::metrics::Metrics;
 use crate::pki::CaMaterial;
 use crate::store::{RocksShardStore, ShardStore};
-use crate::{db, http, server};
+use crate::{db, http, migrate, server};
 
 fn read(path: &std::path::Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
@@ -87,14 +88,9 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
     let metrics = Arc::new(Metrics::new(id.0));
     metrics.capacity_bytes.set(config.capacity_bytes as i64);
     let health = Arc::new(Health::default());
-    let peers = ShardPeers::new(
-        id,
-        store.clone(),
-        pool.clone(),
-        health.clone(),
-        metrics.clone(),
-        Duration::from_millis(config.limits.shard_timeout_ms),
-    );
+    let custody = Arc::new(Custody::new(id, meta.reader.clone(), store.clone()));
+    let peers =
+        ShardPeers::new(custody, pool.clone(), health.clone(), metrics.clone(), Duration::from_millis(config.limits.shard_timeout_ms));
     let coordinator = Coordinator::new(peers, meta.reader.clone(), metrics.clone(), config.durability.extra_shards_for_ack);
     let inflight_permits = (config.limits.max_inflight_bytes / 1024).min(u64::from(u32::MAX)) as usize;
     let ctx = Arc::new(NodeContext {
@@ -115,7 +111,9 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = vec![
         tokio::spawn(server::serve(endpoint.clone(), ctx.clone(), stop_rx.clone())),
-        tokio::spawn(leader_tasks::run(meta.clone(), stop_rx.clone())),
+        tokio::spawn(leader_tasks::run(meta.clone(), config.migration.max_moving_partitions, stop_rx.clone())),
+        tokio::spawn(migrate::run(ctx.clone(), stop_rx.clone())),
+        tokio::spawn(migrate::retire::run(ctx.clone(), stop_rx.clone())),
         tokio::spawn(health::probe_loop(id, health, pool.clone(), meta.reader.clone(), metrics.clone(), stop_rx.clone())),
         tokio::spawn(refresh_metrics(ctx.clone(), inflight_permits, stop_rx.clone())),
         tokio::spawn(announce(ctx.clone(), pool.clone(), stop_rx.clone())),

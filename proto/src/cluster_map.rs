@@ -196,6 +196,28 @@ pub enum MapError {
     },
 }
 
+/// What a node's map says about one shard slot (partition, index) on that node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlotRole {
+    /// The node is the slot's holder in the partition's write set: it accepts writes for it.
+    Write,
+    /// The node holds the slot in the set a move is leaving: it keeps and serves it, but takes no writes.
+    ReadOnly,
+    /// The node does not hold the slot: shards it still has there are left over from a finished move.
+    NotHeld,
+}
+
+/// How many partitions of a generation are settled or moving, by the map.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenerationPartitions {
+    /// Partitions whose data is on the generation and not moving.
+    pub placed: u32,
+    /// Partitions moving off the generation (their current set is on it).
+    pub moving_out: u32,
+    /// Partitions moving onto the generation (their target set is on it).
+    pub moving_in: u32,
+}
+
 /// Where a chunk lives, resolved against a map.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Location<'a> {
@@ -307,6 +329,47 @@ impl ClusterMap {
         Ok(())
     }
 
+    /// What `node` may do with shard `index` of `partition` under this map.
+    pub fn slot_role(&self, partition: PartitionId, node: NodeId, index: u8) -> SlotRole {
+        let Some(p) = self.partitions.get(partition.0 as usize) else {
+            return SlotRole::NotHeld;
+        };
+        let at = |set: &NodeSet| set.nodes.get(usize::from(index)) == Some(&node);
+        match &p.target {
+            Some(t) if at(t) => SlotRole::Write,
+            Some(_) if at(&p.current) => SlotRole::ReadOnly,
+            None if at(&p.current) => SlotRole::Write,
+            _ => SlotRole::NotHeld,
+        }
+    }
+
+    /// Partition counts of one generation.
+    pub fn generation_partitions(&self, generation: GenerationId) -> GenerationPartitions {
+        let mut out = GenerationPartitions::default();
+        for p in &self.partitions {
+            let on_current = p.current.generation == generation;
+            match &p.target {
+                None if on_current => out.placed += 1,
+                None => {}
+                Some(t) => {
+                    // A move inside one generation (a node replaced) counts as moving in and out.
+                    if on_current {
+                        out.moving_out += 1;
+                    }
+                    if t.generation == generation {
+                        out.moving_in += 1;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether any partition has its current or target set on `generation`.
+    pub fn generation_holds_data(&self, generation: GenerationId) -> bool {
+        self.partitions.iter().any(|p| p.current.generation == generation || p.target.as_ref().is_some_and(|t| t.generation == generation))
+    }
+
     /// Number of partitions (counting moving targets too) in which `node` holds a shard.
     pub fn partitions_on(&self, node: NodeId) -> usize {
         self.partitions
@@ -382,6 +445,26 @@ mod tests {
         assert_eq!(loc.write.nodes[0].id, NodeId(2));
         assert_eq!(loc.read.len(), 2);
         assert_eq!(loc.read[1].nodes[0].id, NodeId(1));
+    }
+
+    #[test]
+    fn slot_roles_follow_moves() {
+        let mut m = small_map();
+        // Partition 0 is on nodes 1, 2, 3.
+        assert_eq!(m.slot_role(PartitionId(0), NodeId(1), 0), SlotRole::Write);
+        assert_eq!(m.slot_role(PartitionId(0), NodeId(1), 1), SlotRole::NotHeld);
+        assert_eq!(m.slot_role(PartitionId(0), NodeId(4), 0), SlotRole::NotHeld);
+        assert_eq!(m.slot_role(PartitionId(9), NodeId(1), 0), SlotRole::NotHeld);
+        m.partitions[0].target = Some(NodeSet { generation: GenerationId(1), nodes: vec![NodeId(4), NodeId(2), NodeId(1)] });
+        assert_eq!(m.slot_role(PartitionId(0), NodeId(4), 0), SlotRole::Write);
+        assert_eq!(m.slot_role(PartitionId(0), NodeId(1), 0), SlotRole::ReadOnly);
+        assert_eq!(m.slot_role(PartitionId(0), NodeId(2), 1), SlotRole::Write);
+        assert_eq!(m.slot_role(PartitionId(0), NodeId(1), 2), SlotRole::Write);
+        assert_eq!(m.slot_role(PartitionId(0), NodeId(3), 2), SlotRole::ReadOnly);
+        let counts = m.generation_partitions(GenerationId(1));
+        assert_eq!(counts, GenerationPartitions { placed: 3, moving_out: 1, moving_in: 1 });
+        assert!(m.generation_holds_data(GenerationId(1)));
+        assert!(!m.generation_holds_data(GenerationId(2)));
     }
 
     #[test]

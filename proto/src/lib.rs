@@ -17,11 +17,15 @@ pub mod snapshot;
 pub mod status;
 
 pub use auth::{Role, RoleSet, Secret};
-pub use cluster_map::{ClusterMap, EcProfile, Generation, GenerationState, NodeDescriptor, NodeSet, NodeState, PartitionPlacement};
+pub use cluster_map::{
+    ClusterMap, EcProfile, Generation, GenerationPartitions, GenerationState, NodeDescriptor, NodeSet, NodeState, PartitionPlacement,
+    SlotRole,
+};
 pub use error::{ErrorCode, WireError};
 pub use frame::{FrameError, FrameHeader, FrameKind, MAX_FRAME_BYTES_DEFAULT, PROTOCOL_VERSION};
 pub use ids::{ChunkId, Epoch, GenerationId, NodeId, PartitionId, ShardIndex, TenantId};
 pub use message::{
-    GcAction, GcReport, NodeAnnouncement, RaftRpc, Request, RequestEnvelope, Response, ResponseEnvelope, ShardHeader, ShardKey,
+    GcAction, GcReport, GenerationOp, NodeAnnouncement, RaftRpc, Request, RequestEnvelope, Response, ResponseEnvelope, ShardHeader,
+    ShardKey,
 };
 pub use snapshot::{SessionId, SnapshotId, SnapshotRecord};

@@ -187,6 +187,9 @@ pub enum Request {
         key: ShardKey,
         /// Verification data.
         header: ShardHeader,
+        /// Epoch of the map the sender placed the shard with; the holder refuses a write for a slot it no
+        /// longer holds and waits to learn a newer epoch before deciding.
+        epoch: Epoch,
     },
     /// Read one shard; the response body is the shard. Node certificate required.
     GetShard {
@@ -286,6 +289,66 @@ pub enum Request {
     PutShards {
         /// Each shard's key, verification data and length.
         shards: Vec<(ShardKey, ShardHeader, u32)>,
+        /// Epoch of the sender's map, as in `PutShard`.
+        epoch: Epoch,
+    },
+    /// A storage-generation action (operator role).
+    Generation(GenerationOp),
+    /// Shard keys this node holds in a partition, in key order after `after`, once the node has applied at
+    /// least `min_epoch` and every write accepted under an older map has finished. Node certificate required.
+    ScanShards {
+        /// Partition to scan.
+        partition: PartitionId,
+        /// Resume after this key.
+        after: Option<ShardKey>,
+        /// Most entries to return.
+        limit: u32,
+        /// Map epoch the node must have applied first.
+        min_epoch: Epoch,
+    },
+}
+
+/// An operator action on storage generations (`strata admin generation ...`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GenerationOp {
+    /// Create an empty, Active generation; nodes join it by name.
+    Add {
+        /// Unique name.
+        name: String,
+        /// Erasure-code profile of every stripe placed on it.
+        profile: EcProfile,
+    },
+    /// Move every partition off the generation.
+    Drain {
+        /// Generation name.
+        name: String,
+    },
+    /// Stop moving partitions off (or onto) the generation for now.
+    Pause {
+        /// Generation name.
+        name: String,
+    },
+    /// Undo `Pause`.
+    Resume {
+        /// Generation name.
+        name: String,
+    },
+    /// Stop a drain: the generation is Active again; partitions on their way out come back.
+    Cancel {
+        /// Generation name.
+        name: String,
+    },
+    /// Remove a drained generation for good; its nodes leave the cluster.
+    Drop {
+        /// Generation name.
+        name: String,
+        /// Drop even if the generation was not marked Drained, provided no partition has data on it.
+        force: bool,
+    },
+    /// Limit how fast each node moves data, in bytes per second (0 = unlimited).
+    SetRate {
+        /// The new limit.
+        bytes_per_sec: u64,
     },
 }
 
@@ -362,6 +425,8 @@ impl Request {
             Request::GcShards { .. } => "gc_shards",
             Request::PutBlobs { .. } => "put_blobs",
             Request::PutShards { .. } => "put_shards",
+            Request::Generation(_) => "generation",
+            Request::ScanShards { .. } => "scan_shards",
         }
     }
 
@@ -379,6 +444,7 @@ impl Request {
                 | Request::ListChunks { .. }
                 | Request::GcShards { .. }
                 | Request::PutShards { .. }
+                | Request::ScanShards { .. }
         )
     }
 
@@ -409,6 +475,8 @@ pub enum Response {
         shards: u64,
         /// Bytes of shard data it stores.
         bytes: u64,
+        /// Bytes of shards it has written while moving partitions, since it started.
+        moved_bytes: u64,
     },
     /// Answer to `GetClusterMap`: `None` when the caller's epoch is current.
     ClusterMap(Option<Box<ClusterMap>>),
@@ -508,6 +576,16 @@ pub enum Response {
         /// One result per shard.
         results: Vec<Result<(), WireError>>,
     },
+    /// Answer to `Generation`: what was done, in words.
+    Generation {
+        /// Human-readable outcome.
+        message: String,
+    },
+    /// Answer to `ScanShards`.
+    ShardKeys {
+        /// Keys with their headers; fewer than the limit means the scan is complete.
+        entries: Vec<(ShardKey, ShardHeader)>,
+    },
 }
 
 #[cfg(test)]
@@ -533,6 +611,14 @@ mod tests {
             (id, any::<u32>(), any::<u64>(), any::<u8>(), any::<u64>()).prop_map(|(chunk, p, t, i, len)| Request::PutShard {
                 key: ShardKey { partition: PartitionId(p), tenant: TenantId(t), chunk, index: i },
                 header: ShardHeader { profile: EcProfile::DEFAULT, blob_len: len, checksum: [7; 32] },
+                epoch: Epoch(len),
+            }),
+            ("[a-z0-9-]{0,20}", any::<bool>()).prop_map(|(name, force)| Request::Generation(GenerationOp::Drop { name, force })),
+            (any::<u32>(), any::<u64>()).prop_map(|(p, e)| Request::ScanShards {
+                partition: PartitionId(p),
+                after: None,
+                limit: p,
+                min_epoch: Epoch(e)
             }),
         ]
     }

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::cluster_map::{Generation, NodeDescriptor};
+use crate::cluster_map::{Generation, GenerationPartitions, NodeDescriptor};
 use crate::ids::{Epoch, NodeId};
 
 /// Cluster-wide status.
@@ -31,6 +31,44 @@ pub struct ClusterStatus {
     pub nodes: Vec<NodeStatus>,
     /// Every generation.
     pub generations: Vec<Generation>,
+    /// Data movement between generations and nodes.
+    pub migration: MigrationStatus,
+}
+
+/// Cluster-wide view of data movement.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationStatus {
+    /// Configured per-node limit on moved bytes per second (0 = unlimited).
+    pub rate_limit_bytes_per_sec: u64,
+    /// Bytes per second written by movers across the cluster, measured over the last probes.
+    pub moved_bytes_per_sec: u64,
+    /// Progress per generation, in generation id order.
+    pub generations: Vec<GenerationProgress>,
+}
+
+/// Progress of one generation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenerationProgress {
+    /// The generation.
+    pub generation: Generation,
+    /// Whether moves from or to it are paused.
+    pub paused: bool,
+    /// Nodes in it (any state).
+    pub nodes: u32,
+    /// Partition counts by movement state.
+    pub partitions: GenerationPartitions,
+    /// Shards stored on its nodes (as last reported).
+    pub stored_shards: u64,
+    /// Bytes of shards stored on its nodes (as last reported).
+    pub stored_bytes: u64,
+    /// Estimated bytes still to move off it: its stored bytes in proportion to the partitions moving out.
+    pub bytes_to_move: u64,
+    /// Estimated chunks still to move off it.
+    pub chunks_to_move: u64,
+    /// Estimated seconds until the moves off it finish at the current rate (`None` when nothing moves).
+    pub eta_secs: Option<u64>,
+    /// Whether its nodes can be switched off without losing anything (it holds no partition's data).
+    pub safe_to_remove: bool,
 }
 
 /// One node's state and health.

@@ -6,6 +6,7 @@ use strata_proto::status::ClusterStatus;
 use strata_proto::{Role, RoleSet, TenantId};
 
 use super::Ctx;
+use super::generation_cmd::{self, GenerationCommand};
 
 /// Operator commands (they need `operator_token` in the profile).
 #[derive(Subcommand)]
@@ -18,6 +19,9 @@ pub enum AdminCommand {
     /// Manage tenant tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage storage generations: add, list, drain, pause, resume, cancel, drop; set the move rate.
+    #[command(subcommand)]
+    Generation(GenerationCommand),
     /// Create a one-time token that lets a new node join (`strata-node join --token ...`).
     JoinToken {
         /// How long the token stays valid (e.g. 30m, 2h, 1d).
@@ -93,6 +97,7 @@ pub async fn run(ctx: &Ctx, cmd: AdminCommand) -> anyhow::Result<()> {
                 eprintln!("(shown once: the cluster keeps only a digest)");
             }
         }
+        AdminCommand::Generation(cmd) => generation_cmd::run(ctx, &client, cmd).await?,
         AdminCommand::JoinToken { ttl } => {
             let token = client.create_join_token(ttl).await?;
             if ctx.json {
@@ -107,7 +112,8 @@ pub async fn run(ctx: &Ctx, cmd: AdminCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn human_bytes(b: u64) -> String {
+/// Bytes in binary units, one decimal.
+pub fn human_bytes(b: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = b as f64;
     let mut u = 0;

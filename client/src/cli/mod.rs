@@ -7,6 +7,7 @@ mod bench;
 mod browse;
 mod check;
 mod forget;
+mod generation_cmd;
 mod progress_ui;
 mod prune;
 mod repo_cmds;

@@ -130,11 +130,12 @@ impl Coordinator {
                 per_node.entry(node).or_default().push(ShardWrite { blob: i, index, key, header, data: Bytes::from(data) });
             }
         }
+        let epoch = map.epoch;
         let sends = per_node.into_iter().map(|(node, items)| {
             let desc = map.nodes.get(&node).expect("located nodes are in the map").clone();
             async move {
                 let slots: Vec<(usize, usize)> = items.iter().map(|w| (w.blob, w.index)).collect();
-                let sent = self.peers.put_many(&desc, items.into_iter().map(|w| (w.key, w.header, w.data)).collect()).await;
+                let sent = self.peers.put_many(&desc, epoch, items.into_iter().map(|w| (w.key, w.header, w.data)).collect()).await;
                 (slots, sent)
             }
         });

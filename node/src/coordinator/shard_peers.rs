@@ -8,8 +8,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use strata_client::{RpcError, RpcPool};
 use strata_proto::cluster_map::NodeDescriptor;
-use strata_proto::{ChunkId, ErrorCode, GcAction, NodeId, PartitionId, Request, Response, ShardHeader, ShardKey, TenantId};
+use strata_proto::{ChunkId, Epoch, ErrorCode, GcAction, NodeId, PartitionId, Request, Response, ShardHeader, ShardKey, TenantId};
 
+use crate::custody::{Custody, CustodyError};
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::store::{Shard, ShardStore, StoreError};
@@ -61,6 +62,7 @@ pub enum ShardOpError {
 pub struct ShardPeers {
     me: NodeId,
     store: Arc<dyn ShardStore>,
+    custody: Arc<Custody>,
     pool: Arc<RpcPool>,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
@@ -69,15 +71,15 @@ pub struct ShardPeers {
 
 impl ShardPeers {
     /// Shard access from node `me`.
-    pub fn new(
-        me: NodeId,
-        store: Arc<dyn ShardStore>,
-        pool: Arc<RpcPool>,
-        health: Arc<Health>,
-        metrics: Arc<Metrics>,
-        timeout: Duration,
-    ) -> Self {
-        ShardPeers { me, store, pool, health, metrics, timeout }
+    pub fn new(custody: Arc<Custody>, pool: Arc<RpcPool>, health: Arc<Health>, metrics: Arc<Metrics>, timeout: Duration) -> Self {
+        let store = custody.store().clone();
+        let me = custody.me();
+        ShardPeers { me, store, custody, pool, health, metrics, timeout }
+    }
+
+    /// This node's shard custody.
+    pub fn custody(&self) -> &Arc<Custody> {
+        &self.custody
     }
 
     fn store_error(&self, e: StoreError) -> ShardOpError {
@@ -148,28 +150,26 @@ impl ShardPeers {
         })
     }
 
-    /// Stores a shard on `node`.
-    pub async fn put(&self, node: &NodeDescriptor, key: ShardKey, header: ShardHeader, data: Bytes) -> Result<(), ShardOpError> {
-        if node.id == self.me {
-            return self.local(move |s| s.put(&key, &header, &data)).await;
-        }
-        self.remote(node, "put_shard", Request::PutShard { key, header }, data).await.map(|_| ())
-    }
-
-    /// Stores several shards on `node` with one durable write; one result per shard, in order.
+    /// Stores several shards on `node` with one durable write; one result per shard, in order. `epoch` is the
+    /// epoch of the map the shards were placed with (see `Custody`).
     pub async fn put_many(
         &self,
         node: &NodeDescriptor,
+        epoch: Epoch,
         items: Vec<(ShardKey, ShardHeader, Bytes)>,
     ) -> Result<Vec<Result<(), ShardOpError>>, ShardOpError> {
         if node.id == self.me {
             let me = self.me;
-            let results = self.local(move |s| Ok(s.put_many(&items.iter().map(|(k, h, d)| (*k, *h, &d[..])).collect::<Vec<_>>()))).await?;
+            let custody = self.custody.clone();
+            let results =
+                tokio::task::spawn_blocking(move || custody.put_many(&items.iter().map(|(k, h, d)| (*k, *h, &d[..])).collect::<Vec<_>>()))
+                    .await
+                    .map_err(|e| ShardOpError::Failed { node: me, reason: format!("store task failed: {e}") })?;
             return Ok(results
                 .into_iter()
                 .map(|r| {
                     r.map_err(|e| match e {
-                        StoreError::NoSpace(reason) => ShardOpError::NoSpace { node: me, reason },
+                        CustodyError::Store(StoreError::NoSpace(reason)) => ShardOpError::NoSpace { node: me, reason },
                         other => ShardOpError::Failed { node: me, reason: other.to_string() },
                     })
                 })
@@ -181,7 +181,7 @@ impl ShardPeers {
             body.extend_from_slice(d);
         }
         let n = items.len();
-        match self.remote(node, "put_shards", Request::PutShards { shards: lengths }, Bytes::from(body)).await?.response {
+        match self.remote(node, "put_shards", Request::PutShards { shards: lengths, epoch }, Bytes::from(body)).await?.response {
             Response::PutShards { results } if results.len() == n => Ok(results
                 .into_iter()
                 .map(|r| {
@@ -227,6 +227,24 @@ impl ShardPeers {
         let n = chunks.len();
         match self.remote(node, "has_shards", Request::HasShards { tenant, chunks, include_condemned }, Bytes::new()).await?.response {
             Response::HasShards { held } if held.len() == n => Ok(held),
+            other => Err(ShardOpError::Failed { node: node.id, reason: format!("unexpected reply {other:?}") }),
+        }
+    }
+
+    /// One page of the shard keys `node` holds in `partition`, once it has applied `min_epoch` and fenced off
+    /// writes admitted under older maps (see `Custody`). Goes over QUIC even to this node, like other
+    /// maintenance calls, so the fence runs in one place.
+    pub async fn scan(
+        &self,
+        node: &NodeDescriptor,
+        partition: PartitionId,
+        after: Option<ShardKey>,
+        limit: u32,
+        min_epoch: Epoch,
+    ) -> Result<Vec<(ShardKey, ShardHeader)>, ShardOpError> {
+        let request = Request::ScanShards { partition, after, limit, min_epoch };
+        match self.remote_with(node, "scan_shards", request, Bytes::new(), false).await?.response {
+            Response::ShardKeys { entries } => Ok(entries),
             other => Err(ShardOpError::Failed { node: node.id, reason: format!("unexpected reply {other:?}") }),
         }
     }

@@ -6,8 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 use strata_proto::{
-    EcProfile, Epoch, ErrorCode, NodeAnnouncement, NodeId, PartitionPlacement, RoleSet, SessionId, SnapshotId, SnapshotRecord, TenantId,
-    WireError,
+    EcProfile, Epoch, ErrorCode, NodeAnnouncement, NodeId, NodeSet, PartitionId, PartitionPlacement, RoleSet, SessionId, SnapshotId,
+    SnapshotRecord, TenantId, WireError,
 };
 
 /// Digest of a bearer secret (see `strata_proto::Secret::digest`).
@@ -142,6 +142,59 @@ pub enum MetaCommand {
     ExpireSessions {
         /// Proposer's clock.
         now_ms: u64,
+    },
+    /// Create an empty, Active storage generation.
+    AddGeneration {
+        /// Unique name.
+        name: String,
+        /// Its erasure-code profile.
+        profile: EcProfile,
+    },
+    /// Move a generation along its life cycle.
+    GenerationStep {
+        /// Generation name.
+        name: String,
+        /// What to do.
+        step: GenerationStep,
+    },
+    /// Override every node's configured migration rate (`None`: back to the configured values).
+    SetMigrationRate {
+        /// Bytes per second per node; 0 = unlimited.
+        bytes_per_sec: Option<u64>,
+    },
+    /// Start moving partitions: each gets a target set. Refused unless the map is still at `expected_epoch`.
+    StartMoves {
+        /// Epoch the moves were planned from.
+        expected_epoch: Epoch,
+        /// Partition and the set it moves to.
+        moves: Vec<(PartitionId, NodeSet)>,
+    },
+    /// A partition's data is copied to and verified on its target: the target becomes current.
+    CompleteMove {
+        /// The partition.
+        partition: PartitionId,
+        /// The target the mover copied to (refused if the partition's target has changed since).
+        target: NodeSet,
+    },
+}
+
+/// A life-cycle step of a storage generation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GenerationStep {
+    /// Active -> Draining: move every partition off it.
+    Drain,
+    /// Draining -> Active: partitions on their way out turn around.
+    Cancel,
+    /// Stop moves from or to it.
+    Pause,
+    /// Let moves from or to it continue.
+    Resume,
+    /// Draining -> Drained, once no partition has data on it (proposed by the leader).
+    MarkDrained,
+    /// Drained -> Dropped: its nodes leave the cluster. `force` allows any state if it holds no data.
+    Drop {
+        /// Skip the Drained requirement (never the "holds no data" one).
+        force: bool,
     },
 }
 

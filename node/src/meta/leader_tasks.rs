@@ -1,20 +1,21 @@
-//! Work only the Raft leader does: growing the voter set and placing partitions once a generation can hold data.
+//! Work only the Raft leader does: growing the voter set, placing partitions once a generation can hold data,
+//! starting partition moves and marking emptied generations Drained.
 //!
-//! The decisions are pure (`membership::plan`, `placement::plan`); this loop gathers their inputs from Raft
-//! metrics and the applied state and carries out one step per tick. Placement is computed only while the map
-//! has none: changing an existing placement moves data and belongs to the migration engine.
+//! The decisions are pure (`membership::plan`, `placement::plan`, `migrate::plan`); this loop gathers their
+//! inputs from Raft metrics and the applied state and carries out one step per tick. The data itself is moved
+//! by each target set's first node (`migrate`), never by this loop.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use openraft::BasicNode;
 use openraft::ChangeMembers;
-use strata_proto::cluster_map::NodeState;
+use strata_proto::cluster_map::{GenerationState, NodeState};
 use strata_proto::{NodeSet, PartitionPlacement};
 use tokio::sync::watch;
 
 use super::Meta;
-use super::command::MetaCommand;
+use super::command::{GenerationStep, MetaCommand};
 use super::membership::{self, MemberView, MembershipStep};
 use crate::placement::{self, PlacementInput};
 
@@ -22,7 +23,7 @@ use crate::placement::{self, PlacementInput};
 const CAUGHT_UP_SLACK: u64 = 50;
 
 /// Runs until `shutdown` turns true.
-pub async fn run(meta: Meta, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(meta: Meta, max_moving: usize, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {
@@ -39,7 +40,37 @@ pub async fn run(meta: Meta, mut shutdown: watch::Receiver<bool>) {
             }
         }
         ensure_placement(&meta).await;
+        start_moves(&meta, max_moving).await;
+        mark_drained(&meta).await;
         expire_sessions(&meta).await;
+    }
+}
+
+/// Gives partitions the placement planner wants elsewhere a target set, within the cluster's move budget.
+async fn start_moves(meta: &Meta, max_moving: usize) {
+    let (epoch, moves) = {
+        let map = meta.reader.map();
+        (map.epoch, crate::migrate::plan::next_moves(&map, max_moving))
+    };
+    if moves.is_empty() {
+        return;
+    }
+    let n = moves.len();
+    match meta.write(MetaCommand::StartMoves { expected_epoch: epoch, moves }).await {
+        Ok(r) => tracing::info!(partitions = n, ?r, "partition moves started"),
+        Err(e) => tracing::info!(error = %e, "partition moves not started; will retry"),
+    }
+}
+
+/// Marks Draining generations that hold no data any more as Drained.
+async fn mark_drained(meta: &Meta) {
+    let names = crate::migrate::plan::drained(&meta.reader.map());
+    for name in names {
+        let step = MetaCommand::GenerationStep { name: name.clone(), step: GenerationStep::MarkDrained };
+        match meta.write(step).await {
+            Ok(_) => tracing::info!(generation = %name, "generation drained: it holds no data and can be dropped"),
+            Err(e) => tracing::warn!(generation = %name, error = %e, "could not mark the generation drained; will retry"),
+        }
     }
 }
 
@@ -78,8 +109,10 @@ async fn reconcile_membership(meta: &Meta) -> bool {
                     id: n.id.0,
                     addr: n.addr.clone(),
                     zone: n.zone.clone(),
-                    eligible: n.state == NodeState::Active,
+                    eligible: n.state == NodeState::Active
+                        && s.map.generations.get(&n.generation).is_some_and(|g| g.state == GenerationState::Active),
                     caught_up: matched(n.id.0),
+                    removed: n.state == NodeState::Removed,
                 })
                 .collect()
         });
@@ -92,6 +125,7 @@ async fn reconcile_membership(meta: &Meta) -> bool {
     let result = match step {
         MembershipStep::AddLearner { id, addr } => meta.raft.add_learner(id, BasicNode { addr }, false).await.map(|_| ()),
         MembershipStep::SetVoters(v) => meta.raft.change_membership(ChangeMembers::ReplaceAllVoters(v), true).await.map(|_| ()),
+        MembershipStep::RemoveLearners(ids) => meta.raft.change_membership(ChangeMembers::RemoveNodes(ids), false).await.map(|_| ()),
     };
     match result {
         Ok(()) => true,

@@ -1,8 +1,10 @@
 //! Which nodes vote in Raft: a pure planner, run by the leader one step at a time.
 //!
-//! Every Active node is a Raft member: three or five of them vote (spread over zones), the rest are learners
-//! that receive the log. A node becomes a voter only once it has caught up. Voter changes keep an odd count,
-//! and a voter is replaced only when the cluster declares it Down or Removed, never because of a blip.
+//! Every node that has not been removed is a Raft member: three or five of them vote (spread over zones, and
+//! only nodes of Active generations, so voters leave a draining generation before it is switched off), the
+//! rest are learners that receive the log. A node becomes a voter only once it has caught up. Voter changes
+//! keep an odd count, and a voter is replaced only when the cluster declares it Down or Removed or its
+//! generation drains, never because of a blip. Removed nodes leave the membership altogether.
 
 use std::collections::BTreeSet;
 
@@ -19,6 +21,8 @@ pub struct MemberView {
     pub eligible: bool,
     /// Its log is close to the leader's.
     pub caught_up: bool,
+    /// Removed from the cluster for good (its generation was dropped): it leaves Raft too.
+    pub removed: bool,
 }
 
 /// One membership change.
@@ -33,6 +37,8 @@ pub enum MembershipStep {
     },
     /// Replace the voter set.
     SetVoters(BTreeSet<u64>),
+    /// Remove non-voting members that left the cluster.
+    RemoveLearners(BTreeSet<u64>),
 }
 
 /// Voters wanted for `eligible` nodes: 1, 3 or 5.
@@ -46,7 +52,13 @@ pub fn target_voters(eligible: usize) -> usize {
 
 /// The next membership change, if any.
 pub fn plan(voters: &BTreeSet<u64>, learners: &BTreeSet<u64>, nodes: &[MemberView]) -> Option<MembershipStep> {
-    if let Some(n) = nodes.iter().find(|n| n.eligible && !voters.contains(&n.id) && !learners.contains(&n.id)) {
+    let gone: BTreeSet<u64> =
+        nodes.iter().filter(|n| n.removed && learners.contains(&n.id) && !voters.contains(&n.id)).map(|n| n.id).collect();
+    if !gone.is_empty() {
+        return Some(MembershipStep::RemoveLearners(gone));
+    }
+    // Every node that has not left receives the log: a node of a draining generation still needs the map.
+    if let Some(n) = nodes.iter().find(|n| !n.removed && !voters.contains(&n.id) && !learners.contains(&n.id)) {
         return Some(MembershipStep::AddLearner { id: n.id, addr: n.addr.clone() });
     }
     let eligible: Vec<&MemberView> = nodes.iter().filter(|n| n.eligible).collect();
@@ -76,7 +88,7 @@ mod tests {
     use super::*;
 
     fn view(id: u64, zone: &str) -> MemberView {
-        MemberView { id, addr: format!("a{id}"), zone: zone.into(), eligible: true, caught_up: true }
+        MemberView { id, addr: format!("a{id}"), zone: zone.into(), eligible: true, caught_up: true, removed: false }
     }
 
     fn set(ids: &[u64]) -> BTreeSet<u64> {
@@ -110,6 +122,20 @@ mod tests {
         nodes[3].caught_up = true;
         // Four voters would be even: wait for the fifth.
         assert_eq!(plan(&set(&[1, 2, 3]), &learners, &nodes), None);
+    }
+
+    #[test]
+    fn removed_nodes_stop_voting_then_leave() {
+        let mut nodes: Vec<_> = (1..=8).map(|i| view(i, &format!("z{i}"))).collect();
+        for n in &mut nodes[..3] {
+            n.eligible = false;
+            n.removed = true;
+        }
+        let all = set(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        let step = plan(&set(&[1, 2, 3, 4, 5]), &all, &nodes);
+        assert_eq!(step, Some(MembershipStep::SetVoters(set(&[4, 5, 6, 7, 8]))));
+        let step = plan(&set(&[4, 5, 6, 7, 8]), &all, &nodes);
+        assert_eq!(step, Some(MembershipStep::RemoveLearners(set(&[1, 2, 3]))));
     }
 
     #[test]

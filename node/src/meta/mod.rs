@@ -8,6 +8,7 @@
 
 pub mod catalog;
 pub mod command;
+pub mod generations;
 pub mod leader_tasks;
 pub mod log_store;
 pub mod membership;
@@ -15,6 +16,7 @@ pub mod network;
 pub mod state;
 pub mod state_machine;
 mod state_v1;
+mod state_v2;
 pub mod types;
 
 use std::collections::BTreeMap;

@@ -14,10 +14,11 @@ use strata_proto::{
 };
 
 use super::command::{Digest, InitCluster, MetaCommand, MetaResponse};
+use super::generations::MigrationSettings;
 
-/// Format version of the encoded state (snapshots). Version 1 (before sessions, snapshots and key files) is
-/// still read: see `state_v1.rs`.
-pub const STATE_FORMAT_VERSION: u32 = 2;
+/// Format version of the encoded state (snapshots). Versions 1 (before sessions, snapshots and key files) and
+/// 2 (before migration settings) are still read: see `state_v1.rs` and `state_v2.rs`.
+pub const STATE_FORMAT_VERSION: u32 = 3;
 
 /// A tenant.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +69,8 @@ pub struct MetaState {
     pub key_files: BTreeMap<TenantId, KeyFileRecord>,
     /// Next session id to hand out.
     pub next_session_id: u64,
+    /// Migration knobs: paused generations, rate override.
+    pub migration: MigrationSettings,
 }
 
 /// An open upload session.
@@ -113,6 +116,7 @@ impl Default for MetaState {
             snapshots: BTreeMap::new(),
             key_files: BTreeMap::new(),
             next_session_id: 1,
+            migration: MigrationSettings::default(),
         }
     }
 }
@@ -171,6 +175,11 @@ impl MetaState {
             MetaCommand::ForgetSnapshots { tenant, ids } => self.forget_snapshots(*tenant, ids),
             MetaCommand::PutKeyFile { tenant, text, check, proof } => self.put_key_file(*tenant, text, *check, *proof),
             MetaCommand::ExpireSessions { now_ms } => self.expire_sessions(*now_ms),
+            MetaCommand::AddGeneration { name, profile } => self.add_generation(name, *profile),
+            MetaCommand::GenerationStep { name, step } => self.generation_step(name, *step),
+            MetaCommand::SetMigrationRate { bytes_per_sec } => self.set_migration_rate(*bytes_per_sec),
+            MetaCommand::StartMoves { expected_epoch, moves } => self.start_moves(*expected_epoch, moves),
+            MetaCommand::CompleteMove { partition, target } => self.complete_move(*partition, target),
         }
     }
 
@@ -206,6 +215,9 @@ impl MetaState {
         let Some(generation) = self.map.generation_by_name(&a.generation).map(|g| g.id) else {
             return MetaResponse::reject(ErrorCode::NotFound, format!("generation {:?} does not exist", a.generation));
         };
+        if self.map.generations.get(&generation).is_some_and(|g| g.state == GenerationState::Dropped) {
+            return MetaResponse::reject(ErrorCode::Conflict, format!("generation {:?} was dropped; nodes cannot join it", a.generation));
+        }
         if a.id.0 == 0 {
             return MetaResponse::reject(ErrorCode::BadRequest, "node id 0 is reserved");
         }
@@ -298,8 +310,9 @@ impl MetaState {
         let version = u32::from_le_bytes(version.try_into().map_err(|_| "bad version header")?);
         let state: MetaState = match version {
             1 => super::state_v1::decode(rest)?,
+            2 => super::state_v2::decode(rest)?,
             STATE_FORMAT_VERSION => postcard::from_bytes(rest).map_err(|e| format!("snapshot is malformed: {e}"))?,
-            _ => return Err(format!("snapshot format version {version} is not supported (this build reads 1 and {STATE_FORMAT_VERSION})")),
+            _ => return Err(format!("snapshot format version {version} is not supported (this build reads 1 to {STATE_FORMAT_VERSION})")),
         };
         state.map.validate().map_err(|e| format!("snapshot holds an invalid cluster map: {e}"))?;
         Ok(state)

@@ -67,6 +67,20 @@ impl MetaReader {
     pub fn last_applied_index(&self) -> Option<u64> {
         self.guard().last_applied.map(|l| l.index)
     }
+
+    /// A reader over a fixed state, for tests of code that only reads the map.
+    #[cfg(test)]
+    pub fn for_test(state: MetaState) -> Self {
+        let map = Arc::new(state.map.clone());
+        let applied = Applied { state, ..Applied::default() };
+        MetaReader { applied: Arc::new(RwLock::new(applied)), map_tx: Arc::new(watch::channel(map).0) }
+    }
+
+    /// Replaces the map seen by readers made with [`MetaReader::for_test`].
+    #[cfg(test)]
+    pub fn set_map_for_test(&self, map: ClusterMap) {
+        self.map_tx.send_replace(Arc::new(map));
+    }
 }
 
 /// Snapshot as stored on disk.

@@ -6,6 +6,7 @@ use strata_proto::{ErrorCode, GcAction, Request, Response, Role, RoleSet, WireEr
 use super::auth::{Caller, now_ms};
 use super::{join, status};
 use crate::context::NodeContext;
+use crate::custody::CustodyError;
 use crate::meta::command::{MetaCommand, MetaResponse};
 use crate::store::StoreError;
 
@@ -33,6 +34,40 @@ fn split_body(body: &[u8], lengths: impl Iterator<Item = u32>, max_item: u64) ->
         return Err(WireError::new(ErrorCode::BadRequest, format!("{} body bytes are not covered by the item lengths", body.len() - at)));
     }
     Ok(out)
+}
+
+/// Longest a holder waits to learn a map epoch a peer already uses.
+const EPOCH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Most keys one `ScanShards` returns.
+const MAX_SCAN: usize = 4096;
+
+/// Stores shards received from a peer through this node's custody check. A peer with a newer map than ours
+/// gets an answer once we have caught up (or after `EPOCH_WAIT`, decided with what we know).
+async fn put_shards(
+    ctx: &NodeContext,
+    epoch: strata_proto::Epoch,
+    items: Vec<(strata_proto::ShardKey, strata_proto::ShardHeader, std::ops::Range<usize>)>,
+    body: Vec<u8>,
+) -> Result<Vec<Result<(), WireError>>, WireError> {
+    let custody = ctx.coordinator.peers().custody().clone();
+    if ctx.meta.reader.map().epoch < epoch {
+        custody.wait_for_epoch(epoch, EPOCH_WAIT).await;
+    }
+    let results = tokio::task::spawn_blocking(move || {
+        let items: Vec<_> = items.into_iter().map(|(k, h, range)| (k, h, &body[range])).collect();
+        custody.put_many(&items)
+    })
+    .await
+    .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?;
+    Ok(results.into_iter().map(|r| r.map_err(custody_error)).collect())
+}
+
+fn custody_error(e: CustodyError) -> WireError {
+    match e {
+        CustodyError::Store(s) => store_error(s),
+        not_holder @ CustodyError::NotHolder { .. } => WireError::new(ErrorCode::StaleEpoch, not_holder.to_string()),
+    }
 }
 
 fn ok(r: Response) -> Reply {
@@ -82,6 +117,7 @@ pub async fn dispatch(ctx: &NodeContext, caller: Caller, request: Request, body:
                 protocol_version: strata_proto::PROTOCOL_VERSION,
                 shards: usage.shards,
                 bytes: usage.bytes,
+                moved_bytes: ctx.metrics.moved_bytes.get(),
             })
         }
         Request::GetClusterMap { known_epoch } => {
@@ -178,24 +214,37 @@ pub async fn dispatch(ctx: &NodeContext, caller: Caller, request: Request, body:
             ctx.meta.write(MetaCommand::RegisterNode(node)).await.map_err(meta_error)?;
             ok(Response::Ok)
         }
-        Request::PutShard { key, header } => {
+        Request::PutShard { key, header, epoch } => {
             caller.node()?;
-            on_store(ctx, move |s| s.put(&key, &header, &body)).await?;
+            let mut results = put_shards(ctx, epoch, vec![(key, header, 0..body.len())], body).await?;
+            results.pop().unwrap_or_else(|| Err(WireError::new(ErrorCode::Internal, "no result for the shard")))?;
             ok(Response::Ok)
         }
-        Request::PutShards { shards } => {
+        Request::PutShards { shards, epoch } => {
             caller.node()?;
             let parts = split_body(&body, shards.iter().map(|(_, _, len)| *len), ctx.config.limits.max_blob_bytes)?;
-            let results = tokio::task::spawn_blocking({
-                let store = ctx.store.clone();
-                move || {
-                    let items: Vec<_> = shards.iter().zip(parts).map(|((k, h, _), range)| (*k, *h, &body[range])).collect();
-                    store.put_many(&items)
-                }
+            let items = shards.iter().zip(parts).map(|((k, h, _), range)| (*k, *h, range)).collect();
+            ok(Response::PutShards { results: put_shards(ctx, epoch, items, body).await? })
+        }
+        Request::ScanShards { partition, after, limit, min_epoch } => {
+            caller.node()?;
+            let custody = ctx.coordinator.peers().custody().clone();
+            if !custody.wait_for_epoch(min_epoch, EPOCH_WAIT).await {
+                return Err(WireError::new(ErrorCode::NotReady, format!("this node has not applied map {min_epoch} yet; retry")));
+            }
+            let limit = (limit as usize).clamp(1, MAX_SCAN);
+            let entries = tokio::task::spawn_blocking(move || {
+                custody.fence();
+                custody.store().scan_partition(partition, after.as_ref(), limit)
             })
             .await
-            .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?;
-            ok(Response::PutShards { results: results.into_iter().map(|r| r.map_err(store_error)).collect() })
+            .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?
+            .map_err(store_error)?;
+            ok(Response::ShardKeys { entries })
+        }
+        Request::Generation(op) => {
+            caller.operator("managing generations")?;
+            ok(Response::Generation { message: super::generation::handle(ctx, op).await? })
         }
         Request::GetShard { key } => {
             caller.node()?;

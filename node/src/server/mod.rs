@@ -8,6 +8,7 @@
 
 mod auth;
 mod catalog;
+mod generation;
 mod handlers;
 mod join;
 mod status;

@@ -1,7 +1,7 @@
 //! Builds the operator's status view from Raft metrics, the cluster map and peer health.
 
 use strata_proto::NodeId;
-use strata_proto::status::{ClusterStatus, NodeStatus};
+use strata_proto::status::{ClusterStatus, MigrationStatus, NodeStatus};
 
 use crate::context::NodeContext;
 
@@ -46,5 +46,14 @@ pub fn cluster_status(ctx: &NodeContext) -> ClusterStatus {
         voters,
         nodes,
         generations: map.generations.values().cloned().collect(),
+        migration: MigrationStatus {
+            rate_limit_bytes_per_sec: ctx
+                .meta
+                .reader
+                .read(|s| s.migration.rate_bytes_per_sec)
+                .unwrap_or(ctx.config.migration.rate_bytes_per_sec),
+            moved_bytes_per_sec: ctx.health.total_moved_bytes_per_sec(),
+            generations: crate::migrate::generation_status(ctx),
+        },
     }
 }

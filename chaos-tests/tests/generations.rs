@@ -1,0 +1,192 @@
+//! Storage generations end to end: a new generation joins, the old one is drained (once cancelled halfway)
+//! while backups and restores keep running, then it is dropped and switched off, and everything restores.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use strata_chaos::fs_tree::{Manifest, TreeSpec, differences, generate, manifest};
+use strata_chaos::{Cluster, ClusterSpec, TenantCli};
+
+/// Where the restore of `source` lands below `target` (snapshots keep absolute paths).
+fn restored(target: &Path, source: &Path) -> PathBuf {
+    target.join(source.strip_prefix("/").expect("absolute source"))
+}
+
+/// Restores snapshot `id` and returns how it differs from `expected` (empty when byte-exact).
+fn restore_diff(cli: &TenantCli, id: &str, source: &Path, expected: &Manifest, target: &Path) -> Vec<String> {
+    let out = cli.run(&["--json", "restore", id, "--target", target.to_str().unwrap()]);
+    if !out.status.success() {
+        return vec![format!("restore of {id} failed: {}", String::from_utf8_lossy(&out.stderr))];
+    }
+    differences(expected, &manifest(&restored(target, source)))
+}
+
+/// One generation's progress entry from `strata admin generation list --json`.
+fn generation<'a>(list: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    list["generations"].as_array().expect("generations").iter().find(|g| g["generation"]["name"] == name).expect("generation listed")
+}
+
+/// Every snapshot a loop made with the tree it saved, and every failure it met.
+type LoopOutcome = (Vec<(String, Manifest)>, Vec<String>);
+
+/// Backs up and restores in a loop until told to stop.
+struct BackupLoop {
+    stop: Arc<AtomicBool>,
+    handle: std::thread::JoinHandle<LoopOutcome>,
+}
+
+impl BackupLoop {
+    fn start(cli: TenantCli, source: PathBuf, scratch: PathBuf) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut snapshots = Vec::new();
+            let mut errors = Vec::new();
+            for round in 0..60 {
+                if flag.load(Ordering::Relaxed) {
+                    break;
+                }
+                // Change the tree a little every round: a new file and a grown one.
+                std::fs::write(source.join(format!("round-{round}.bin")), vec![round as u8; 300_000 + round * 1000]).expect("write");
+                let expected = manifest(&source);
+                let out = cli.run(&["--json", "backup", source.to_str().unwrap()]);
+                if !out.status.success() {
+                    errors.push(format!("backup {round}: {}", String::from_utf8_lossy(&out.stderr)));
+                    continue;
+                }
+                let text = String::from_utf8_lossy(&out.stdout);
+                let summary: serde_json::Value = serde_json::from_str(text.lines().last().unwrap_or("{}")).expect("summary");
+                let id = summary["snapshot_id"].as_str().expect("snapshot id").to_owned();
+                let diff = restore_diff(&cli, &id, &source, &expected, &scratch.join(format!("r{round}")));
+                if !diff.is_empty() {
+                    errors.push(format!("restore {round}: {:?}", &diff[..diff.len().min(4)]));
+                }
+                let _ = std::fs::remove_dir_all(scratch.join(format!("r{round}")));
+                snapshots.push((id, expected));
+            }
+            (snapshots, errors)
+        });
+        BackupLoop { stop, handle }
+    }
+
+    fn finish(self) -> LoopOutcome {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.join().expect("backup loop")
+    }
+}
+
+async fn wait_state(cluster: &Cluster, name: &str, state: &str, timeout: Duration) -> anyhow::Result<()> {
+    cluster
+        .wait_for(&format!("{name} to be {state}"), timeout, || async {
+            let out = cluster.admin(&["generation", "list"]);
+            out.status.success()
+                && serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                    .is_ok_and(|l| generation(&l, name)["generation"]["state"] == state)
+        })
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generation_is_drained_online_cancelled_drained_again_and_dropped() -> anyhow::Result<()> {
+    let mut cluster = Cluster::start(ClusterSpec { partition_bits: 4, ..ClusterSpec::default() }).await?;
+    let work = tempfile::tempdir()?;
+    let cli = cluster.tenant_cli("mover", &work.path().join("laptop")).await?;
+    cli.json(&["init"]);
+    let source = work.path().join("source");
+    let first_tree = generate(&source, 11, &TreeSpec { sparse_bytes: 8 << 20, max_file_bytes: 2 << 20, files: 24 });
+    let first = cli.json(&["backup", source.to_str().unwrap()])["snapshot_id"].as_str().expect("id").to_owned();
+
+    // A second generation with another profile joins; the first keeps serving.
+    let added = cluster.admin_json(&["generation", "add", "gen-b", "--ec", "3+2"]);
+    assert!(added["message"].as_str().unwrap().contains("gen-b"), "{added}");
+    cluster.join_nodes("gen-b", 6).await?;
+
+    // Refusals say why.
+    let refused = cluster.admin(&["generation", "drop", "gen-1"]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("partitions are placed on it"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let refused = cluster.admin(&["generation", "drop", "gen-1", "--force"]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("would be lost"), "{}", String::from_utf8_lossy(&refused.stderr));
+    let refused = cluster.admin(&["generation", "cancel", "gen-1"]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("only a Draining one"), "{}", String::from_utf8_lossy(&refused.stderr));
+
+    let looping = BackupLoop::start(
+        strata_chaos::TenantCli { profile: cli.profile.clone(), password_file: cli.password_file.clone(), tenant: cli.tenant },
+        source.clone(),
+        work.path().join("loop-restores"),
+    );
+
+    // Drain slowly, then cancel once some partitions have left.
+    cluster.admin_json(&["generation", "rate", "256KiB"]);
+    cluster.admin_json(&["generation", "drain", "gen-1"]);
+    let placed_before = generation(&cluster.admin_json(&["generation", "list"]), "gen-1")["partitions"]["placed"].as_u64().unwrap_or(0);
+    cluster
+        .wait_for("a partition to leave gen-1", Duration::from_secs(120), || async {
+            let list = cluster.admin_json(&["generation", "list"]);
+            let g = generation(&list, "gen-1");
+            g["partitions"]["placed"].as_u64().unwrap_or(0) + g["partitions"]["moving_out"].as_u64().unwrap_or(0) < placed_before
+                || g["generation"]["state"] == "Drained"
+        })
+        .await?;
+    cluster.admin_json(&["generation", "pause", "gen-1"]);
+    assert_eq!(generation(&cluster.admin_json(&["generation", "list"]), "gen-1")["paused"], true);
+    cluster.admin_json(&["generation", "resume", "gen-1"]);
+    let cancelled = cluster.admin(&["generation", "cancel", "gen-1"]);
+    let drained_already = !cancelled.status.success() && String::from_utf8_lossy(&cancelled.stderr).contains("Drained");
+    eprintln!("cancel: {}", if drained_already { "too late, the drain had finished" } else { "turned the drain around" });
+    if !drained_already {
+        assert!(cancelled.status.success(), "{}", String::from_utf8_lossy(&cancelled.stderr));
+        assert_eq!(generation(&cluster.admin_json(&["generation", "list"]), "gen-1")["generation"]["state"], "Active");
+        let diff = restore_diff(&cli, &first[..8], &source, &first_tree, &work.path().join("after-cancel"));
+        assert!(diff.is_empty(), "first snapshot after the cancel: {diff:?}");
+        // Drain again, at full speed, to the end.
+        cluster.admin_json(&["generation", "rate", "0"]);
+        cluster.admin_json(&["generation", "drain", "gen-1"]);
+    }
+    wait_state(&cluster, "gen-1", "Drained", Duration::from_secs(300)).await?;
+    let (snapshots, errors) = looping.finish();
+    assert!(errors.is_empty(), "backups or restores failed during the drain: {errors:#?}");
+    assert!(snapshots.len() >= 2, "the loop made only {} snapshots", snapshots.len());
+    eprintln!("{} snapshots backed up and restored during the drains", snapshots.len());
+
+    let list = cluster.admin_json(&["generation", "list"]);
+    assert_eq!(generation(&list, "gen-1")["safe_to_remove"], true, "{list}");
+    cluster
+        .wait_for("gen-1's nodes to retire their shards", Duration::from_secs(60), || async {
+            let list = cluster.admin_json(&["generation", "list"]);
+            generation(&list, "gen-1")["stored_shards"] == 0
+        })
+        .await?;
+    let dropped = cluster.admin_json(&["generation", "drop", "gen-1"]);
+    assert!(dropped["message"].as_str().unwrap().contains("can be stopped"), "{dropped}");
+    cluster
+        .wait_for("the Raft voters to have moved to gen-b", Duration::from_secs(60), || async {
+            let out = cluster.admin(&["status"]);
+            let Ok(status) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else { return false };
+            let voters: Vec<u64> = status["voters"].as_array().map(|v| v.iter().filter_map(|x| x.as_u64()).collect()).unwrap_or_default();
+            voters.len() == 5 && voters.iter().all(|v| *v >= 7)
+        })
+        .await?;
+    for id in 1..=6 {
+        cluster.kill(id)?;
+    }
+    cluster.retarget_profile(&cli)?;
+
+    // Everything restores from gen-b alone: the first snapshot and every one made during the drains.
+    let diff = restore_diff(&cli, &first[..8], &source, &first_tree, &work.path().join("final-first"));
+    assert!(diff.is_empty(), "first snapshot after the drop: {diff:?}");
+    for (i, (id, expected)) in snapshots.iter().enumerate() {
+        let diff = restore_diff(&cli, &id[..8], &source, expected, &work.path().join(format!("final-{i}")));
+        assert!(diff.is_empty(), "snapshot {id} after the drop: {:?}", &diff[..diff.len().min(4)]);
+        let _ = std::fs::remove_dir_all(work.path().join(format!("final-{i}")));
+    }
+    // A new backup goes to gen-b.
+    cli.json(&["backup", source.to_str().unwrap()]);
+    Ok(())
+}

@@ -1,0 +1,283 @@
+//! Moving one partition from its current node set to its target: list what the source holds, copy each chunk
+//! the target lacks (re-encoding it with the target generation's profile), check the target holds every
+//! chunk, and only then complete the move through Raft. Old shards are deleted later, by each old holder's
+//! retirement pass, once the completed map no longer names it (see `custody`).
+//!
+//! Every step is idempotent: a pass that finds everything in place copies nothing, so a move resumes after
+//! any restart from the map alone. Reads and writes go on meanwhile (writes to the target, reads from the
+//! target then the source), and blobs written during the move are already on the target.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::join_all;
+use strata_proto::cluster_map::NodeDescriptor;
+use strata_proto::{ChunkId, ErrorCode, NodeSet, PartitionId, ShardHeader, ShardKey, TenantId};
+
+use super::plan::{is_paused, missing_slots, settled};
+use super::throttle::Throttle;
+use crate::context::NodeContext;
+use crate::coordinator::ack_threshold;
+use crate::erasure::Codecs;
+use crate::meta::MetaError;
+use crate::meta::command::{MetaCommand, MetaResponse};
+
+/// Passes over a partition before giving up for now (the move is retried later).
+const MAX_PASSES: usize = 4;
+/// Keys per source listing page.
+const SCAN_PAGE: u32 = 4096;
+
+/// One partition move.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoveJob {
+    /// The partition.
+    pub partition: PartitionId,
+    /// Where its data is.
+    pub current: NodeSet,
+    /// Where it goes.
+    pub target: NodeSet,
+}
+
+/// Why a move stopped before completing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MoveError {
+    /// The map changed under the move (completed elsewhere, or turned around by a cancel); nothing to do.
+    #[error("the partition's move changed; dropping this attempt")]
+    Superseded,
+    /// An operator paused moves of its generation.
+    #[error("moves of this generation are paused")]
+    Paused,
+    /// Too many source holders could not be listed to be sure every blob is seen.
+    #[error("cannot list the source: {0}")]
+    Source(String),
+    /// Some chunks are still not settled on the target after several passes.
+    #[error("{0} chunks are not yet on the target after {MAX_PASSES} passes (unreadable source or unreachable target)")]
+    Unsettled(u64),
+    /// Completing through Raft failed.
+    #[error("completing the move: {0}")]
+    Meta(String),
+}
+
+/// What a completed move did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MoveReport {
+    /// Distinct chunks found on the source.
+    pub chunks: u64,
+    /// Chunks copied (some slots written).
+    pub copied: u64,
+    /// Shard bytes written.
+    pub bytes: u64,
+}
+
+/// Runs a move to completion or to an error.
+pub async fn move_partition(ctx: &NodeContext, throttle: &Throttle, codecs: &Codecs, job: &MoveJob) -> Result<MoveReport, MoveError> {
+    let mut report = MoveReport::default();
+    for _ in 0..MAX_PASSES {
+        still_moving(ctx, job)?;
+        let epoch = ctx.meta.reader.map().epoch;
+        let chunks = list_source(ctx, job, epoch).await?;
+        report.chunks = chunks.len() as u64;
+        let pass = copy_pass(ctx, throttle, codecs, job, &chunks).await?;
+        report.copied += pass.copied;
+        report.bytes += pass.bytes;
+        if pass.copied == 0 && pass.unsettled == 0 {
+            return complete(ctx, job).await.map(|()| report);
+        }
+        if pass.copied == 0 {
+            // Nothing could be fixed this time (a source blob unreadable, a target node refusing): wait a bit.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+    Err(MoveError::Unsettled(report.chunks))
+}
+
+fn still_moving(ctx: &NodeContext, job: &MoveJob) -> Result<(), MoveError> {
+    let (map, paused) = (ctx.meta.reader.map(), ctx.meta.reader.read(|s| s.migration.paused.clone()));
+    match map.partitions.get(job.partition.0 as usize) {
+        Some(p) if p.current == job.current && p.target.as_ref() == Some(&job.target) => {}
+        _ => return Err(MoveError::Superseded),
+    }
+    if is_paused(&job.current, &job.target, &paused) {
+        return Err(MoveError::Paused);
+    }
+    Ok(())
+}
+
+fn descriptors(ctx: &NodeContext, set: &NodeSet) -> Vec<NodeDescriptor> {
+    let map = ctx.meta.reader.map();
+    set.nodes.iter().filter_map(|n| map.nodes.get(n).cloned()).collect()
+}
+
+/// Every (tenant, chunk) the source holds a shard of. A blob has shards on at least k holders, so with at most
+/// m holders unlisted every readable blob is still seen.
+async fn list_source(ctx: &NodeContext, job: &MoveJob, epoch: strata_proto::Epoch) -> Result<BTreeSet<(TenantId, ChunkId)>, MoveError> {
+    let holders = descriptors(ctx, &job.current);
+    let parity = usize::from(ctx.meta.reader.map().generations.get(&job.current.generation).map_or(0, |g| g.profile.parity_shards));
+    let listings = join_all(holders.iter().map(|node| async move {
+        let mut keys = Vec::new();
+        let mut after = None;
+        loop {
+            let page = ctx.coordinator.peers().scan(node, job.partition, after, SCAN_PAGE, epoch).await?;
+            let done = page.len() < SCAN_PAGE as usize;
+            after = page.last().map(|(k, _)| *k);
+            keys.extend(page.into_iter().map(|(k, _)| (k.tenant, k.chunk)));
+            if done {
+                return Ok::<_, crate::coordinator::ShardOpError>(keys);
+            }
+        }
+    }))
+    .await;
+    let mut chunks = BTreeSet::new();
+    let mut failures = Vec::new();
+    for listing in listings {
+        match listing {
+            Ok(keys) => chunks.extend(keys),
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    if failures.len() > parity || holders.len() < job.current.nodes.len() {
+        return Err(MoveError::Source(failures.join("; ")));
+    }
+    Ok(chunks)
+}
+
+#[derive(Default)]
+struct PassOutcome {
+    copied: u64,
+    unsettled: u64,
+    bytes: u64,
+}
+
+async fn copy_pass(
+    ctx: &NodeContext,
+    throttle: &Throttle,
+    codecs: &Codecs,
+    job: &MoveJob,
+    chunks: &BTreeSet<(TenantId, ChunkId)>,
+) -> Result<PassOutcome, MoveError> {
+    let mut out = PassOutcome::default();
+    let mut by_tenant: BTreeMap<TenantId, Vec<ChunkId>> = BTreeMap::new();
+    for (t, c) in chunks {
+        by_tenant.entry(*t).or_default().push(*c);
+    }
+    let batch = ctx.config.migration.batch_chunks;
+    for (tenant, ids) in by_tenant {
+        for group in ids.chunks(batch) {
+            still_moving(ctx, job)?;
+            let b = copy_batch(ctx, throttle, codecs, job, tenant, group).await;
+            out.copied += b.copied;
+            out.unsettled += b.unsettled;
+            out.bytes += b.bytes;
+        }
+    }
+    Ok(out)
+}
+
+/// Target holdings of each chunk: `held[chunk][slot]`, `None` for a target node that did not answer.
+async fn target_holdings(
+    ctx: &NodeContext,
+    job: &MoveJob,
+    targets: &[NodeDescriptor],
+    tenant: TenantId,
+    ids: &[ChunkId],
+) -> Vec<Vec<Option<u64>>> {
+    let asks: Vec<(PartitionId, ChunkId)> = ids.iter().map(|c| (job.partition, *c)).collect();
+    let answers = join_all(targets.iter().map(|node| ctx.coordinator.peers().held(node, tenant, asks.clone(), true))).await;
+    (0..ids.len()).map(|c| answers.iter().map(|a| a.as_ref().ok().and_then(|masks| masks.get(c).copied())).collect()).collect()
+}
+
+async fn copy_batch(
+    ctx: &NodeContext,
+    throttle: &Throttle,
+    codecs: &Codecs,
+    job: &MoveJob,
+    tenant: TenantId,
+    ids: &[ChunkId],
+) -> PassOutcome {
+    let mut out = PassOutcome::default();
+    let map = ctx.meta.reader.map();
+    let Some(profile) = map.generations.get(&job.target.generation).map(|g| g.profile) else {
+        out.unsettled = ids.len() as u64;
+        return out;
+    };
+    let targets = descriptors(ctx, &job.target);
+    let held = target_holdings(ctx, job, &targets, tenant, ids).await;
+    let need = ack_threshold(profile, ctx.config.durability.extra_shards_for_ack);
+    // Chunks with a slot to write on a target node that answered.
+    let todo: Vec<(ChunkId, Vec<usize>)> = ids
+        .iter()
+        .zip(&held)
+        .filter_map(|(id, h)| {
+            let writable: Vec<usize> = missing_slots(h).into_iter().filter(|&i| h[i].is_some()).collect();
+            if !settled(h, need) && writable.is_empty() {
+                out.unsettled += 1;
+            }
+            (!writable.is_empty()).then_some((*id, writable))
+        })
+        .collect();
+    if todo.is_empty() {
+        return out;
+    }
+    let blobs = join_all(todo.iter().map(|(id, _)| ctx.coordinator.get(tenant, *id))).await;
+    let mut per_node: BTreeMap<usize, Vec<(ShardKey, ShardHeader, Bytes)>> = BTreeMap::new();
+    let mut slots_of: BTreeMap<usize, Vec<ChunkId>> = BTreeMap::new();
+    for ((id, slots), blob) in todo.into_iter().zip(blobs) {
+        let blob = match blob {
+            Ok(b) => b,
+            // Collected by GC since the listing: nothing to move.
+            Err(e) if e.code == ErrorCode::NotFound => continue,
+            Err(e) => {
+                tracing::warn!(partition = %job.partition, blob = %id, error = %e, "cannot read a blob to move; will retry");
+                out.unsettled += 1;
+                continue;
+            }
+        };
+        let shards = match codecs.encode(profile, &blob) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(blob = %id, error = %e, "re-encoding failed");
+                out.unsettled += 1;
+                continue;
+            }
+        };
+        out.copied += 1;
+        for i in slots {
+            let data = &shards[i];
+            let header = ShardHeader::for_shard(profile, blob.len() as u64, i as u8, data);
+            let key = ShardKey { partition: job.partition, tenant, chunk: id, index: i as u8 };
+            out.bytes += data.len() as u64;
+            per_node.entry(i).or_default().push((key, header, Bytes::from(data.clone())));
+            slots_of.entry(i).or_default().push(id);
+        }
+    }
+    let rate = ctx.meta.reader.read(|s| s.migration.rate_bytes_per_sec).unwrap_or(ctx.config.migration.rate_bytes_per_sec);
+    throttle.take(out.bytes, rate).await;
+    let epoch = ctx.meta.reader.map().epoch;
+    let writes = per_node.into_iter().map(|(i, items)| {
+        let node = targets[i].clone();
+        async move { (i, ctx.coordinator.peers().put_many(&node, epoch, items).await) }
+    });
+    for (i, result) in join_all(writes).await {
+        let failed = match result {
+            Ok(rs) => rs.iter().filter(|r| r.is_err()).count(),
+            Err(_) => slots_of.get(&i).map_or(0, Vec::len),
+        };
+        if failed > 0 {
+            tracing::debug!(partition = %job.partition, slot = i, failed, "some moved shards were not stored; the next pass retries");
+        }
+    }
+    ctx.metrics.moved_bytes.inc_by(out.bytes);
+    ctx.metrics.moved_chunks.inc_by(out.copied);
+    out
+}
+
+async fn complete(ctx: &NodeContext, job: &MoveJob) -> Result<(), MoveError> {
+    let cmd = MetaCommand::CompleteMove { partition: job.partition, target: job.target.clone() };
+    match ctx.meta.write(cmd).await {
+        Ok(MetaResponse::Epoch(_)) => Ok(()),
+        Ok(other) => Err(MoveError::Meta(format!("unexpected result {other:?}"))),
+        Err(MetaError::Rejected(e)) if e.code == ErrorCode::Conflict => Err(MoveError::Superseded),
+        Err(e) => Err(MoveError::Meta(e.to_string())),
+    }
+}

@@ -1,0 +1,163 @@
+//! Pure decisions of the migration engine: which partitions start moving, which node moves each one, which
+//! target slots a chunk still lacks, and which draining generations are empty. No I/O and no clock.
+
+use std::collections::BTreeSet;
+
+use strata_proto::cluster_map::GenerationState;
+use strata_proto::{ClusterMap, GenerationId, NodeId, NodeSet, PartitionId};
+
+use crate::placement::{self, PlacementInput};
+
+/// Partitions to start moving now, with their targets: those the placement planner wants elsewhere, at most
+/// `max_moving` moving at once (counting those already moving). Partitions already moving are left alone: a
+/// move is never redirected, only completed or (by cancelling a drain) turned around.
+pub fn next_moves(map: &ClusterMap, max_moving: usize) -> Vec<(PartitionId, NodeSet)> {
+    if !map.is_placed() {
+        return Vec::new();
+    }
+    let previous: Vec<NodeSet> = map.partitions.iter().map(|p| p.target.clone().unwrap_or_else(|| p.current.clone())).collect();
+    let input =
+        PlacementInput { previous: &previous, partition_count: map.partition_count(), nodes: &map.nodes, generations: &map.generations };
+    let Ok(plan) = placement::plan(input) else {
+        return Vec::new();
+    };
+    let moving = map.partitions.iter().filter(|p| p.target.is_some()).count();
+    let budget = max_moving.saturating_sub(moving);
+    map.partitions
+        .iter()
+        .zip(plan.sets)
+        .enumerate()
+        .filter(|(_, (p, want))| p.target.is_none() && p.current != *want)
+        .take(budget)
+        .map(|(i, (_, want))| (PartitionId(i as u32), want))
+        .collect()
+}
+
+/// Draining generations that no partition has data on any more.
+pub fn drained(map: &ClusterMap) -> Vec<String> {
+    map.generations
+        .values()
+        .filter(|g| g.state == GenerationState::Draining && !map.generation_holds_data(g.id))
+        .map(|g| g.name.clone())
+        .collect()
+}
+
+/// Whether `me` runs the move to `target`: its first node, or the first one `is_down` does not rule out. Two
+/// nodes may both decide they do (their views of who is down differ); the copies are idempotent and only one
+/// completion is accepted, so that costs work, never data.
+pub fn is_mover(target: &NodeSet, me: NodeId, is_down: impl Fn(NodeId) -> bool) -> bool {
+    target.nodes.iter().copied().find(|n| *n == me || !is_down(*n)) == Some(me)
+}
+
+/// Whether moves of a partition between `current` and `target` are paused.
+pub fn is_paused(current: &NodeSet, target: &NodeSet, paused: &BTreeSet<GenerationId>) -> bool {
+    paused.contains(&current.generation) || paused.contains(&target.generation)
+}
+
+/// Target slots a chunk still lacks: `held[i]` is the shard mask target node `i` reported (`None` when it
+/// could not be asked). A slot counts as present only when node `i` holds shard `i`.
+pub fn missing_slots(held: &[Option<u64>]) -> Vec<usize> {
+    held.iter().enumerate().filter(|(i, mask)| !mask.is_some_and(|m| m & (1u64 << i) != 0)).map(|(i, _)| i).collect()
+}
+
+/// Whether a chunk is safely on the target: every slot of a reachable target node holds its shard, and at
+/// least `need` slots do (the put acknowledgement rule, so one dead target node never blocks a move).
+pub fn settled(held: &[Option<u64>], need: usize) -> bool {
+    let present = held.len() - missing_slots(held).len();
+    let reachable_complete = held.iter().enumerate().all(|(i, mask)| mask.is_none_or(|m| m & (1u64 << i) != 0));
+    present >= need && reachable_complete
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_proto::cluster_map::{Generation, NodeDescriptor, NodeState, PartitionPlacement};
+    use strata_proto::{EcProfile, Epoch};
+
+    fn map_with(gens: &[(u32, GenerationState, usize)]) -> ClusterMap {
+        let mut m = ClusterMap::new(4).unwrap();
+        let mut next = 1u64;
+        for &(g, state, n) in gens {
+            let profile = EcProfile { data_shards: 2, parity_shards: 1 };
+            m.generations.insert(GenerationId(g), Generation { id: GenerationId(g), name: format!("g{g}"), profile, state });
+            for _ in 0..n {
+                let d = NodeDescriptor {
+                    id: NodeId(next),
+                    addr: format!("127.0.0.1:{next}"),
+                    zone: format!("z{next}"),
+                    capacity_bytes: 1 << 30,
+                    generation: GenerationId(g),
+                    state: NodeState::Active,
+                };
+                m.nodes.insert(d.id, d);
+                next += 1;
+            }
+        }
+        m.epoch = Epoch(1);
+        m
+    }
+
+    fn place(m: &mut ClusterMap) {
+        let input = PlacementInput { previous: &[], partition_count: m.partition_count(), nodes: &m.nodes, generations: &m.generations };
+        m.partitions =
+            placement::plan(input).unwrap().sets.into_iter().map(|current| PartitionPlacement { current, target: None }).collect();
+    }
+
+    #[test]
+    fn a_settled_map_moves_nothing() {
+        let mut m = map_with(&[(1, GenerationState::Active, 3)]);
+        place(&mut m);
+        assert!(next_moves(&m, 100).is_empty());
+        assert!(drained(&m).is_empty());
+    }
+
+    #[test]
+    fn draining_moves_every_partition_within_the_budget() {
+        let mut m = map_with(&[(1, GenerationState::Active, 3), (2, GenerationState::Active, 4)]);
+        m.generations.get_mut(&GenerationId(2)).unwrap().state = GenerationState::Draining;
+        place(&mut m);
+        m.generations.get_mut(&GenerationId(2)).unwrap().state = GenerationState::Active;
+        // Everything on generation 1 (placed while 2 was not eligible); now drain 1.
+        m.generations.get_mut(&GenerationId(1)).unwrap().state = GenerationState::Draining;
+        let moves = next_moves(&m, 5);
+        assert_eq!(moves.len(), 5);
+        assert!(moves.iter().all(|(_, set)| set.generation == GenerationId(2)));
+        for (p, set) in &moves {
+            m.partitions[p.0 as usize].target = Some(set.clone());
+        }
+        // Moving partitions count against the budget and are never redirected.
+        assert!(next_moves(&m, 5).is_empty());
+        assert_eq!(next_moves(&m, 16).len(), 11);
+        assert!(drained(&m).is_empty());
+    }
+
+    #[test]
+    fn drained_once_no_partition_remains() {
+        let mut m = map_with(&[(1, GenerationState::Active, 3), (2, GenerationState::Active, 3)]);
+        m.generations.get_mut(&GenerationId(1)).unwrap().state = GenerationState::Draining;
+        place(&mut m);
+        assert_eq!(drained(&m), vec!["g1".to_string()]);
+    }
+
+    #[test]
+    fn the_first_live_target_node_moves() {
+        let set = NodeSet { generation: GenerationId(1), nodes: vec![NodeId(4), NodeId(5), NodeId(6)] };
+        assert!(is_mover(&set, NodeId(4), |_| false));
+        assert!(!is_mover(&set, NodeId(5), |_| false));
+        assert!(is_mover(&set, NodeId(5), |n| n == NodeId(4)));
+        assert!(!is_mover(&set, NodeId(6), |n| n == NodeId(4)));
+        assert!(!is_mover(&set, NodeId(9), |_| true));
+    }
+
+    #[test]
+    fn slots_count_only_at_their_position() {
+        // Node 0 holds shard 0; node 1 holds shard 0 only (wrong slot); node 2 unreachable.
+        let held = [Some(0b001), Some(0b001), None];
+        assert_eq!(missing_slots(&held), vec![1, 2]);
+        assert!(!settled(&held, 1));
+        // Every reachable node has its shard; the unreachable one is tolerated if enough remain.
+        let held = [Some(0b001), Some(0b010), None];
+        assert!(settled(&held, 2));
+        assert!(!settled(&held, 3));
+    }
+}
