@@ -25,6 +25,8 @@ const CAUGHT_UP_SLACK: u64 = 50;
 /// Runs until `shutdown` turns true.
 pub async fn run(meta: Meta, max_moving: usize, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
+    // Planning moves is costly on big clusters (seconds at 1,000 nodes): only when the map has changed.
+    let mut moves_planned_at = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -40,25 +42,35 @@ pub async fn run(meta: Meta, max_moving: usize, mut shutdown: watch::Receiver<bo
             }
         }
         ensure_placement(&meta).await;
-        start_moves(&meta, max_moving).await;
+        let epoch = meta.reader.map().epoch;
+        if moves_planned_at != Some(epoch) && start_moves(&meta, max_moving).await {
+            moves_planned_at = Some(epoch);
+        }
         mark_drained(&meta).await;
         expire_sessions(&meta).await;
     }
 }
 
 /// Gives partitions the placement planner wants elsewhere a target set, within the cluster's move budget.
-async fn start_moves(meta: &Meta, max_moving: usize) {
+/// Returns whether the map needs no further planning until it changes.
+async fn start_moves(meta: &Meta, max_moving: usize) -> bool {
     let (epoch, moves) = {
         let map = meta.reader.map();
         (map.epoch, crate::migrate::plan::next_moves(&map, max_moving))
     };
     if moves.is_empty() {
-        return;
+        return true;
     }
     let n = moves.len();
     match meta.write(MetaCommand::StartMoves { expected_epoch: epoch, moves }).await {
-        Ok(r) => tracing::info!(partitions = n, ?r, "partition moves started"),
-        Err(e) => tracing::info!(error = %e, "partition moves not started; will retry"),
+        Ok(r) => {
+            tracing::info!(partitions = n, ?r, "partition moves started");
+            true
+        }
+        Err(e) => {
+            tracing::info!(error = %e, "partition moves not started; will retry");
+            false
+        }
     }
 }
 
