@@ -35,11 +35,13 @@ pub struct ClusterSpec {
     pub partition_bits: u8,
     /// Capacity of each node (`strata-node` size syntax).
     pub capacity: &'static str,
+    /// TOML appended to every node's configuration (e.g. a shorter `[repair] node_down_after_ms`).
+    pub extra_config: &'static str,
 }
 
 impl Default for ClusterSpec {
     fn default() -> Self {
-        ClusterSpec { nodes: 6, ec: "4+2", partition_bits: 6, capacity: "4GiB" }
+        ClusterSpec { nodes: 6, ec: "4+2", partition_bits: 6, capacity: "4GiB", extra_config: "" }
     }
 }
 
@@ -147,6 +149,14 @@ impl Cluster {
             .map(|(i, n)| NodeProc { id: i + 1, config: n.config, quic: n.quic, metrics: n.metrics, child: None, paused: false })
             .collect();
         let mut cluster = Cluster { nodes, dir, binary, operator_token: manifest.operator_token, _exclusive: exclusive };
+        if !spec.extra_config.is_empty() {
+            let extra: toml::Table = spec.extra_config.parse().context("ClusterSpec::extra_config")?;
+            for n in &cluster.nodes {
+                let mut config: toml::Table = std::fs::read_to_string(&n.config)?.parse()?;
+                merge(&mut config, &extra);
+                std::fs::write(&n.config, toml::to_string(&config)?)?;
+            }
+        }
         for i in 1..=spec.nodes {
             cluster.spawn(i)?;
         }
@@ -489,6 +499,14 @@ impl Cluster {
         Ok(ids)
     }
 
+    /// The sum of every sample of metric `name` on node `id` (`None` if the node does not answer).
+    pub async fn metric(&self, id: usize, name: &str) -> Option<f64> {
+        let (_, text) =
+            strata_client::health_probe::get_path(&self.nodes[id - 1].metrics, "/metrics", Duration::from_secs(2)).await.ok()?;
+        let samples = text.lines().filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' ')));
+        Some(samples.filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum())
+    }
+
     /// Runs `strata --json admin ARGS` with the operator token (profile seeds: the running nodes).
     pub fn admin(&self, args: &[&str]) -> std::process::Output {
         let mut profile = self.profile(None, true);
@@ -517,6 +535,18 @@ impl Cluster {
         profile.nodes = self.nodes.iter().filter(|n| self.is_running(n.id)).map(|n| n.quic.clone()).collect();
         profile.save(&cli.profile)?;
         Ok(())
+    }
+}
+
+/// Overlays `extra` on `base`, table by table.
+fn merge(base: &mut toml::Table, extra: &toml::Table) {
+    for (k, v) in extra {
+        match (base.get_mut(k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(e)) => merge(b, e),
+            _ => {
+                base.insert(k.clone(), v.clone());
+            }
+        }
     }
 }
 

@@ -190,3 +190,76 @@ async fn a_generation_is_drained_online_cancelled_drained_again_and_dropped() ->
     cli.json(&["backup", source.to_str().unwrap()]);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_survives_killing_a_mover_and_the_leader() -> anyhow::Result<()> {
+    let mut cluster = Cluster::start(ClusterSpec { partition_bits: 4, ..ClusterSpec::default() }).await?;
+    let work = tempfile::tempdir()?;
+    let cli = cluster.tenant_cli("survivor", &work.path().join("laptop")).await?;
+    cli.json(&["init"]);
+    let source = work.path().join("source");
+    let tree = generate(&source, 23, &TreeSpec { sparse_bytes: 4 << 20, max_file_bytes: 3 << 20, files: 30 });
+    let id = cli.json(&["backup", source.to_str().unwrap()])["snapshot_id"].as_str().expect("id").to_owned();
+
+    // Pause moves while gen-b assembles, so they all happen during the drain below, slowly.
+    cluster.admin_json(&["generation", "add", "gen-b", "--ec", "3+2"]);
+    cluster.admin_json(&["generation", "pause", "gen-b"]);
+    let b = cluster.join_nodes("gen-b", 5).await?;
+    cluster.admin_json(&["generation", "rate", "512KiB"]);
+    cluster.admin_json(&["generation", "drain", "gen-1"]);
+    cluster.admin_json(&["generation", "resume", "gen-b"]);
+
+    // Kill -9 a gen-b node while it is moving partitions, and bring it back.
+    let mut mover = None;
+    cluster
+        .wait_for("a gen-b node to be moving partitions", Duration::from_secs(60), || {
+            let (cluster, b) = (&cluster, &b);
+            async move {
+                for &n in b {
+                    if cluster.metric(n, "strata_migration_partitions_in_progress").await.unwrap_or(0.0) > 0.0 {
+                        return true;
+                    }
+                }
+                false
+            }
+        })
+        .await?;
+    for &n in &b {
+        if cluster.metric(n, "strata_migration_partitions_in_progress").await.unwrap_or(0.0) > 0.0 {
+            mover = Some(n);
+            break;
+        }
+    }
+    let mover = mover.expect("a mover was seen");
+    cluster.kill(mover)?;
+    cluster.restart(mover)?;
+    cluster.wait_all_ready(Duration::from_secs(60)).await?;
+
+    // Then the Raft leader, wherever it is (voters move to gen-b as soon as its nodes have caught up).
+    let leader = cluster.wait_new_leader(None, Duration::from_secs(30)).await?;
+    cluster.kill(leader)?;
+    cluster.wait_new_leader(Some(leader), Duration::from_secs(60)).await?;
+    cluster.restart(leader)?;
+    cluster.wait_all_ready(Duration::from_secs(60)).await?;
+
+    cluster.admin_json(&["generation", "rate", "0"]);
+    wait_state(&cluster, "gen-1", "Drained", Duration::from_secs(300)).await?;
+    let target = work.path().join("restore");
+    let diff = restore_diff(&cli, &id[..8], &source, &tree, &target);
+    assert!(diff.is_empty(), "after the drain with kills: {:?}", &diff[..diff.len().min(4)]);
+
+    // gen-1 goes away entirely; the snapshot still restores.
+    cluster
+        .wait_for("gen-1's shards to be retired", Duration::from_secs(60), || async {
+            generation(&cluster.admin_json(&["generation", "list"]), "gen-1")["stored_shards"] == 0
+        })
+        .await?;
+    cluster.admin_json(&["generation", "drop", "gen-1"]);
+    for id in 1..=6 {
+        cluster.kill(id)?;
+    }
+    cluster.retarget_profile(&cli)?;
+    let diff = restore_diff(&cli, &id[..8], &source, &tree, &work.path().join("restore-b"));
+    assert!(diff.is_empty(), "from gen-b alone: {:?}", &diff[..diff.len().min(4)]);
+    Ok(())
+}

@@ -85,6 +85,24 @@ pub struct NodeConfig {
     /// Moving partitions between nodes and generations.
     #[serde(default)]
     pub migration: MigrationConfig,
+    /// Declaring lost nodes and rebuilding their shards.
+    #[serde(default)]
+    pub repair: RepairConfig,
+}
+
+/// When the cluster gives up on an unreachable node and rebuilds its shards elsewhere (applied by the Raft
+/// leader, so keep it equal on every node).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RepairConfig {
+    /// A node the leader has not reached for this long is declared Down and its shards are rebuilt elsewhere.
+    pub node_down_after_ms: u64,
+}
+
+impl Default for RepairConfig {
+    fn default() -> Self {
+        RepairConfig { node_down_after_ms: 10 * 60 * 1000 }
+    }
 }
 
 /// How this node moves data (see `strata admin generation`). The rate can be changed at run time for the
@@ -303,6 +321,9 @@ impl NodeConfig {
             }
         } else if self.seeds.is_empty() {
             return Err(field("seeds", "must name at least one existing node (only the bootstrap node may have none)"));
+        }
+        if self.repair.node_down_after_ms < 1000 {
+            return Err(field("repair.node_down_after_ms", "must be at least 1000 (a restart must not trigger a rebuild)"));
         }
         let m = &self.migration;
         if m.parallel_partitions == 0 || m.max_moving_partitions == 0 || m.batch_chunks == 0 {

@@ -27,6 +27,8 @@ pub struct PeerHealth {
     pub usage: Option<(u64, u64)>,
     /// Failed contacts since the last success.
     pub failures_in_a_row: u32,
+    /// When the current run of failed contacts began (`None` while the peer answers).
+    pub unreachable_since: Option<Instant>,
     /// Start of the current window over which the peer's moved bytes are measured: (when, its total then).
     pub moved_window: Option<(Instant, u64)>,
     /// Bytes per second the peer moved over the last full window.
@@ -62,6 +64,7 @@ impl Health {
         self.update(node, |p| {
             p.last_ok = Some(Instant::now());
             p.failures_in_a_row = 0;
+            p.unreachable_since = None;
         });
     }
 
@@ -70,6 +73,7 @@ impl Health {
         self.update(node, |p| {
             p.last_fail = Some(Instant::now());
             p.failures_in_a_row += 1;
+            p.unreachable_since.get_or_insert_with(Instant::now);
         });
     }
 
@@ -108,6 +112,7 @@ impl Health {
         self.update(node, |p| {
             p.last_ok = Some(Instant::now());
             p.failures_in_a_row = 0;
+            p.unreachable_since = None;
             p.usage = Some(usage);
         });
     }

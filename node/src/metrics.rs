@@ -70,6 +70,8 @@ pub struct Metrics {
     pub generation_bytes_to_move: IntGaugeVec,
     /// Estimated chunks still to move off each generation.
     pub generation_chunks_to_move: IntGaugeVec,
+    /// Partitions with shards on nodes declared Down (the repair queue).
+    pub repair_queue: IntGauge,
 }
 
 fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
@@ -168,6 +170,7 @@ impl Metrics {
                 "Estimated chunks still to move off the generation",
                 &["generation"],
             ),
+            repair_queue: gauge(r, "strata_repair_queue_partitions", "Partitions with shards on nodes declared Down, waiting for repair"),
             registry,
         }
     }

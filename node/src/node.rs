@@ -111,7 +111,7 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = vec![
         tokio::spawn(server::serve(endpoint.clone(), ctx.clone(), stop_rx.clone())),
-        tokio::spawn(leader_tasks::run(meta.clone(), config.migration.max_moving_partitions, stop_rx.clone())),
+        tokio::spawn(leader_tasks::run(meta.clone(), health.clone(), config.clone(), stop_rx.clone())),
         tokio::spawn(migrate::run(ctx.clone(), stop_rx.clone())),
         tokio::spawn(migrate::retire::run(ctx.clone(), stop_rx.clone())),
         tokio::spawn(health::probe_loop(id, health, pool.clone(), meta.reader.clone(), metrics.clone(), stop_rx.clone())),
@@ -153,18 +153,22 @@ async fn announce(ctx: Arc<NodeContext>, pool: Arc<RpcPool>, mut stop: watch::Re
         capacity_bytes: config.capacity_bytes,
         generation: config.generation.clone(),
     };
+    // Keep checking after registering: a node the cluster declared Down while it was cut off announces
+    // itself again once it can, which makes it Active.
     let mut delay = Duration::from_millis(200);
     loop {
         match try_announce(&ctx, &pool, &me).await {
-            Ok(true) => return,
-            Ok(false) => {}
-            Err(e) => tracing::info!(error = %e, "not registered with the cluster yet; retrying"),
+            Ok(true) => delay = Duration::from_secs(10),
+            Ok(false) => delay = (delay * 2).min(Duration::from_secs(3)),
+            Err(e) => {
+                tracing::info!(error = %e, "not registered with the cluster yet; retrying");
+                delay = (delay * 2).min(Duration::from_secs(3));
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = stop.changed() => return,
         }
-        delay = (delay * 2).min(Duration::from_secs(3));
     }
 }
 
@@ -193,7 +197,9 @@ async fn try_announce(ctx: &NodeContext, pool: &RpcPool, me: &NodeAnnouncement) 
             Err(e) => return Err(e.into()),
         }
     }
-    if current.is_some_and(|d| d.addr == me.addr && d.zone == me.zone && d.capacity_bytes == me.capacity_bytes) {
+    if current.is_some_and(|d| {
+        d.addr == me.addr && d.zone == me.zone && d.capacity_bytes == me.capacity_bytes && d.state != strata_proto::NodeState::Down
+    }) {
         return Ok(true);
     }
     if ctx.meta.leader().is_some() {

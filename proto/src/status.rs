@@ -44,6 +44,8 @@ pub struct MigrationStatus {
     pub moved_bytes_per_sec: u64,
     /// Progress per generation, in generation id order.
     pub generations: Vec<GenerationProgress>,
+    /// Partitions with shards on nodes declared Down, waiting for (or in) repair.
+    pub partitions_awaiting_repair: u32,
 }
 
 /// Progress of one generation.

@@ -6,8 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 use strata_proto::{
-    EcProfile, Epoch, ErrorCode, NodeAnnouncement, NodeId, NodeSet, PartitionId, PartitionPlacement, RoleSet, SessionId, SnapshotId,
-    SnapshotRecord, TenantId, WireError,
+    EcProfile, Epoch, ErrorCode, NodeAnnouncement, NodeId, NodeSet, NodeState, PartitionId, PartitionPlacement, RoleSet, SessionId,
+    SnapshotId, SnapshotRecord, TenantId, WireError,
 };
 
 /// Digest of a bearer secret (see `strata_proto::Secret::digest`).
@@ -168,6 +168,13 @@ pub enum MetaCommand {
         expected_epoch: Epoch,
         /// Partition and the set it moves to.
         moves: Vec<(PartitionId, NodeSet)>,
+    },
+    /// Declare a node Down (its shards get rebuilt elsewhere) or Active again.
+    SetNodeState {
+        /// The node.
+        node: NodeId,
+        /// `Down` or `Active`.
+        state: NodeState,
     },
     /// A partition's data is copied to and verified on its target: the target becomes current.
     CompleteMove {

@@ -207,6 +207,23 @@ impl MetaState {
         MetaResponse::Epoch(self.map.epoch)
     }
 
+    pub(super) fn set_node_state(&mut self, node: strata_proto::NodeId, state: NodeState) -> MetaResponse {
+        if !matches!(state, NodeState::Down | NodeState::Active) {
+            return reject(ErrorCode::BadRequest, "a node can only be declared Down or Active; Removed comes with dropping its generation");
+        }
+        let Some(n) = self.map.nodes.get_mut(&node) else {
+            return reject(ErrorCode::NotFound, format!("{node} is not a node of this cluster"));
+        };
+        if n.state == NodeState::Removed {
+            return reject(ErrorCode::Conflict, format!("{node} was removed from the cluster"));
+        }
+        if n.state != state {
+            n.state = state;
+            self.map.epoch.0 += 1;
+        }
+        MetaResponse::Epoch(self.map.epoch)
+    }
+
     pub(super) fn complete_move(&mut self, partition: PartitionId, target: &NodeSet) -> MetaResponse {
         let Some(p) = self.map.partitions.get_mut(partition.0 as usize) else {
             return reject(ErrorCode::BadRequest, format!("{partition} does not exist"));
@@ -346,6 +363,19 @@ mod tests {
         refused_with(step(&mut s, "gen-a", GenerationStep::Resume), "was dropped");
         let late = NodeAnnouncement { id: NodeId(9), addr: "n9".into(), zone: "z".into(), capacity_bytes: 1, generation: "gen-a".into() };
         refused_with(s.apply(&MetaCommand::RegisterNode(late)), "was dropped");
+    }
+
+    #[test]
+    fn nodes_are_declared_down_and_come_back_when_they_announce_themselves() {
+        let mut s = two_generations();
+        let e = s.map.epoch;
+        assert!(matches!(s.apply(&MetaCommand::SetNodeState { node: NodeId(2), state: NodeState::Down }), MetaResponse::Epoch(x) if x > e));
+        assert_eq!(s.map.nodes[&NodeId(2)].state, NodeState::Down);
+        refused_with(s.apply(&MetaCommand::SetNodeState { node: NodeId(2), state: NodeState::Removed }), "only be declared Down or Active");
+        refused_with(s.apply(&MetaCommand::SetNodeState { node: NodeId(99), state: NodeState::Down }), "not a node");
+        let back = NodeAnnouncement { id: NodeId(2), addr: "n2".into(), zone: "z2".into(), capacity_bytes: 1, generation: "gen-a".into() };
+        s.apply(&MetaCommand::RegisterNode(back));
+        assert_eq!(s.map.nodes[&NodeId(2)].state, NodeState::Active);
     }
 
     #[test]

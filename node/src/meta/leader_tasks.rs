@@ -6,6 +6,7 @@
 //! by each target set's first node (`migrate`), never by this loop.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::BasicNode;
@@ -17,13 +18,17 @@ use tokio::sync::watch;
 use super::Meta;
 use super::command::{GenerationStep, MetaCommand};
 use super::membership::{self, MemberView, MembershipStep};
+use crate::config::NodeConfig;
+use crate::health::Health;
 use crate::placement::{self, PlacementInput};
 
 /// Entries a learner may lag behind and still count as caught up.
 const CAUGHT_UP_SLACK: u64 = 50;
 
 /// Runs until `shutdown` turns true.
-pub async fn run(meta: Meta, max_moving: usize, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(meta: Meta, health: Arc<Health>, config: NodeConfig, mut shutdown: watch::Receiver<bool>) {
+    let max_moving = config.migration.max_moving_partitions;
+    let down_after = Duration::from_millis(config.repair.node_down_after_ms);
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     // Planning moves is costly on big clusters (seconds at 1,000 nodes): only when the map has changed.
     let mut moves_planned_at = None;
@@ -42,6 +47,7 @@ pub async fn run(meta: Meta, max_moving: usize, mut shutdown: watch::Receiver<bo
             }
         }
         ensure_placement(&meta).await;
+        declare_down(&meta, &health, down_after).await;
         let epoch = meta.reader.map().epoch;
         if moves_planned_at != Some(epoch) && start_moves(&meta, max_moving).await {
             moves_planned_at = Some(epoch);
@@ -71,6 +77,31 @@ async fn start_moves(meta: &Meta, max_moving: usize) -> bool {
             tracing::info!(error = %e, "partition moves not started; will retry");
             false
         }
+    }
+}
+
+/// Declares nodes Down that this leader has not reached for `down_after`, so placement replaces them and the
+/// movers rebuild their shards. A generation never gets more than its parity count of nodes declared Down:
+/// beyond that nothing can be rebuilt, and so many silent nodes at once more likely means this leader is cut off.
+async fn declare_down(meta: &Meta, health: &Health, down_after: Duration) {
+    let map = meta.reader.map();
+    for n in map.nodes.values().filter(|n| n.state == NodeState::Active && n.id != meta.node_id()) {
+        let gone_for = health.get(n.id).unreachable_since.map(|t| t.elapsed()).unwrap_or_default();
+        if gone_for < down_after {
+            continue;
+        }
+        let Some(g) = map.generations.get(&n.generation) else { continue };
+        let down = map.nodes.values().filter(|m| m.generation == n.generation && m.state == NodeState::Down).count();
+        if down >= usize::from(g.profile.parity_shards) {
+            tracing::warn!(node = %n.id, generation = %g.name, down, "node unreachable but not declared Down: too many nodes of its generation are down");
+            continue;
+        }
+        match meta.write(MetaCommand::SetNodeState { node: n.id, state: NodeState::Down }).await {
+            Ok(_) => tracing::warn!(node = %n.id, secs = gone_for.as_secs(), "node declared Down; its shards will be rebuilt elsewhere"),
+            Err(e) => tracing::warn!(node = %n.id, error = %e, "could not declare the node Down; will retry"),
+        }
+        // One per tick: the next tick sees the new map.
+        return;
     }
 }
 

@@ -180,6 +180,7 @@ impl MetaState {
             MetaCommand::SetMigrationRate { bytes_per_sec } => self.set_migration_rate(*bytes_per_sec),
             MetaCommand::StartMoves { expected_epoch, moves } => self.start_moves(*expected_epoch, moves),
             MetaCommand::CompleteMove { partition, target } => self.complete_move(*partition, target),
+            MetaCommand::SetNodeState { node, state } => self.set_node_state(*node, *state),
         }
     }
 
@@ -231,9 +232,15 @@ impl MetaState {
                     format!("{} belongs to another generation; a node cannot change generation", a.id),
                 );
             }
-            Some(existing) => {
-                NodeDescriptor { addr: a.addr.clone(), zone: a.zone.clone(), capacity_bytes: a.capacity_bytes, ..existing.clone() }
-            }
+            // A Down node that announces itself again is back: it becomes Active (placement may use it again;
+            // shards it lost the slots of are retired).
+            Some(existing) => NodeDescriptor {
+                addr: a.addr.clone(),
+                zone: a.zone.clone(),
+                capacity_bytes: a.capacity_bytes,
+                state: NodeState::Active,
+                ..existing.clone()
+            },
             None => NodeDescriptor {
                 id: a.id,
                 addr: a.addr.clone(),

@@ -99,6 +99,7 @@ fn record(ctx: &NodeContext, partition: PartitionId, result: Result<mover::MoveR
 fn update_generation_gauges(ctx: &NodeContext) {
     let status = generation_status(ctx);
     let m = &ctx.metrics;
+    m.repair_queue.set(plan::repair_queue(&ctx.meta.reader.map()) as i64);
     for g in status {
         let name = g.generation.name.as_str();
         for (state, n) in [("placed", g.partitions.placed), ("moving_out", g.partitions.moving_out), ("moving_in", g.partitions.moving_in)]

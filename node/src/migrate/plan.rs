@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use strata_proto::cluster_map::GenerationState;
+use strata_proto::cluster_map::{GenerationState, NodeState};
 use strata_proto::{ClusterMap, GenerationId, NodeId, NodeSet, PartitionId};
 
 use crate::placement::{self, PlacementInput};
@@ -23,14 +23,27 @@ pub fn next_moves(map: &ClusterMap, max_moving: usize) -> Vec<(PartitionId, Node
     };
     let moving = map.partitions.iter().filter(|p| p.target.is_some()).count();
     let budget = max_moving.saturating_sub(moving);
-    map.partitions
+    let mut wanted: Vec<(usize, PartitionId, NodeSet)> = map
+        .partitions
         .iter()
         .zip(plan.sets)
         .enumerate()
         .filter(|(_, (p, want))| p.target.is_none() && p.current != *want)
-        .take(budget)
-        .map(|(i, (_, want))| (PartitionId(i as u32), want))
-        .collect()
+        .map(|(i, (p, want))| (lost_shards(map, &p.current), PartitionId(i as u32), want))
+        .collect();
+    // Repairs first, the partitions with the most shards on lost nodes before the others.
+    wanted.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    wanted.into_iter().take(budget).map(|(_, p, want)| (p, want)).collect()
+}
+
+/// Shards of a set that sit on nodes no longer Active (declared Down or removed).
+pub fn lost_shards(map: &ClusterMap, set: &NodeSet) -> usize {
+    set.nodes.iter().filter(|n| map.nodes.get(n).is_none_or(|d| d.state != NodeState::Active)).count()
+}
+
+/// Partitions waiting for repair: their current set has shards on lost nodes.
+pub fn repair_queue(map: &ClusterMap) -> usize {
+    map.partitions.iter().filter(|p| lost_shards(map, &p.current) > 0).count()
 }
 
 /// Draining generations that no partition has data on any more.
@@ -137,6 +150,29 @@ mod tests {
         m.generations.get_mut(&GenerationId(1)).unwrap().state = GenerationState::Draining;
         place(&mut m);
         assert_eq!(drained(&m), vec!["g1".to_string()]);
+    }
+
+    #[test]
+    fn lost_nodes_are_replaced_most_endangered_partitions_first() {
+        let mut m = map_with(&[(1, GenerationState::Active, 5)]);
+        place(&mut m);
+        assert_eq!(repair_queue(&m), 0);
+        m.nodes.get_mut(&NodeId(2)).unwrap().state = NodeState::Down;
+        m.nodes.get_mut(&NodeId(3)).unwrap().state = NodeState::Down;
+        let queue = repair_queue(&m);
+        assert!(queue > 0);
+        let moves = next_moves(&m, 100);
+        assert_eq!(moves.len(), queue, "exactly the partitions on lost nodes move");
+        let lost: Vec<usize> = moves.iter().map(|(p, _)| lost_shards(&m, &m.partitions[p.0 as usize].current)).collect();
+        assert!(lost.windows(2).all(|w| w[0] >= w[1]), "most endangered first: {lost:?}");
+        for (p, set) in &moves {
+            assert_eq!(lost_shards(&m, set), 0);
+            let old = &m.partitions[p.0 as usize].current;
+            let kept = set.nodes.iter().zip(&old.nodes).filter(|(a, b)| a == b).count();
+            assert_eq!(kept, set.nodes.len() - lost_shards(&m, old), "only the lost slots change");
+        }
+        // With a budget of one, the most endangered partition goes first.
+        assert_eq!(next_moves(&m, 1)[0], moves[0]);
     }
 
     #[test]

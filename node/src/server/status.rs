@@ -54,6 +54,7 @@ pub fn cluster_status(ctx: &NodeContext) -> ClusterStatus {
                 .unwrap_or(ctx.config.migration.rate_bytes_per_sec),
             moved_bytes_per_sec: ctx.health.total_moved_bytes_per_sec(),
             generations: crate::migrate::generation_status(ctx),
+            partitions_awaiting_repair: crate::migrate::plan::repair_queue(&map) as u32,
         },
     }
 }
