@@ -88,6 +88,25 @@ pub struct NodeConfig {
     /// Declaring lost nodes and rebuilding their shards.
     #[serde(default)]
     pub repair: RepairConfig,
+    /// Reading back and verifying every shard on a schedule.
+    #[serde(default)]
+    pub scrub: ScrubConfig,
+}
+
+/// The background scrub (verify every shard, rebuild bad or missing ones).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScrubConfig {
+    /// Pause between the end of one pass and the start of the next.
+    pub interval_ms: u64,
+    /// Most shard bytes per second a pass reads; 0 = unlimited.
+    pub rate_bytes_per_sec: u64,
+}
+
+impl Default for ScrubConfig {
+    fn default() -> Self {
+        ScrubConfig { interval_ms: 24 * 3600 * 1000, rate_bytes_per_sec: 16 << 20 }
+    }
 }
 
 /// When the cluster gives up on an unreachable node and rebuilds its shards elsewhere (applied by the Raft
@@ -324,6 +343,9 @@ impl NodeConfig {
         }
         if self.repair.node_down_after_ms < 1000 {
             return Err(field("repair.node_down_after_ms", "must be at least 1000 (a restart must not trigger a rebuild)"));
+        }
+        if self.scrub.interval_ms < 1000 {
+            return Err(field("scrub.interval_ms", "must be at least 1000"));
         }
         let m = &self.migration;
         if m.parallel_partitions == 0 || m.max_moving_partitions == 0 || m.batch_chunks == 0 {

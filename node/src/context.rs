@@ -40,4 +40,6 @@ pub struct NodeContext {
     pub last_token_barrier: Mutex<Option<Instant>>,
     /// Held while a garbage collection runs on this node.
     pub gc_lock: tokio::sync::Mutex<()>,
+    /// When this node's last complete scrub pass ended, ms since the Unix epoch (0: never since start).
+    pub scrubbed_at_ms: std::sync::atomic::AtomicU64,
 }

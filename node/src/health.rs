@@ -33,6 +33,8 @@ pub struct PeerHealth {
     pub moved_window: Option<(Instant, u64)>,
     /// Bytes per second the peer moved over the last full window.
     pub moved_bytes_per_sec: u64,
+    /// When the peer's last complete scrub pass ended, ms since the Unix epoch (0: none since it started).
+    pub scrubbed_at_ms: u64,
 }
 
 /// Length of the window over which move rates are measured.
@@ -141,9 +143,10 @@ pub async fn probe_loop(
                 let reply = tokio::time::timeout(Duration::from_secs(2), pool.call(&addr, None, Request::Ping, Bytes::new())).await;
                 let up = match reply {
                     Ok(Ok(r)) => match r.response {
-                        Response::Pong { shards, bytes, moved_bytes, .. } => {
+                        Response::Pong { shards, bytes, moved_bytes, scrubbed_at_ms, .. } => {
                             health.record_usage(id, (shards, bytes));
                             health.record_moved(id, moved_bytes);
+                            health.update(id, |p| p.scrubbed_at_ms = scrubbed_at_ms);
                             true
                         }
                         _ => false,

@@ -22,5 +22,6 @@ pub mod node;
 pub mod pki;
 pub mod placement;
 pub mod provision;
+pub mod scrub;
 pub mod server;
 pub mod store;

@@ -4,7 +4,7 @@
 //! mirror state (storage usage, Raft, map) are refreshed on a timer by the node (`node::refresh_metrics`).
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// All metrics of a node.
@@ -72,6 +72,20 @@ pub struct Metrics {
     pub generation_chunks_to_move: IntGaugeVec,
     /// Partitions with shards on nodes declared Down (the repair queue).
     pub repair_queue: IntGauge,
+    /// Shards the scrub read and verified.
+    pub scrub_verified: IntCounter,
+    /// Shard bytes the scrub read.
+    pub scrub_bytes: IntCounter,
+    /// Shards the scrub found corrupt.
+    pub scrub_corrupt: IntCounter,
+    /// Corrupt shards the scrub rebuilt.
+    pub scrub_rebuilt: IntCounter,
+    /// Missing shards the scrub wrote.
+    pub scrub_filled: IntCounter,
+    /// Fraction of the current scrub pass done.
+    pub scrub_progress: Gauge,
+    /// When the last complete scrub pass ended, Unix seconds (0: never).
+    pub scrub_last_complete: IntGauge,
 }
 
 fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
@@ -171,6 +185,17 @@ impl Metrics {
                 &["generation"],
             ),
             repair_queue: gauge(r, "strata_repair_queue_partitions", "Partitions with shards on nodes declared Down, waiting for repair"),
+            scrub_verified: counter(r, "strata_scrub_verified_shards_total", "Shards read back and verified by the scrub"),
+            scrub_bytes: counter(r, "strata_scrub_verified_bytes_total", "Shard bytes read back by the scrub"),
+            scrub_corrupt: counter(r, "strata_scrub_corrupt_shards_total", "Shards the scrub found failing their checksum"),
+            scrub_rebuilt: counter(r, "strata_scrub_rebuilt_shards_total", "Corrupt shards the scrub rebuilt from their stripe"),
+            scrub_filled: counter(r, "strata_scrub_filled_chunks_total", "Chunks whose missing shards the scrub wrote"),
+            scrub_progress: {
+                let g = Gauge::new("strata_scrub_pass_progress_ratio", "Fraction of the current scrub pass done").expect("valid metric");
+                r.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
+            scrub_last_complete: gauge(r, "strata_scrub_last_complete_timestamp_seconds", "End of the last complete scrub pass (0: never)"),
             registry,
         }
     }

@@ -22,7 +22,7 @@ use crate::meta::{Meta, MetaError, leader_tasks};
 use crate::metrics::Metrics;
 use crate::pki::CaMaterial;
 use crate::store::{RocksShardStore, ShardStore};
-use crate::{db, http, migrate, server};
+use crate::{db, http, migrate, scrub, server};
 
 fn read(path: &std::path::Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
@@ -105,6 +105,7 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
         ca,
         last_token_barrier: Mutex::new(None),
         gc_lock: tokio::sync::Mutex::new(()),
+        scrubbed_at_ms: std::sync::atomic::AtomicU64::new(0),
         config: config.clone(),
     });
 
@@ -114,6 +115,7 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
         tokio::spawn(leader_tasks::run(meta.clone(), health.clone(), config.clone(), stop_rx.clone())),
         tokio::spawn(migrate::run(ctx.clone(), stop_rx.clone())),
         tokio::spawn(migrate::retire::run(ctx.clone(), stop_rx.clone())),
+        tokio::spawn(scrub::run(ctx.clone(), stop_rx.clone())),
         tokio::spawn(health::probe_loop(id, health, pool.clone(), meta.reader.clone(), metrics.clone(), stop_rx.clone())),
         tokio::spawn(refresh_metrics(ctx.clone(), inflight_permits, stop_rx.clone())),
         tokio::spawn(announce(ctx.clone(), pool.clone(), stop_rx.clone())),

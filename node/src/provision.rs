@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use strata_client::profile::write_private;
 
-use crate::config::{Bootstrap, Durability, Limits, MigrationConfig, NodeConfig, RaftSettings, RepairConfig, StorageSettings, TlsFiles};
+use crate::config::{
+    Bootstrap, Durability, Limits, MigrationConfig, NodeConfig, RaftSettings, RepairConfig, ScrubConfig, StorageSettings, TlsFiles,
+};
 
 /// Where a node lives and how it is reached.
 #[derive(Debug, Clone)]
@@ -79,6 +81,7 @@ pub fn write_node(plan: &NodePlan, tls: &NodeTls<'_>, bootstrap: Option<Bootstra
         durability: Durability::default(),
         migration: MigrationConfig::default(),
         repair: RepairConfig::default(),
+        scrub: ScrubConfig::default(),
     };
     let text = format!(
         "# Strata node configuration. Every field is documented in docs/configuration.md.\n{}",

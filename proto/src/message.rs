@@ -477,6 +477,8 @@ pub enum Response {
         bytes: u64,
         /// Bytes of shards it has written while moving partitions, since it started.
         moved_bytes: u64,
+        /// When its last complete scrub pass ended, ms since the Unix epoch (0: none since it started).
+        scrubbed_at_ms: u64,
     },
     /// Answer to `GetClusterMap`: `None` when the caller's epoch is current.
     ClusterMap(Option<Box<ClusterMap>>),

@@ -71,6 +71,9 @@ pub struct GenerationProgress {
     pub eta_secs: Option<u64>,
     /// Whether its nodes can be switched off without losing anything (it holds no partition's data).
     pub safe_to_remove: bool,
+    /// When every one of its Active nodes had last finished a full scrub pass (the oldest of them), ms since
+    /// the Unix epoch; `None` until each has finished one since it started.
+    pub last_verified_ms: Option<u64>,
 }
 
 /// One node's state and health.

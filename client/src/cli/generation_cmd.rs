@@ -112,14 +112,15 @@ pub fn render(s: &ClusterStatus) -> String {
     let _ = writeln!(out, "moving {}/s across the cluster (limit {limit})\n", human_bytes(m.moved_bytes_per_sec));
     let _ = writeln!(
         out,
-        "{:<12} {:<7} {:<9} {:>5} {:>7} {:>6} {:>6} {:>11} {:>11} {:>8} {:>7}",
-        "GENERATION", "PROFILE", "STATE", "NODES", "PLACED", "OUT", "IN", "STORED", "TO MOVE", "ETA", "REMOVE"
+        "{:<12} {:<7} {:<9} {:>5} {:>7} {:>6} {:>6} {:>11} {:>11} {:>8} {:>7} {:>9}",
+        "GENERATION", "PROFILE", "STATE", "NODES", "PLACED", "OUT", "IN", "STORED", "TO MOVE", "ETA", "REMOVE", "VERIFIED"
     );
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
     for g in &m.generations {
         let state = format!("{:?}{}", g.generation.state, if g.paused { "*" } else { "" });
         let _ = writeln!(
             out,
-            "{:<12} {:<7} {:<9} {:>5} {:>7} {:>6} {:>6} {:>11} {:>11} {:>8} {:>7}",
+            "{:<12} {:<7} {:<9} {:>5} {:>7} {:>6} {:>6} {:>11} {:>11} {:>8} {:>7} {:>9}",
             g.generation.name,
             g.generation.profile.to_string(),
             state,
@@ -131,6 +132,7 @@ pub fn render(s: &ClusterStatus) -> String {
             human_bytes(g.bytes_to_move),
             eta(g.eta_secs),
             if g.safe_to_remove { "safe" } else { "no" },
+            g.last_verified_ms.map_or("never".into(), |t| format!("{} ago", eta(Some(now_ms.saturating_sub(t) / 1000)))),
         );
     }
     if m.generations.iter().any(|g| g.paused) {

@@ -117,11 +117,18 @@ fn update_generation_gauges(ctx: &NodeContext) {
 pub fn generation_status(ctx: &NodeContext) -> Vec<strata_proto::status::GenerationProgress> {
     let map = ctx.meta.reader.map();
     let own = ctx.store.usage();
-    let usage: BTreeMap<_, _> = map
+    let reports: BTreeMap<_, _> = map
         .nodes
         .keys()
-        .filter_map(|&n| if n == ctx.id { Some((n, (own.shards, own.bytes))) } else { ctx.health.get(n).usage.map(|u| (n, u)) })
+        .filter_map(|&n| {
+            if n == ctx.id {
+                let scrubbed_at_ms = ctx.scrubbed_at_ms.load(std::sync::atomic::Ordering::Relaxed);
+                return Some((n, progress::NodeReport { shards: own.shards, bytes: own.bytes, scrubbed_at_ms }));
+            }
+            let h = ctx.health.get(n);
+            h.usage.map(|(shards, bytes)| (n, progress::NodeReport { shards, bytes, scrubbed_at_ms: h.scrubbed_at_ms }))
+        })
         .collect();
     let paused = ctx.meta.reader.read(|s| s.migration.paused.clone());
-    progress::generation_progress(&map, &usage, &paused, ctx.health.total_moved_bytes_per_sec())
+    progress::generation_progress(&map, &reports, &paused, ctx.health.total_moved_bytes_per_sec())
 }

@@ -35,8 +35,20 @@ pub struct MoveJob {
     pub partition: PartitionId,
     /// Where its data is.
     pub current: NodeSet,
-    /// Where it goes.
+    /// Where it goes; equal to `current` for an in-place fill (scrub), which writes missing slots of a
+    /// partition that is not moving.
     pub target: NodeSet,
+}
+
+impl MoveJob {
+    /// A fill of the partition's missing shards in its own set.
+    pub fn in_place(partition: PartitionId, set: NodeSet) -> Self {
+        MoveJob { partition, current: set.clone(), target: set }
+    }
+
+    fn is_in_place(&self) -> bool {
+        self.current == self.target
+    }
 }
 
 /// Why a move stopped before completing.
@@ -51,8 +63,8 @@ pub enum MoveError {
     /// Too many source holders could not be listed to be sure every blob is seen.
     #[error("cannot list the source: {0}")]
     Source(String),
-    /// Some chunks are still not settled on the target after several passes.
-    #[error("{0} chunks are not yet on the target after {MAX_PASSES} passes (unreadable source or unreachable target)")]
+    /// Some chunks are still not settled on the target (retried later).
+    #[error("{0} chunks are not settled on the target yet (a source blob unreadable or a target node unreachable)")]
     Unsettled(u64),
     /// Completing through Raft failed.
     #[error("completing the move: {0}")]
@@ -81,6 +93,8 @@ pub async fn move_partition(ctx: &NodeContext, throttle: &Throttle, codecs: &Cod
         let pass = copy_pass(ctx, throttle, codecs, job, &chunks).await?;
         report.copied += pass.copied;
         report.bytes += pass.bytes;
+        ctx.metrics.moved_bytes.inc_by(pass.bytes);
+        ctx.metrics.moved_chunks.inc_by(pass.copied);
         if pass.copied == 0 && pass.unsettled == 0 {
             return complete(ctx, job).await.map(|()| report);
         }
@@ -92,9 +106,26 @@ pub async fn move_partition(ctx: &NodeContext, throttle: &Throttle, codecs: &Cod
     Err(MoveError::Unsettled(report.chunks))
 }
 
+/// One pass of an in-place fill: every chunk any holder of the partition has gets its missing slots rebuilt
+/// (from any k shards) on holders that answer. Returns what it copied; `Unsettled` if some chunk could not be
+/// completed (unreadable, or a holder refused).
+pub async fn fill_partition(ctx: &NodeContext, throttle: &Throttle, codecs: &Codecs, job: &MoveJob) -> Result<MoveReport, MoveError> {
+    debug_assert!(job.is_in_place());
+    still_moving(ctx, job)?;
+    let epoch = ctx.meta.reader.map().epoch;
+    let chunks = list_source(ctx, job, epoch).await?;
+    let pass = copy_pass(ctx, throttle, codecs, job, &chunks).await?;
+    if pass.unsettled > 0 {
+        return Err(MoveError::Unsettled(pass.unsettled));
+    }
+    Ok(MoveReport { chunks: chunks.len() as u64, copied: pass.copied, bytes: pass.bytes })
+}
+
+/// Whether the map still holds the partition where `job` found it (and, for a move, unpaused).
 fn still_moving(ctx: &NodeContext, job: &MoveJob) -> Result<(), MoveError> {
     let (map, paused) = (ctx.meta.reader.map(), ctx.meta.reader.read(|s| s.migration.paused.clone()));
     match map.partitions.get(job.partition.0 as usize) {
+        Some(p) if job.is_in_place() && p.current == job.current && p.target.is_none() => return Ok(()),
         Some(p) if p.current == job.current && p.target.as_ref() == Some(&job.target) => {}
         _ => return Err(MoveError::Superseded),
     }
@@ -267,8 +298,6 @@ async fn copy_batch(
             tracing::debug!(partition = %job.partition, slot = i, failed, "some moved shards were not stored; the next pass retries");
         }
     }
-    ctx.metrics.moved_bytes.inc_by(out.bytes);
-    ctx.metrics.moved_chunks.inc_by(out.copied);
     out
 }
 

@@ -7,15 +7,25 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use strata_proto::cluster_map::GenerationState;
+use strata_proto::cluster_map::{GenerationState, NodeState};
 use strata_proto::status::GenerationProgress;
 use strata_proto::{ClusterMap, GenerationId, NodeId};
 
-/// Progress of every generation. `usage` holds (shards, bytes) per node that reported; `rate` is the
-/// cluster's moved bytes per second.
+/// What each node last reported: (shards, bytes) stored and when it last finished a scrub pass (0: never).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeReport {
+    /// Shards stored.
+    pub shards: u64,
+    /// Shard bytes stored.
+    pub bytes: u64,
+    /// End of its last complete scrub pass, ms since the Unix epoch; 0 when none.
+    pub scrubbed_at_ms: u64,
+}
+
+/// Progress of every generation from what each node reported; `rate` is the cluster's moved bytes per second.
 pub fn generation_progress(
     map: &ClusterMap,
-    usage: &BTreeMap<NodeId, (u64, u64)>,
+    reports: &BTreeMap<NodeId, NodeReport>,
     paused: &BTreeSet<GenerationId>,
     rate: u64,
 ) -> Vec<GenerationProgress> {
@@ -24,7 +34,14 @@ pub fn generation_progress(
         .map(|g| {
             let members: Vec<NodeId> = map.nodes.values().filter(|n| n.generation == g.id).map(|n| n.id).collect();
             let (stored_shards, stored_bytes) =
-                members.iter().filter_map(|n| usage.get(n)).fold((0u64, 0u64), |(s, b), (ns, nb)| (s + ns, b + nb));
+                members.iter().filter_map(|n| reports.get(n)).fold((0u64, 0u64), |(s, b), r| (s + r.shards, b + r.bytes));
+            let active: Vec<NodeId> =
+                map.nodes.values().filter(|n| n.generation == g.id && n.state == NodeState::Active).map(|n| n.id).collect();
+            let last_verified_ms = if active.is_empty() {
+                None
+            } else {
+                active.iter().map(|n| reports.get(n).map_or(0, |r| r.scrubbed_at_ms)).min().filter(|t| *t > 0)
+            };
             let partitions = map.generation_partitions(g.id);
             let holding = u64::from(partitions.placed + partitions.moving_out);
             let leaving = if g.state == GenerationState::Draining { holding } else { u64::from(partitions.moving_out) };
@@ -43,6 +60,7 @@ pub fn generation_progress(
                 chunks_to_move,
                 eta_secs,
                 safe_to_remove: matches!(g.state, GenerationState::Drained | GenerationState::Dropped) && !map.generation_holds_data(g.id),
+                last_verified_ms,
             }
         })
         .collect()
@@ -51,7 +69,7 @@ pub fn generation_progress(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use strata_proto::cluster_map::{Generation, NodeDescriptor, NodeState, PartitionPlacement};
+    use strata_proto::cluster_map::{Generation, NodeDescriptor, PartitionPlacement};
     use strata_proto::{EcProfile, NodeSet};
 
     #[test]
@@ -81,8 +99,9 @@ mod tests {
             PartitionPlacement { current: b.clone(), target: None },
             PartitionPlacement { current: b, target: None },
         ];
-        let usage = BTreeMap::from([(NodeId(10), (100, 1000)), (NodeId(11), (100, 1000)), (NodeId(20), (50, 500))]);
-        let p = generation_progress(&m, &usage, &BTreeSet::from([GenerationId(1)]), 100);
+        let r = |shards, bytes, scrubbed_at_ms| NodeReport { shards, bytes, scrubbed_at_ms };
+        let reports = BTreeMap::from([(NodeId(10), r(100, 1000, 7)), (NodeId(11), r(100, 1000, 5)), (NodeId(20), r(50, 500, 9))]);
+        let p = generation_progress(&m, &reports, &BTreeSet::from([GenerationId(1)]), 100);
         assert_eq!(p[0].stored_bytes, 2000);
         assert_eq!(p[0].bytes_to_move, 2000);
         assert_eq!(p[0].chunks_to_move, 100);
@@ -91,5 +110,8 @@ mod tests {
         assert_eq!(p[1].bytes_to_move, 0);
         assert_eq!(p[1].eta_secs, None);
         assert_eq!(p[1].partitions.moving_in, 1);
+        // Verified as of the oldest pass among its nodes; never, while one node has not finished a pass.
+        assert_eq!(p[0].last_verified_ms, Some(5));
+        assert_eq!(p[1].last_verified_ms, None);
     }
 }

@@ -118,6 +118,7 @@ pub async fn dispatch(ctx: &NodeContext, caller: Caller, request: Request, body:
                 shards: usage.shards,
                 bytes: usage.bytes,
                 moved_bytes: ctx.metrics.moved_bytes.get(),
+                scrubbed_at_ms: ctx.scrubbed_at_ms.load(std::sync::atomic::Ordering::Relaxed),
             })
         }
         Request::GetClusterMap { known_epoch } => {
