@@ -135,7 +135,8 @@ pub struct MigrationConfig {
     pub parallel_partitions: usize,
     /// Most partitions moving at once in the whole cluster (applied by the Raft leader).
     pub max_moving_partitions: usize,
-    /// Chunks copied per batch (one dedup query and one shard write per target node per batch).
+    /// Most chunks copied per batch (one holdings query and one shard write per target node per batch); a batch
+    /// also holds at most about one second's worth of bytes at the rate limit.
     pub batch_chunks: usize,
 }
 

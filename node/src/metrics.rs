@@ -72,6 +72,8 @@ pub struct Metrics {
     pub generation_chunks_to_move: IntGaugeVec,
     /// Partitions with shards on nodes declared Down (the repair queue).
     pub repair_queue: IntGauge,
+    /// When every Active node of each generation had last finished a scrub pass, Unix seconds (0: not yet).
+    pub generation_last_verified: IntGaugeVec,
     /// Shards the scrub read and verified.
     pub scrub_verified: IntCounter,
     /// Shard bytes the scrub read.
@@ -185,6 +187,12 @@ impl Metrics {
                 &["generation"],
             ),
             repair_queue: gauge(r, "strata_repair_queue_partitions", "Partitions with shards on nodes declared Down, waiting for repair"),
+            generation_last_verified: gauge_vec(
+                r,
+                "strata_generation_last_verified_timestamp_seconds",
+                "When all Active nodes of the generation had last finished a scrub pass (0: not yet)",
+                &["generation"],
+            ),
             scrub_verified: counter(r, "strata_scrub_verified_shards_total", "Shards read back and verified by the scrub"),
             scrub_bytes: counter(r, "strata_scrub_verified_bytes_total", "Shard bytes read back by the scrub"),
             scrub_corrupt: counter(r, "strata_scrub_corrupt_shards_total", "Shards the scrub found failing their checksum"),

@@ -63,6 +63,8 @@ pub struct GenerationProgress {
     pub stored_shards: u64,
     /// Bytes of shards stored on its nodes (as last reported).
     pub stored_bytes: u64,
+    /// Chunks stored on it: its shards divided by its stripe width.
+    pub stored_chunks: u64,
     /// Estimated bytes still to move off it: its stored bytes in proportion to the partitions moving out.
     pub bytes_to_move: u64,
     /// Estimated chunks still to move off it.

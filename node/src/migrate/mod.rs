@@ -107,7 +107,8 @@ fn update_generation_gauges(ctx: &NodeContext) {
             m.generation_partitions.with_label_values(&[name, state]).set(i64::from(n));
         }
         m.generation_stored_bytes.with_label_values(&[name]).set(g.stored_bytes as i64);
-        m.generation_stored_chunks.with_label_values(&[name]).set((g.stored_shards / g.generation.profile.total_shards() as u64) as i64);
+        m.generation_stored_chunks.with_label_values(&[name]).set(g.stored_chunks as i64);
+        m.generation_last_verified.with_label_values(&[name]).set(g.last_verified_ms.map_or(0, |t| t / 1000) as i64);
         m.generation_bytes_to_move.with_label_values(&[name]).set(g.bytes_to_move as i64);
         m.generation_chunks_to_move.with_label_values(&[name]).set(g.chunks_to_move as i64);
     }

@@ -7,7 +7,7 @@
 //! any restart from the map alone. Reads and writes go on meanwhile (writes to the target, reads from the
 //! target then the source), and blobs written during the move are already on the target.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -93,8 +93,6 @@ pub async fn move_partition(ctx: &NodeContext, throttle: &Throttle, codecs: &Cod
         let pass = copy_pass(ctx, throttle, codecs, job, &chunks).await?;
         report.copied += pass.copied;
         report.bytes += pass.bytes;
-        ctx.metrics.moved_bytes.inc_by(pass.bytes);
-        ctx.metrics.moved_chunks.inc_by(pass.copied);
         if pass.copied == 0 && pass.unsettled == 0 {
             return complete(ctx, job).await.map(|()| report);
         }
@@ -140,9 +138,12 @@ fn descriptors(ctx: &NodeContext, set: &NodeSet) -> Vec<NodeDescriptor> {
     set.nodes.iter().filter_map(|n| map.nodes.get(n).cloned()).collect()
 }
 
-/// Every (tenant, chunk) the source holds a shard of. A blob has shards on at least k holders, so with at most
-/// m holders unlisted every readable blob is still seen.
-async fn list_source(ctx: &NodeContext, job: &MoveJob, epoch: strata_proto::Epoch) -> Result<BTreeSet<(TenantId, ChunkId)>, MoveError> {
+/// What the source holds: each (tenant, chunk) with its blob length.
+type SourceChunks = BTreeMap<(TenantId, ChunkId), u64>;
+
+/// Every (tenant, chunk) the source holds a shard of, with its blob length. A blob has shards on at least k
+/// holders, so with at most m holders unlisted every readable blob is still seen.
+async fn list_source(ctx: &NodeContext, job: &MoveJob, epoch: strata_proto::Epoch) -> Result<SourceChunks, MoveError> {
     let holders = descriptors(ctx, &job.current);
     let parity = usize::from(ctx.meta.reader.map().generations.get(&job.current.generation).map_or(0, |g| g.profile.parity_shards));
     let listings = join_all(holders.iter().map(|node| async move {
@@ -152,14 +153,14 @@ async fn list_source(ctx: &NodeContext, job: &MoveJob, epoch: strata_proto::Epoc
             let page = ctx.coordinator.peers().scan(node, job.partition, after, SCAN_PAGE, epoch).await?;
             let done = page.len() < SCAN_PAGE as usize;
             after = page.last().map(|(k, _)| *k);
-            keys.extend(page.into_iter().map(|(k, _)| (k.tenant, k.chunk)));
+            keys.extend(page.into_iter().map(|(k, h)| ((k.tenant, k.chunk), h.blob_len)));
             if done {
                 return Ok::<_, crate::coordinator::ShardOpError>(keys);
             }
         }
     }))
     .await;
-    let mut chunks = BTreeSet::new();
+    let mut chunks = SourceChunks::new();
     let mut failures = Vec::new();
     for listing in listings {
         match listing {
@@ -185,24 +186,55 @@ async fn copy_pass(
     throttle: &Throttle,
     codecs: &Codecs,
     job: &MoveJob,
-    chunks: &BTreeSet<(TenantId, ChunkId)>,
+    chunks: &SourceChunks,
 ) -> Result<PassOutcome, MoveError> {
     let mut out = PassOutcome::default();
-    let mut by_tenant: BTreeMap<TenantId, Vec<ChunkId>> = BTreeMap::new();
-    for (t, c) in chunks {
-        by_tenant.entry(*t).or_default().push(*c);
+    let mut by_tenant: BTreeMap<TenantId, Vec<(ChunkId, u64)>> = BTreeMap::new();
+    for ((t, c), len) in chunks {
+        by_tenant.entry(*t).or_default().push((*c, *len));
     }
-    let batch = ctx.config.migration.batch_chunks;
     for (tenant, ids) in by_tenant {
-        for group in ids.chunks(batch) {
+        for group in batches(&ids, ctx.config.migration.batch_chunks, batch_bytes(ctx)) {
             still_moving(ctx, job)?;
-            let b = copy_batch(ctx, throttle, codecs, job, tenant, group).await;
+            let b = copy_batch(ctx, throttle, codecs, job, tenant, &group).await;
+            if !job.is_in_place() {
+                // Counted as it happens, so the cluster's move rate and ETAs follow the work smoothly.
+                ctx.metrics.moved_bytes.inc_by(b.bytes);
+                ctx.metrics.moved_chunks.inc_by(b.copied);
+            }
             out.copied += b.copied;
             out.unsettled += b.unsettled;
             out.bytes += b.bytes;
         }
     }
     Ok(out)
+}
+
+/// Most blob bytes per batch: about a second's worth at the move rate limit (at least 1 MiB), so a throttled
+/// move writes in small steps instead of long bursts; 64 MiB when unlimited.
+fn batch_bytes(ctx: &NodeContext) -> u64 {
+    let rate = ctx.meta.reader.read(|s| s.migration.rate_bytes_per_sec).unwrap_or(ctx.config.migration.rate_bytes_per_sec);
+    if rate == 0 { 64 << 20 } else { rate.clamp(1 << 20, 64 << 20) }
+}
+
+/// Splits chunks into batches of at most `max_chunks` and about `max_bytes` (a single larger chunk is a batch
+/// of its own).
+fn batches(chunks: &[(ChunkId, u64)], max_chunks: usize, max_bytes: u64) -> Vec<Vec<ChunkId>> {
+    let mut out: Vec<Vec<ChunkId>> = Vec::new();
+    let mut bytes = 0u64;
+    for (id, len) in chunks {
+        match out.last_mut() {
+            Some(b) if b.len() < max_chunks && bytes + len <= max_bytes => {
+                b.push(*id);
+                bytes += len;
+            }
+            _ => {
+                out.push(vec![*id]);
+                bytes = *len;
+            }
+        }
+    }
+    out
 }
 
 /// Target holdings of each chunk: `held[chunk][slot]`, `None` for a target node that did not answer.
@@ -308,5 +340,20 @@ async fn complete(ctx: &NodeContext, job: &MoveJob) -> Result<(), MoveError> {
         Ok(other) => Err(MoveError::Meta(format!("unexpected result {other:?}"))),
         Err(MetaError::Rejected(e)) if e.code == ErrorCode::Conflict => Err(MoveError::Superseded),
         Err(e) => Err(MoveError::Meta(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_respect_count_and_bytes() {
+        let c = |i: u8, len: u64| (ChunkId([i; 32]), len);
+        let chunks = vec![c(1, 4), c(2, 4), c(3, 4), c(4, 20), c(5, 1), c(6, 1), c(7, 1)];
+        let sizes: Vec<usize> = batches(&chunks, 2, 10).iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![2, 1, 1, 2, 1], "two per batch, 10 bytes per batch, the big one alone");
+        assert_eq!(batches(&chunks, 100, 1000).len(), 1);
+        assert!(batches(&[], 2, 10).is_empty());
     }
 }

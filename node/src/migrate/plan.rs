@@ -1,7 +1,7 @@
 //! Pure decisions of the migration engine: which partitions start moving, which node moves each one, which
 //! target slots a chunk still lacks, and which draining generations are empty. No I/O and no clock.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use strata_proto::cluster_map::{GenerationState, NodeState};
 use strata_proto::{ClusterMap, GenerationId, NodeId, NodeSet, PartitionId};
@@ -31,9 +31,26 @@ pub fn next_moves(map: &ClusterMap, max_moving: usize) -> Vec<(PartitionId, Node
         .filter(|(_, (p, want))| p.target.is_none() && p.current != *want)
         .map(|(i, (p, want))| (lost_shards(map, &p.current), PartitionId(i as u32), want))
         .collect();
-    // Repairs first, the partitions with the most shards on lost nodes before the others.
-    wanted.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    wanted.into_iter().take(budget).map(|(_, p, want)| (p, want)).collect()
+    // Moves already running, per node that runs them (the first node of the target).
+    let mut load: BTreeMap<NodeId, usize> = BTreeMap::new();
+    for t in map.partitions.iter().filter_map(|p| p.target.as_ref()) {
+        *load.entry(t.nodes[0]).or_default() += 1;
+    }
+    // Repairs first, the partitions with the most shards on lost nodes before the others; among equals, the
+    // one whose mover has the least work, so the budget keeps every target node busy.
+    let mut chosen = Vec::new();
+    while chosen.len() < budget && !wanted.is_empty() {
+        let best = (0..wanted.len())
+            .min_by_key(|&i| {
+                let (lost, p, set) = &wanted[i];
+                (std::cmp::Reverse(*lost), load.get(&set.nodes[0]).copied().unwrap_or(0), *p)
+            })
+            .expect("wanted is not empty");
+        let (_, p, set) = wanted.swap_remove(best);
+        *load.entry(set.nodes[0]).or_default() += 1;
+        chosen.push((p, set));
+    }
+    chosen
 }
 
 /// Shards of a set that sit on nodes no longer Active (declared Down or removed).
@@ -173,6 +190,24 @@ mod tests {
         }
         // With a budget of one, the most endangered partition goes first.
         assert_eq!(next_moves(&m, 1)[0], moves[0]);
+    }
+
+    #[test]
+    fn the_budget_is_spread_over_the_movers() {
+        let mut m = map_with(&[(1, GenerationState::Active, 3), (2, GenerationState::Active, 6)]);
+        m.generations.get_mut(&GenerationId(2)).unwrap().state = GenerationState::Draining;
+        place(&mut m);
+        m.generations.get_mut(&GenerationId(2)).unwrap().state = GenerationState::Active;
+        m.generations.get_mut(&GenerationId(1)).unwrap().state = GenerationState::Draining;
+        let moves = next_moves(&m, 6);
+        let mut per_mover: BTreeMap<NodeId, usize> = BTreeMap::new();
+        for (_, set) in &moves {
+            *per_mover.entry(set.nodes[0]).or_default() += 1;
+        }
+        let movers: BTreeSet<NodeId> = next_moves(&m, 100).iter().map(|(_, set)| set.nodes[0]).collect();
+        assert_eq!(moves.len(), 6);
+        let fair = 6usize.div_ceil(movers.len());
+        assert!(per_mover.values().all(|&n| n <= fair), "six moves over {} movers: {per_mover:?}", movers.len());
     }
 
     #[test]

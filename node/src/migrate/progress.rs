@@ -56,6 +56,7 @@ pub fn generation_progress(
                 partitions,
                 stored_shards,
                 stored_bytes,
+                stored_chunks: stored_shards / g.profile.total_shards() as u64,
                 bytes_to_move,
                 chunks_to_move,
                 eta_secs,
@@ -105,6 +106,7 @@ mod tests {
         assert_eq!(p[0].stored_bytes, 2000);
         assert_eq!(p[0].bytes_to_move, 2000);
         assert_eq!(p[0].chunks_to_move, 100);
+        assert_eq!(p[0].stored_chunks, 100);
         assert_eq!(p[0].eta_secs, Some(20));
         assert!(p[0].paused && !p[0].safe_to_remove);
         assert_eq!(p[1].bytes_to_move, 0);
