@@ -110,6 +110,11 @@ fn set_mtime(path: &Path, ns: i64) {
     utimensat(nix::fcntl::AT_FDCWD, path, &ts, &ts, UtimensatFlags::NoFollowSymlink).expect("utimensat");
 }
 
+/// Where a restore of `source` lands below `target`: snapshots keep absolute paths.
+pub fn restored(target: &Path, source: &Path) -> std::path::PathBuf {
+    target.join(source.strip_prefix("/").expect("absolute source"))
+}
+
 /// Options for [`generate`].
 pub struct TreeSpec {
     /// Size of the sparse file (its data is a few small islands).

@@ -5,15 +5,10 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::process::Stdio;
 
-use strata_chaos::fs_tree::{TreeSpec, allocated_bytes, differences, generate, manifest};
+use strata_chaos::fs_tree::{TreeSpec, allocated_bytes, differences, generate, manifest, restored};
 use strata_chaos::{Cluster, ClusterSpec};
 
 const MIB: u64 = 1 << 20;
-
-/// Where the restore of `source` lands below `target` (snapshots keep absolute paths).
-fn restored(target: &Path, source: &Path) -> std::path::PathBuf {
-    target.join(source.strip_prefix("/").expect("absolute source"))
-}
 
 fn assert_same(expected: &strata_chaos::fs_tree::Manifest, dir: &Path, when: &str) {
     let diff = differences(expected, &manifest(dir));

@@ -6,13 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use strata_chaos::fs_tree::{Manifest, TreeSpec, differences, generate, manifest};
+use strata_chaos::fs_tree::{Manifest, TreeSpec, differences, generate, manifest, restored};
 use strata_chaos::{Cluster, ClusterSpec, TenantCli};
-
-/// Where the restore of `source` lands below `target` (snapshots keep absolute paths).
-fn restored(target: &Path, source: &Path) -> PathBuf {
-    target.join(source.strip_prefix("/").expect("absolute source"))
-}
 
 /// Restores snapshot `id` and returns how it differs from `expected` (empty when byte-exact).
 fn restore_diff(cli: &TenantCli, id: &str, source: &Path, expected: &Manifest, target: &Path) -> Vec<String> {

@@ -1,15 +1,10 @@
 //! Repair: a node lost for good is declared Down and its shards are rebuilt on the others, so afterwards the
 //! cluster again survives any m further node losses.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use strata_chaos::fs_tree::{TreeSpec, differences, generate, manifest};
+use strata_chaos::fs_tree::{TreeSpec, differences, generate, manifest, restored};
 use strata_chaos::{Cluster, ClusterSpec};
-
-fn restored(target: &Path, source: &Path) -> PathBuf {
-    target.join(source.strip_prefix("/").expect("absolute source"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_node_is_rebuilt_elsewhere_and_then_two_more_may_fail() -> anyhow::Result<()> {

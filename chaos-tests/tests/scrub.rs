@@ -1,17 +1,13 @@
 //! Scrub: shards damaged on disk (bit flips) or lost are found by the background pass and rebuilt, so the
 //! stripe keeps its full redundancy; reads meanwhile never return wrong bytes.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use strata_chaos::fs_tree::{TreeSpec, differences, generate, manifest};
+use strata_chaos::fs_tree::{TreeSpec, differences, generate, manifest, restored};
 use strata_chaos::{Cluster, ClusterSpec};
 use strata_node::store::{CorruptForTest, RocksShardStore, ShardStore};
 use strata_proto::PartitionId;
-
-fn restored(target: &Path, source: &Path) -> PathBuf {
-    target.join(source.strip_prefix("/").expect("absolute source"))
-}
 
 /// Flips a bit in `flip` shards and deletes `drop` others of the stopped node whose config is `config`.
 fn damage(config: &Path, flip: usize, drop: usize) -> anyhow::Result<()> {

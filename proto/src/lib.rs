@@ -11,6 +11,7 @@ pub mod cluster_map;
 pub mod error;
 pub mod frame;
 pub mod ids;
+pub mod maintenance;
 pub mod message;
 pub mod reflist;
 pub mod snapshot;
