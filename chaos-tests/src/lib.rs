@@ -442,6 +442,21 @@ impl TenantCli {
         c
     }
 
+    /// Backs up `source` (requiring success) and returns the new snapshot's id.
+    pub fn backup(&self, source: &Path) -> String {
+        self.json(&["backup", source.to_str().expect("UTF-8 path")])["snapshot_id"].as_str().expect("snapshot id").to_owned()
+    }
+
+    /// Restores snapshot `id` below `target` and returns how the restored `source` differs from `expected`
+    /// (empty when byte-exact; a failed restore is one difference naming the error).
+    pub fn restore_diff(&self, id: &str, source: &Path, expected: &fs_tree::Manifest, target: &Path) -> Vec<String> {
+        let out = self.run(&["--json", "restore", id, "--target", target.to_str().expect("UTF-8 path")]);
+        if !out.status.success() {
+            return vec![format!("restore of {id} failed: {}", String::from_utf8_lossy(&out.stderr))];
+        }
+        fs_tree::differences(expected, &fs_tree::manifest(&fs_tree::restored(target, source)))
+    }
+
     /// Runs `strata --json ...`, requires success, and returns the last JSON line of its output.
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         let mut all = vec!["--json"];

@@ -38,9 +38,9 @@ async fn prune_frees_only_what_no_snapshot_references() -> anyhow::Result<()> {
     let source = work.path().join("data");
     random_files(&source.join("kept"), 1, 4, 2 * MIB);
     random_files(&source.join("dropped"), 2, 4, 2 * MIB);
-    let first = cli.json(&["backup", source.to_str().unwrap()])["snapshot_id"].as_str().unwrap().to_owned();
+    let first = cli.backup(&source);
     std::fs::remove_dir_all(source.join("dropped"))?;
-    let second = cli.json(&["backup", source.to_str().unwrap()])["snapshot_id"].as_str().unwrap().to_owned();
+    let second = cli.backup(&source);
 
     // With both snapshots retained nothing is garbage.
     let nothing = cli.json(&["prune"]);
@@ -73,7 +73,7 @@ async fn prune_during_a_backup_keeps_what_the_backup_deduplicated() -> anyhow::R
     // Snapshot A holds the "old" files; forgetting it makes all of them garbage candidates.
     let source = work.path().join("home");
     random_files(&source.join("a-old"), 3, 6, 2 * MIB);
-    let a = cli.json(&["backup", source.to_str().unwrap()])["snapshot_id"].as_str().unwrap().to_owned();
+    let a = cli.backup(&source);
     cli.json(&["forget", &a]);
 
     // Backup C sees the old files again (a dedup hit on every one of them, early), then uploads new data for

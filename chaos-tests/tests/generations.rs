@@ -1,22 +1,13 @@
 //! Storage generations end to end: a new generation joins, the old one is drained (once cancelled halfway)
 //! while backups and restores keep running, then it is dropped and switched off, and everything restores.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use strata_chaos::fs_tree::{Manifest, TreeSpec, differences, generate, manifest, restored};
+use strata_chaos::fs_tree::{Manifest, TreeSpec, generate, manifest};
 use strata_chaos::{Cluster, ClusterSpec, TenantCli};
-
-/// Restores snapshot `id` and returns how it differs from `expected` (empty when byte-exact).
-fn restore_diff(cli: &TenantCli, id: &str, source: &Path, expected: &Manifest, target: &Path) -> Vec<String> {
-    let out = cli.run(&["--json", "restore", id, "--target", target.to_str().unwrap()]);
-    if !out.status.success() {
-        return vec![format!("restore of {id} failed: {}", String::from_utf8_lossy(&out.stderr))];
-    }
-    differences(expected, &manifest(&restored(target, source)))
-}
 
 /// One generation's progress entry from `strata admin generation list --json`.
 fn generation<'a>(list: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
@@ -54,7 +45,7 @@ impl BackupLoop {
                 let text = String::from_utf8_lossy(&out.stdout);
                 let summary: serde_json::Value = serde_json::from_str(text.lines().last().unwrap_or("{}")).expect("summary");
                 let id = summary["snapshot_id"].as_str().expect("snapshot id").to_owned();
-                let diff = restore_diff(&cli, &id, &source, &expected, &scratch.join(format!("r{round}")));
+                let diff = cli.restore_diff(&id, &source, &expected, &scratch.join(format!("r{round}")));
                 if !diff.is_empty() {
                     errors.push(format!("restore {round}: {:?}", &diff[..diff.len().min(4)]));
                 }
@@ -91,7 +82,7 @@ async fn a_generation_is_drained_online_cancelled_drained_again_and_dropped() ->
     cli.json(&["init"]);
     let source = work.path().join("source");
     let first_tree = generate(&source, 11, &TreeSpec { sparse_bytes: 8 << 20, max_file_bytes: 2 << 20, files: 24 });
-    let first = cli.json(&["backup", source.to_str().unwrap()])["snapshot_id"].as_str().expect("id").to_owned();
+    let first = cli.backup(&source);
 
     // A second generation with another profile joins; the first keeps serving.
     let added = cluster.admin_json(&["generation", "add", "gen-b", "--ec", "3+2"]);
@@ -138,7 +129,7 @@ async fn a_generation_is_drained_online_cancelled_drained_again_and_dropped() ->
     if !drained_already {
         assert!(cancelled.status.success(), "{}", String::from_utf8_lossy(&cancelled.stderr));
         assert_eq!(generation(&cluster.admin_json(&["generation", "list"]), "gen-1")["generation"]["state"], "Active");
-        let diff = restore_diff(&cli, &first[..8], &source, &first_tree, &work.path().join("after-cancel"));
+        let diff = cli.restore_diff(&first[..8], &source, &first_tree, &work.path().join("after-cancel"));
         assert!(diff.is_empty(), "first snapshot after the cancel: {diff:?}");
         // Drain again, at full speed, to the end.
         cluster.admin_json(&["generation", "rate", "0"]);
@@ -174,10 +165,10 @@ async fn a_generation_is_drained_online_cancelled_drained_again_and_dropped() ->
     cluster.retarget_profile(&cli)?;
 
     // Everything restores from gen-b alone: the first snapshot and every one made during the drains.
-    let diff = restore_diff(&cli, &first[..8], &source, &first_tree, &work.path().join("final-first"));
+    let diff = cli.restore_diff(&first[..8], &source, &first_tree, &work.path().join("final-first"));
     assert!(diff.is_empty(), "first snapshot after the drop: {diff:?}");
     for (i, (id, expected)) in snapshots.iter().enumerate() {
-        let diff = restore_diff(&cli, &id[..8], &source, expected, &work.path().join(format!("final-{i}")));
+        let diff = cli.restore_diff(&id[..8], &source, expected, &work.path().join(format!("final-{i}")));
         assert!(diff.is_empty(), "snapshot {id} after the drop: {:?}", &diff[..diff.len().min(4)]);
         let _ = std::fs::remove_dir_all(work.path().join(format!("final-{i}")));
     }
@@ -194,7 +185,7 @@ async fn a_drain_survives_killing_a_mover_and_the_leader() -> anyhow::Result<()>
     cli.json(&["init"]);
     let source = work.path().join("source");
     let tree = generate(&source, 23, &TreeSpec { sparse_bytes: 4 << 20, max_file_bytes: 3 << 20, files: 30 });
-    let id = cli.json(&["backup", source.to_str().unwrap()])["snapshot_id"].as_str().expect("id").to_owned();
+    let id = cli.backup(&source);
 
     // Pause moves while gen-b assembles, so they all happen during the drain below, slowly.
     cluster.admin_json(&["generation", "add", "gen-b", "--ec", "3+2"]);
@@ -240,7 +231,7 @@ async fn a_drain_survives_killing_a_mover_and_the_leader() -> anyhow::Result<()>
     cluster.admin_json(&["generation", "rate", "0"]);
     wait_state(&cluster, "gen-1", "Drained", Duration::from_secs(300)).await?;
     let target = work.path().join("restore");
-    let diff = restore_diff(&cli, &id[..8], &source, &tree, &target);
+    let diff = cli.restore_diff(&id[..8], &source, &tree, &target);
     assert!(diff.is_empty(), "after the drain with kills: {:?}", &diff[..diff.len().min(4)]);
 
     // gen-1 goes away entirely; the snapshot still restores.
@@ -254,7 +245,7 @@ async fn a_drain_survives_killing_a_mover_and_the_leader() -> anyhow::Result<()>
         cluster.kill(id)?;
     }
     cluster.retarget_profile(&cli)?;
-    let diff = restore_diff(&cli, &id[..8], &source, &tree, &work.path().join("restore-b"));
+    let diff = cli.restore_diff(&id[..8], &source, &tree, &work.path().join("restore-b"));
     assert!(diff.is_empty(), "from gen-b alone: {:?}", &diff[..diff.len().min(4)]);
     Ok(())
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use strata_chaos::fs_tree::{TreeSpec, differences, generate, manifest, restored};
+use strata_chaos::fs_tree::{TreeSpec, generate};
 use strata_chaos::{Cluster, ClusterSpec};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -15,7 +15,7 @@ async fn a_lost_node_is_rebuilt_elsewhere_and_then_two_more_may_fail() -> anyhow
     cli.json(&["init"]);
     let source = work.path().join("source");
     let expected = generate(&source, 5, &TreeSpec { sparse_bytes: 4 << 20, max_file_bytes: 2 << 20, files: 20 });
-    let id = cli.json(&["backup", source.to_str().unwrap()])["snapshot_id"].as_str().expect("id").to_owned();
+    let id = cli.backup(&source);
 
     // Node 4 dies for good. After the configured 3 s it is declared Down and every partition it held is rebuilt.
     cluster.kill(4)?;
@@ -38,9 +38,7 @@ async fn a_lost_node_is_rebuilt_elsewhere_and_then_two_more_may_fail() -> anyhow
     cluster.kill(5)?;
     cluster.kill(6)?;
     cluster.retarget_profile(&cli)?;
-    let target = work.path().join("restore");
-    cli.json(&["restore", &id[..8], "--target", target.to_str().unwrap()]);
-    let diff = differences(&expected, &manifest(&restored(&target, &source)));
+    let diff = cli.restore_diff(&id[..8], &source, &expected, &work.path().join("restore"));
     assert!(diff.is_empty(), "after repair and two more losses: {:?}", &diff[..diff.len().min(4)]);
     Ok(())
 }

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use strata_chaos::fs_tree::{TreeSpec, differences, generate, manifest, restored};
+use strata_chaos::fs_tree::{TreeSpec, generate};
 use strata_chaos::{Cluster, ClusterSpec};
 use strata_node::store::{CorruptForTest, RocksShardStore, ShardStore};
 use strata_proto::PartitionId;
@@ -39,7 +39,7 @@ async fn flipped_and_lost_shards_are_found_and_rebuilt() -> anyhow::Result<()> {
     cli.json(&["init"]);
     let source = work.path().join("source");
     let expected = generate(&source, 9, &TreeSpec { sparse_bytes: 4 << 20, max_file_bytes: 2 << 20, files: 40 });
-    let id = cli.json(&["backup", source.to_str().unwrap()])["snapshot_id"].as_str().expect("id").to_owned();
+    let id = cli.backup(&source);
 
     // Damage node 3 while it is stopped: 6 shards get a flipped bit, 3 are lost.
     cluster.kill(3)?;
@@ -68,9 +68,7 @@ async fn flipped_and_lost_shards_are_found_and_rebuilt() -> anyhow::Result<()> {
     cluster.kill(5)?;
     cluster.kill(6)?;
     cluster.retarget_profile(&cli)?;
-    let target = work.path().join("restore");
-    cli.json(&["restore", &id[..8], "--target", target.to_str().unwrap()]);
-    let diff = differences(&expected, &manifest(&restored(&target, &source)));
+    let diff = cli.restore_diff(&id[..8], &source, &expected, &work.path().join("restore"));
     assert!(diff.is_empty(), "after scrub and two losses: {:?}", &diff[..diff.len().min(4)]);
     Ok(())
 }
