@@ -20,7 +20,7 @@ use strata_proto::ChunkId;
 use crate::backup::filter::Patterns;
 use crate::backup::progress::Progress;
 use crate::repo::{RepoError, Repository, Snapshot};
-use crate::tree::{Node, NodeKind, Tree};
+use crate::tree::{Node, NodeKind};
 
 /// What to do with files that already exist in the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,17 +81,14 @@ fn os(name: &[u8]) -> &OsStr {
 /// Reads the snapshot's trees into a list sorted by path (parents first), applying the filters: excluded
 /// paths and everything below them are dropped; with includes, what matches is kept with its parents.
 async fn plan(repo: &Repository, root: &[ChunkId], includes: &Patterns, excludes: &Patterns) -> Result<Vec<Item>, RepoError> {
+    let descend = |rel: &Path| !excludes.matches(&Path::new("/").join(rel));
     let mut out = Vec::new();
-    let mut stack: Vec<(PathBuf, Tree)> = vec![(PathBuf::new(), repo.read_tree(root).await?)];
-    while let Some((dir, tree)) = stack.pop() {
+    for (dir, tree) in repo.read_trees(root, PathBuf::new(), descend).await? {
         for node in tree.nodes {
             let rel = dir.join(os(&node.name));
             let original = Path::new("/").join(&rel);
             if excludes.matches(&original) {
                 continue;
-            }
-            if node.kind == NodeKind::Dir {
-                stack.push((rel.clone(), repo.read_tree(&node.subtree).await?));
             }
             let wanted = includes.is_empty() || includes.matches_or_under(&original);
             out.push(Item { rel, node, wanted });

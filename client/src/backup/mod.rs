@@ -7,6 +7,7 @@
 //! its uploaded chunks in place; running it again uploads only what is still missing.
 
 pub mod filter;
+mod parent_trees;
 pub mod progress;
 pub mod rate;
 pub mod upload;

@@ -19,11 +19,12 @@ use strata_proto::ChunkId;
 use tokio::runtime::Handle;
 
 use super::filter::Patterns;
+use super::parent_trees::ParentTrees;
 use super::progress::Progress;
 use super::upload::Uploader;
 use crate::chunker;
 use crate::repo::summary::BackupStats;
-use crate::repo::{RepoError, Repository};
+use crate::repo::{RepoError, Repository, TREE_READS_IN_FLIGHT};
 use crate::tree::{ChunkRef, Node, NodeKind, Tree};
 
 /// Builds a node from file metadata (content and subtree filled in by the caller).
@@ -61,6 +62,7 @@ pub struct WalkResult {
 /// The walker's state.
 pub struct Walker {
     repo: Arc<Repository>,
+    parents: ParentTrees,
     rt: Handle,
     uploader: Arc<Uploader>,
     excludes: Patterns,
@@ -71,6 +73,9 @@ pub struct Walker {
     stats: BackupStats,
     warnings: Vec<String>,
 }
+
+/// Parent trees held or awaited ahead of the walker at most (a few KiB each).
+const PARENT_TREES_AHEAD: usize = 1024;
 
 /// Backup targets arranged as a tree of path components.
 #[derive(Default)]
@@ -90,6 +95,7 @@ impl Walker {
         progress: Arc<Progress>,
     ) -> Walker {
         Walker {
+            parents: ParentTrees::new(repo.clone(), rt.clone(), TREE_READS_IN_FLIGHT, PARENT_TREES_AHEAD),
             repo,
             rt,
             uploader,
@@ -120,6 +126,9 @@ impl Walker {
             }
             node.target = true;
         }
+        if let Some(root) = &parent_root {
+            self.parents.start(root);
+        }
         let root_tree = self.assemble(Path::new("/"), &trie, parent_root.as_ref())?;
         let root = self.store_tree(root_tree)?;
         Ok(WalkResult { root, refs: self.refs, stats: self.stats, warnings: self.warnings })
@@ -143,7 +152,7 @@ impl Walker {
                 self.entry(&path, name, &meta, parent_node, meta.dev())?
             } else {
                 let sub_parent = self.parent_tree(parent_node);
-                let sub = self.assemble(&path, child, sub_parent.as_ref())?;
+                let sub = self.assemble(&path, child, sub_parent.as_deref())?;
                 let mut node = node_from_meta(name, &meta, NodeKind::Dir);
                 node.subtree = self.store_tree(sub)?;
                 Some(node)
@@ -155,15 +164,9 @@ impl Walker {
     }
 
     /// The parent snapshot's subtree for a directory node, if it has one and it can be read.
-    fn parent_tree(&mut self, parent: Option<&Node>) -> Option<Tree> {
+    fn parent_tree(&mut self, parent: Option<&Node>) -> Option<Arc<Tree>> {
         let p = parent.filter(|p| p.kind == NodeKind::Dir)?;
-        match self.rt.block_on(self.repo.read_tree(&p.subtree)) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                tracing::warn!(error = %e, "parent tree unreadable; its files will be read again");
-                None
-            }
-        }
+        self.parents.take(&p.subtree)
     }
 
     /// One directory entry of any kind; `None` when it is skipped.
@@ -238,6 +241,9 @@ impl Walker {
             if let Some(n) = self.entry(&child, bytes, &child_meta, parent_node, root_dev)? {
                 tree.nodes.push(n);
             }
+        }
+        if let Some(p) = &parent_tree {
+            self.parents.release_children(p);
         }
         node.subtree = self.store_tree(tree)?;
         Ok(node)

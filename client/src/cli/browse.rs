@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use strata_client::repo::{RepoError, Repository, Snapshot};
-use strata_client::tree::{Node, NodeKind, Tree};
+use strata_client::tree::{Node, NodeKind};
 
 use super::Ctx;
 use super::progress_ui::human_bytes;
@@ -85,18 +85,9 @@ pub async fn snapshots(ctx: &Ctx, filter: SnapshotFilter) -> anyhow::Result<i32>
 /// Every entry below `root` as (absolute path in the snapshot, node), depth first in name order.
 pub async fn entries(repo: &Repository, root: &[strata_proto::ChunkId]) -> Result<Vec<(PathBuf, Node)>, RepoError> {
     let mut out = Vec::new();
-    let mut stack: Vec<(PathBuf, Tree)> = vec![(PathBuf::from("/"), repo.read_tree(root).await?)];
-    while let Some((dir, tree)) = stack.pop() {
-        let mut subdirs = Vec::new();
+    for (dir, tree) in repo.read_trees(root, PathBuf::from("/"), |_| true).await? {
         for node in tree.nodes {
-            let path = dir.join(std::ffi::OsStr::from_bytes(&node.name));
-            if node.kind == NodeKind::Dir {
-                subdirs.push((path.clone(), node.subtree.clone()));
-            }
-            out.push((path, node));
-        }
-        for (path, ids) in subdirs.into_iter().rev() {
-            stack.push((path, repo.read_tree(&ids).await?));
+            out.push((dir.join(std::ffi::OsStr::from_bytes(&node.name)), node));
         }
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));

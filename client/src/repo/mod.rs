@@ -5,6 +5,9 @@
 //! summaries. The cluster client below it only ever sees ids and opaque bytes.
 
 pub mod summary;
+mod tree_walk;
+
+pub use tree_walk::TREE_READS_IN_FLIGHT;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
