@@ -514,11 +514,12 @@ impl Cluster {
         Ok(ids)
     }
 
-    /// The sum of every sample of metric `name` on node `id` (`None` if the node does not answer).
+    /// The sum of every sample of metric `name` on node `id` (`None` if the node does not answer). `name` may
+    /// carry the leading labels of the samples wanted: `strata_requests_total{op="get_blob"`.
     pub async fn metric(&self, id: usize, name: &str) -> Option<f64> {
         let (_, text) =
             strata_client::health_probe::get_path(&self.nodes[id - 1].metrics, "/metrics", Duration::from_secs(2)).await.ok()?;
-        let samples = text.lines().filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' ')));
+        let samples = text.lines().filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(['{', ' ', ','])));
         Some(samples.filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum())
     }
 

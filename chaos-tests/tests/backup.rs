@@ -95,6 +95,17 @@ async fn a_second_backup_uploads_about_what_changed_and_devices_share_chunks() -
         assert_same(expected, &restored(&target, &source), name);
     }
 
+    // The client routes each blob to its own partition's nodes, so every node coordinates some reads and
+    // writes; without the cluster map all of them would go to the first seed.
+    for id in 1..=cluster.nodes.len() {
+        for op in ["get_blob", "put_blobs"] {
+            let served = cluster.metric(id, &format!(r#"strata_requests_total{{op="{op}",result="ok""#)).await.unwrap_or(0.0);
+            assert!(served > 0.0, "node {id} coordinated no {op} request");
+        }
+        let refused = cluster.metric(id, r#"strata_requests_total{op="get_cluster_map",result="Unauthenticated""#).await;
+        assert_eq!(refused, Some(0.0), "node {id} refused cluster-map requests");
+    }
+
     // A second device of the same tenant with the same files uploads (almost) nothing but its trees.
     let copy = work.path().join("desktop-home");
     assert!(std::process::Command::new("cp").arg("-a").arg(&source).arg(&copy).status()?.success());

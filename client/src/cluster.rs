@@ -178,7 +178,9 @@ impl ClusterClient {
         if let Some(m) = self.cached_map() {
             return Ok(m);
         }
-        let reply = self.call_any(None, Request::GetClusterMap { known_epoch: Epoch(0) }, Bytes::new()).await?;
+        // Any valid token may read the map (it names nodes and generations, nothing of any tenant).
+        let token = self.token.as_ref().or(self.operator.as_ref()).ok_or(ClientError::MissingCredential("token or operator token"))?;
+        let reply = self.call_any(Some(token), Request::GetClusterMap { known_epoch: Epoch(0) }, Bytes::new()).await?;
         let map = match reply.response {
             Response::ClusterMap(Some(m)) => Arc::new(*m),
             other => {
