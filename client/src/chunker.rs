@@ -1,10 +1,15 @@
 //! Content-defined chunking with FastCDC (2020): about 512 KiB minimum, 1 MiB average, 8 MiB maximum.
 //!
 //! Cut points depend on content, so an insertion in the middle of a large file changes only the chunks
-//! around it, and the rest deduplicate. Files below the minimum are one chunk. Reading is streamed: at most
-//! one maximum-size chunk is buffered per file being read.
+//! around it, and the rest deduplicate. Files below the minimum are one chunk. Reading is streamed through
+//! a buffer that grows only as far as the input needs (up to two maximum-size chunks), so the small files
+//! that make up most of a home directory cost a buffer of their own size. The cut points are exactly those
+//! of `fastcdc::v2020` with these sizes and its default normalisation: they are part of what makes chunk ids
+//! stable across versions, which deduplication relies on.
 
 use std::io::Read;
+
+use fastcdc::v2020::FastCDC;
 
 /// Smallest chunk (except a file's last).
 pub const MIN_CHUNK: usize = 512 << 10;
@@ -14,13 +19,63 @@ pub const AVG_CHUNK: usize = 1 << 20;
 pub const MAX_CHUNK: usize = 8 << 20;
 
 /// Splits a stream into chunks; yields each chunk's bytes.
-pub fn chunks<R: Read>(reader: R) -> impl Iterator<Item = std::io::Result<Vec<u8>>> {
-    fastcdc::v2020::StreamCDC::new(reader, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK).map(|r| {
-        r.map(|c| c.data).map_err(|e| match e {
-            fastcdc::v2020::Error::IoError(io) => io,
-            other => std::io::Error::other(other.to_string()),
-        })
-    })
+pub fn chunks<R: Read>(reader: R) -> Chunks<R> {
+    chunks_expecting(reader, 0)
+}
+
+/// [`chunks`] for a stream expected to hold `len` bytes (a file's size): the buffer is allocated once at
+/// the size it will need instead of growing by doubling. Any length is still handled correctly.
+pub fn chunks_expecting<R: Read>(reader: R, len: u64) -> Chunks<R> {
+    let capacity = len.min(2 * MAX_CHUNK as u64) as usize;
+    Chunks { reader, buf: Vec::with_capacity(capacity), start: 0, eof: false }
+}
+
+/// The chunks of a stream, in order; an error ends the iteration.
+pub struct Chunks<R> {
+    reader: R,
+    /// Bytes read and not yet returned start at `start`.
+    buf: Vec<u8>,
+    start: usize,
+    eof: bool,
+}
+
+impl<R: Read> Chunks<R> {
+    /// Tops the buffer up so that a whole maximum-size chunk is available (or the stream has ended). Bytes
+    /// already returned are dropped first, so each byte is moved at most about once.
+    fn fill(&mut self) -> std::io::Result<()> {
+        if self.eof || self.buf.len() - self.start >= MAX_CHUNK {
+            return Ok(());
+        }
+        self.buf.drain(..self.start);
+        self.start = 0;
+        let want = (2 * MAX_CHUNK - self.buf.len()) as u64;
+        let got = (&mut self.reader).take(want).read_to_end(&mut self.buf)?;
+        self.eof = (got as u64) < want;
+        Ok(())
+    }
+}
+
+impl<R: Read> Iterator for Chunks<R> {
+    type Item = std::io::Result<Vec<u8>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Err(e) = self.fill() {
+            // Nothing after a read error is trustworthy: end here.
+            self.eof = true;
+            self.buf.clear();
+            self.start = 0;
+            return Some(Err(e));
+        }
+        let rest = &self.buf[self.start..];
+        if rest.is_empty() {
+            return None;
+        }
+        // FastCDC looks at most MAX_CHUNK bytes ahead, and `fill` provides that many unless the stream ended.
+        let len = FastCDC::new(rest, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK).next().map_or(rest.len(), |c| c.length);
+        let chunk = rest[..len].to_vec();
+        self.start += len;
+        Some(Ok(chunk))
+    }
 }
 
 #[cfg(test)]
@@ -46,6 +101,45 @@ mod tests {
         let small: Vec<Vec<u8>> = chunks(&b"tiny"[..]).collect::<Result<_, _>>().unwrap();
         assert_eq!(small, vec![b"tiny".to_vec()]);
         assert_eq!(chunks(&b""[..]).count(), 0);
+    }
+
+    #[test]
+    fn cut_points_are_those_of_the_fastcdc_stream_chunker() {
+        // Chunk ids of existing snapshots depend on these cuts: they must never drift.
+        for (len, seed) in [(0, 3), (100, 4), (MIN_CHUNK, 5), (MIN_CHUNK + 1, 6), (3 * MAX_CHUNK + 12345, 7), (40 << 20, 8)] {
+            let input = data(len, seed);
+            let ours: Vec<usize> = chunks(&input[..]).map(|c| c.unwrap().len()).collect();
+            let hinted: Vec<usize> = chunks_expecting(&input[..], len as u64 / 2).map(|c| c.unwrap().len()).collect();
+            assert_eq!(ours, hinted, "a wrong size hint changed the cuts");
+            let reference: Vec<usize> =
+                fastcdc::v2020::StreamCDC::new(&input[..], MIN_CHUNK, AVG_CHUNK, MAX_CHUNK).map(|c| c.unwrap().length).collect();
+            assert_eq!(ours, reference, "input of {len} bytes");
+        }
+        // Long zero runs force maximum-size chunks.
+        let zeros = vec![0u8; 5 * MAX_CHUNK + 7];
+        let ours: Vec<usize> = chunks(&zeros[..]).map(|c| c.unwrap().len()).collect();
+        let reference: Vec<usize> =
+            fastcdc::v2020::StreamCDC::new(&zeros[..], MIN_CHUNK, AVG_CHUNK, MAX_CHUNK).map(|c| c.unwrap().length).collect();
+        assert_eq!(ours, reference);
+    }
+
+    #[test]
+    fn a_read_error_is_reported_once_and_ends_the_chunks() {
+        struct Failing(usize);
+        impl Read for Failing {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                if self.0 == 0 {
+                    return Err(std::io::Error::other("disk on fire"));
+                }
+                let n = buf.len().min(self.0);
+                buf[..n].fill(1);
+                self.0 -= n;
+                Ok(n)
+            }
+        }
+        let results: Vec<_> = chunks_expecting(Failing(100), 100).collect();
+        assert_eq!(results.len(), 1);
+        assert!(results[0].as_ref().is_err_and(|e| e.to_string().contains("disk on fire")));
     }
 
     #[test]

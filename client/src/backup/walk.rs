@@ -272,7 +272,7 @@ impl Walker {
             }
         };
         let mut size = 0u64;
-        for chunk in chunker::chunks(file) {
+        for chunk in chunker::chunks_expecting(file, meta.len()) {
             let data = match chunk {
                 Ok(d) => d,
                 Err(e) => {
