@@ -83,10 +83,14 @@ impl BlobCodec {
         full.as_bytes()[..NONCE_LEN].try_into().expect("12 of 32 bytes")
     }
 
+    /// The chunk compressed, if compression is on and makes it smaller (the first step of [`Self::seal`]).
+    pub fn compress(&self, chunk: &[u8]) -> Option<Vec<u8>> {
+        (self.zstd_level > 0).then(|| zstd::bulk::compress(chunk, self.zstd_level).ok()).flatten().filter(|c| c.len() < chunk.len())
+    }
+
     /// Seals a chunk whose id is `id` (computed by [`IdHasher::id`]).
     pub fn seal(&self, id: &ChunkId, chunk: &[u8]) -> Vec<u8> {
-        let compressed =
-            (self.zstd_level > 0).then(|| zstd::bulk::compress(chunk, self.zstd_level).ok()).flatten().filter(|c| c.len() < chunk.len());
+        let compressed = self.compress(chunk);
         let (flags, body): (u8, &[u8]) = match &compressed {
             Some(c) => (FLAG_ZSTD, c),
             None => (0, chunk),
