@@ -219,6 +219,9 @@ def main():
                 r["rate"] = a.rate
                 out.write(json.dumps(r) + "\n")
                 results.append(r)
+    # Leave only the results: the clusters and the data take several GB.
+    for d in (WORK / "cluster", load, new):
+        shutil.rmtree(d, ignore_errors=True)
     med = lambda kind, key: statistics.median(r[key] for r in results if r["scenario"] == kind)
     ba, bc = med("alone", "backup_mb_s"), med("concurrent", "backup_mb_s")
     da, dc, whole = med("alone", "steady_mb_s"), med("concurrent", "steady_mb_s"), med("alone", "drain_mb_s")
