@@ -9,11 +9,12 @@ targets). Before each timed step everything is synced and, when running as root,
 so every tool reads its source cold.
 
 Reported per step: wall seconds, CPU seconds and peak RSS of the client, and for Strata the CPU and the sum
-of the per-node peak RSS of the six node processes during the step; bytes stored (disk used by the
-repository, or by the six nodes' data directories: Strata's figure includes the 1.5x erasure-code
-redundancy that survives two lost nodes, restic's and borg's are one copy on one disk), and bytes added by
-day 2 next to the bytes the mutation really wrote. The table gives medians and Strata's figures as ratios
-to restic's and borg's.
+of the per-node peak RSS of the six node processes during the step. Reported per run: bytes stored (restic
+and borg: their repository; Strata: the shard bytes on all nodes, which include the 1.5x erasure-code
+redundancy that survives two lost nodes, and one copy's worth, 4/6 of that), bytes added by day 2 next to
+the bytes the mutation really wrote, and disk used (Strata: the nodes' whole data directories, RocksDB's
+write-ahead logs and node logs included). The table gives medians and Strata's figures as ratios to
+restic's and borg's.
 
     bench/compare.py                      scale 1 (about 2.2 GiB), 3 repetitions
     bench/compare.py --small              scale 0.02, 1 repetition (what CI runs)
