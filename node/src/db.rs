@@ -53,10 +53,6 @@ pub fn open(path: &Path, options: &DbOptions) -> Result<Arc<Db>, DbOpenError> {
     let cache = Cache::new_lru_cache(options.block_cache_bytes);
     let mut table = BlockBasedOptions::default();
     table.set_block_cache(&cache);
-    // Index and filter blocks count against the block cache too; left outside it they grow with the number
-    // of stored shards, and node memory must be set by configuration, not by how much the node stores.
-    table.set_cache_index_and_filter_blocks(true);
-    table.set_pin_l0_filter_and_index_blocks_in_cache(true);
     let base = |write_buffer: usize| {
         let mut o = Options::default();
         o.set_block_based_table_factory(&table);
