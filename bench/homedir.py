@@ -170,8 +170,10 @@ def gen(root, scale, seed):
         w.write(f"empty-files/zero-{i}", b"")
     for odd in ["with space.txt", "ünïcödé-ファイル.txt", "new\nline.txt", "-leading-dash", "x" * 200, "tab\tname"]:
         w.write(f"odd/{odd}", text(rng, 300, pool))
-    with open(os.path.join(os.fsencode(root), b"odd", b"not-utf8-\xff\xfe.txt"), "wb") as f:
+    odd = os.path.join(os.fsencode(root), b"odd", b"not-utf8-\xff\xfe.txt")
+    with open(odd, "wb") as f:
         f.write(b"bytes in the name are not UTF-8\n")
+    os.utime(odd, ns=(DAY1 * 10**9, DAY1 * 10**9))
     return {"files": w.files, "bytes_written": w.bytes}
 
 
@@ -220,24 +222,19 @@ def mutate(root, seed):
         touch(rel)
         changed["inserted"] += 1
         changed["new_bytes"] += len(extra)
-    for i in range(max(1, len(by("Pictures/")) // 10)):  # new photos and notes
-        data = rand_bytes(rng, log_uniform(rng, 1 * MIB, 12 * MIB))
-        rel = f"Pictures/new/{name(rng, '.jpg')}"
-        os.makedirs(os.path.dirname(os.path.join(root, rel)), exist_ok=True)
+    def new_file(directory, ext, data):
+        rel = f"{directory}/{name(rng, ext)}"
+        os.makedirs(os.path.join(root, directory), exist_ok=True)
         with open(os.path.join(root, rel), "wb") as f:
             f.write(data)
         touch(rel)
         changed["new_files"] += 1
         changed["new_bytes"] += len(data)
-    for i in range(max(1, len(by("notes/")) // 4)):
-        data = text(rng, log_uniform(rng, 100, 20 * KIB), pool)
-        rel = f"notes/new/{name(rng, '.md')}"
-        os.makedirs(os.path.dirname(os.path.join(root, rel)), exist_ok=True)
-        with open(os.path.join(root, rel), "wb") as f:
-            f.write(data)
-        touch(rel)
-        changed["new_files"] += 1
-        changed["new_bytes"] += len(data)
+
+    for _ in range(max(1, len(by("Pictures/")) // 10)):  # new photos and notes
+        new_file("Pictures/new", ".jpg", rand_bytes(rng, log_uniform(rng, 1 * MIB, 12 * MIB)))
+    for _ in range(max(1, len(by("notes/")) // 4)):
+        new_file("notes/new", ".md", text(rng, log_uniform(rng, 100, 20 * KIB), pool))
     candidates = [f for f in files if os.path.exists(os.path.join(root, f))]
     for rel in rng.sample(candidates, max(1, len(candidates) // 50)):  # deleted
         os.remove(os.path.join(root, rel))
