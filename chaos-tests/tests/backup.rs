@@ -194,6 +194,15 @@ async fn errors_are_clear_and_have_their_exit_codes() -> anyhow::Result<()> {
     assert_eq!(summary["files_failed"], 1, "{summary}");
     assert!(text.contains("clear_refs"), "the failing file is named: {text}");
 
+    // The upload buffer is bounded below with a message naming the option; at its minimum a backup still
+    // works (a chunk larger than the buffer takes all of it).
+    let out = cli.run(&["backup", "--upload-buffer", "1KiB", source.to_str().unwrap()]);
+    assert!(!out.status.success() && stderr(&out).contains("--upload-buffer must be at least 1MiB"), "{}", stderr(&out));
+    std::fs::write(source.join("big.bin"), vec![7u8; 3 << 20])?;
+    let out = cli.run(&["backup", "--upload-buffer", "1MiB", source.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::remove_file(source.join("big.bin"))?;
+
     // A file whose size changes while it is read (procfs reports 0 bytes, then yields more) is reported,
     // counted, and kept as read; exit 3.
     let out = cli.run(&["--json", "backup", source.to_str().unwrap(), "/proc/self/stat"]);

@@ -45,6 +45,9 @@ pub struct BackupArgs {
     /// Upload at most this many bytes per second (e.g. 5MiB), to leave bandwidth for others.
     #[arg(long, value_parser = strata_client::size::parse_size)]
     limit_upload: Option<u64>,
+    /// Chunk bytes read ahead of the uploads at most (e.g. 64MiB); the client's memory grows with it.
+    #[arg(long, default_value = "128MiB", value_parser = strata_client::size::parse_size)]
+    upload_buffer: u64,
 }
 
 /// This machine's host name.
@@ -65,6 +68,8 @@ pub async fn run(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<i32> {
         std::fs::symlink_metadata(&abs).map_err(|e| anyhow::anyhow!("cannot back up {}: {e}", abs.display()))?;
         paths.push(abs);
     }
+    anyhow::ensure!(a.upload_buffer >= 1 << 20, "--upload-buffer must be at least 1MiB (got {} bytes)", a.upload_buffer);
+    let upload_budget_bytes = usize::try_from(a.upload_buffer).unwrap_or(usize::MAX);
     let repo = Arc::new(ctx.repo().await?);
     let opts = BackupOptions {
         paths,
@@ -74,7 +79,7 @@ pub async fn run(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<i32> {
         host: a.host.unwrap_or_else(hostname),
         parent: if a.force { ParentChoice::None } else { a.parent.map(ParentChoice::Id).unwrap_or(ParentChoice::Latest) },
         concurrency: a.concurrency.max(1),
-        upload_budget_bytes: 128 << 20,
+        upload_budget_bytes,
         limit_upload_bytes_per_sec: a.limit_upload,
     };
     let progress = Arc::new(Progress::default());
