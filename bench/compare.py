@@ -90,8 +90,8 @@ class Tool:
         raise NotImplementedError
 
     def stored(self):
-        """Bytes the repository holds."""
-        raise NotImplementedError
+        """Bytes the repository holds (restic and borg: their repository directory)."""
+        return du(self.run / "repo")
 
     def disk(self):
         """Disk space the repository takes."""
@@ -124,9 +124,6 @@ class Restic(Tool):
     def restore(self, dest):
         return ["restic", "restore", "latest", "--target", dest]
 
-    def stored(self):
-        return du(self.run / "repo")
-
 
 class Borg(Tool):
     name = "borg"
@@ -147,9 +144,6 @@ class Borg(Tool):
 
     def restore(self, dest):
         return ["sh", "-c", f"cd '{dest}' && exec borg extract ::day2"]
-
-    def stored(self):
-        return du(self.run / "repo")
 
 
 class Strata(Tool):

@@ -127,6 +127,16 @@ mod tests {
         m
     }
 
+    /// Generation 1 (3 nodes) holds every partition and is draining into an Active generation 2 of
+    /// `new_nodes` nodes that joined after placement.
+    fn draining_into_new(new_nodes: usize) -> ClusterMap {
+        let mut m = map_with(&[(1, GenerationState::Active, 3), (2, GenerationState::Draining, new_nodes)]);
+        place(&mut m);
+        m.generations.get_mut(&GenerationId(2)).unwrap().state = GenerationState::Active;
+        m.generations.get_mut(&GenerationId(1)).unwrap().state = GenerationState::Draining;
+        m
+    }
+
     fn place(m: &mut ClusterMap) {
         let input = PlacementInput { previous: &[], partition_count: m.partition_count(), nodes: &m.nodes, generations: &m.generations };
         m.partitions =
@@ -143,12 +153,7 @@ mod tests {
 
     #[test]
     fn draining_moves_every_partition_within_the_budget() {
-        let mut m = map_with(&[(1, GenerationState::Active, 3), (2, GenerationState::Active, 4)]);
-        m.generations.get_mut(&GenerationId(2)).unwrap().state = GenerationState::Draining;
-        place(&mut m);
-        m.generations.get_mut(&GenerationId(2)).unwrap().state = GenerationState::Active;
-        // Everything on generation 1 (placed while 2 was not eligible); now drain 1.
-        m.generations.get_mut(&GenerationId(1)).unwrap().state = GenerationState::Draining;
+        let mut m = draining_into_new(4);
         let moves = next_moves(&m, 5);
         assert_eq!(moves.len(), 5);
         assert!(moves.iter().all(|(_, set)| set.generation == GenerationId(2)));
@@ -194,11 +199,7 @@ mod tests {
 
     #[test]
     fn the_budget_is_spread_over_the_movers() {
-        let mut m = map_with(&[(1, GenerationState::Active, 3), (2, GenerationState::Active, 6)]);
-        m.generations.get_mut(&GenerationId(2)).unwrap().state = GenerationState::Draining;
-        place(&mut m);
-        m.generations.get_mut(&GenerationId(2)).unwrap().state = GenerationState::Active;
-        m.generations.get_mut(&GenerationId(1)).unwrap().state = GenerationState::Draining;
+        let m = draining_into_new(6);
         let moves = next_moves(&m, 6);
         let mut per_mover: BTreeMap<NodeId, usize> = BTreeMap::new();
         for (_, set) in &moves {
