@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use strata_proto::status::ClusterStatus;
 use strata_proto::{
-    ChunkId, ClusterMap, Epoch, GcReport, GenerationOp, Request, Response, RoleSet, Secret, SessionId, SnapshotId, SnapshotRecord,
-    TenantId, WireError,
+    BlobDigest, ChunkId, ClusterMap, Epoch, GcReport, GenerationOp, Request, Response, RoleSet, Secret, SessionId, SnapshotId,
+    SnapshotRecord, TenantId, WireError,
 };
 
 use crate::error::ClientError;
@@ -274,15 +274,22 @@ impl ClusterClient {
 
     /// Reads a blob.
     pub async fn get_blob(&self, id: ChunkId) -> Result<Vec<u8>, ClientError> {
+        Ok(self.get_blob_excluding(id, &[]).await?.0)
+    }
+
+    /// Reads a blob from a stripe other than those in `exclude` (stored copies of the chunk id the caller could
+    /// not use); returns it with the identity of the stripe it came from.
+    pub async fn get_blob_excluding(&self, id: ChunkId, exclude: &[BlobDigest]) -> Result<(Vec<u8>, Option<BlobDigest>), ClientError> {
         let token = self.tenant_token()?;
+        let request = Request::GetBlob { id, exclude: exclude.to_vec() };
         let reply = self
             .retrying(|| async {
                 let route = self.route(&id).await;
-                self.call_in_order(&route, Some(token), Request::GetBlob { id }, Bytes::new()).await
+                self.call_in_order(&route, Some(token), request.clone(), Bytes::new()).await
             })
             .await?;
         match reply.response {
-            Response::Blob => Ok(reply.body),
+            Response::Blob { digest } => Ok((reply.body, digest)),
             other => Err(ClientError::Unexpected(format!("{other:?} to GetBlob"))),
         }
     }

@@ -16,7 +16,7 @@ use strata_proto::cluster_map::SlotRole;
 use strata_proto::{Epoch, NodeId, PartitionId, ShardHeader, ShardKey};
 
 use crate::meta::state_machine::MetaReader;
-use crate::store::{ShardStore, StoreError, display_key};
+use crate::store::{ShardStore, ShardWrite, StoreError, WriteMode, display_key};
 
 /// Why a shard write was not stored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -87,21 +87,20 @@ impl Custody {
 
     /// Stores the shards this node holds in the write set and refuses the others; one result per shard.
     /// Blocking: call it on the blocking pool.
-    pub fn put_many(&self, items: &[(ShardKey, ShardHeader, &[u8])]) -> Vec<Result<(), CustodyError>> {
+    pub fn put_many(&self, items: &[ShardWrite<'_>], mode: WriteMode) -> Vec<Result<(), CustodyError>> {
         let _writing = self.gate.read().unwrap_or_else(|e| e.into_inner());
         let map = self.meta.map();
-        let allowed: Vec<bool> = items.iter().map(|(k, _, _)| map.slot_role(k.partition, self.me, k.index) == SlotRole::Write).collect();
-        let to_store: Vec<(ShardKey, ShardHeader, &[u8])> =
-            items.iter().zip(&allowed).filter(|(_, ok)| **ok).map(|((k, h, d), _)| (*k, *h, *d)).collect();
-        let mut stored = self.store.put_many(&to_store).into_iter();
+        let allowed: Vec<bool> = items.iter().map(|w| map.slot_role(w.key.partition, self.me, w.key.index) == SlotRole::Write).collect();
+        let to_store: Vec<ShardWrite<'_>> = items.iter().zip(&allowed).filter(|(_, ok)| **ok).map(|(w, _)| *w).collect();
+        let mut stored = self.store.put_many(&to_store, mode).into_iter();
         items
             .iter()
             .zip(allowed)
-            .map(|((k, _, _), ok)| {
+            .map(|(w, ok)| {
                 if ok {
                     stored.next().unwrap_or_else(|| Err(StoreError::Io("store returned too few results".into()))).map_err(Into::into)
                 } else {
-                    Err(CustodyError::NotHolder { key: display_key(k), epoch: map.epoch })
+                    Err(CustodyError::NotHolder { key: display_key(&w.key), epoch: map.epoch })
                 }
             })
             .collect()
@@ -168,7 +167,12 @@ mod tests {
     fn shard(index: u8, byte: u8) -> (ShardKey, ShardHeader, Vec<u8>) {
         let data = vec![byte; 10];
         let key = ShardKey { partition: PartitionId(0), tenant: TenantId(1), chunk: ChunkId([byte; 32]), index };
-        (key, ShardHeader::for_shard(P, 10, index, &data), data)
+        (key, ShardHeader::for_shard(P, 10, index, Some([byte; 32]), &data), data)
+    }
+
+    fn put(custody: &Custody, items: &[(ShardKey, ShardHeader, &[u8])]) -> Vec<Result<(), CustodyError>> {
+        let writes: Vec<ShardWrite<'_>> = items.iter().map(|(k, h, d)| ShardWrite::new(*k, *h, d)).collect();
+        custody.put_many(&writes, WriteMode::Create)
     }
 
     #[tokio::test]
@@ -180,20 +184,20 @@ mod tests {
         let custody = Custody::new(NodeId(1), reader.clone(), store.clone());
         let (k0, h0, d0) = shard(0, 7);
         let (k1, h1, d1) = shard(1, 7);
-        let r = custody.put_many(&[(k0, h0, &d0), (k1, h1, &d1)]);
+        let r = put(&custody, &[(k0, h0, &d0), (k1, h1, &d1)]);
         assert!(r[0].is_ok());
         assert!(matches!(r[1], Err(CustodyError::NotHolder { .. })), "slot 1 is node 2's");
 
         // A move to nodes 3 and 4 starts: node 1 keeps slot 0 but takes no more writes, and retires nothing.
         reader.set_map_for_test(map([1, 2], Some([3, 4]), 2));
         let (k2, h2, d2) = shard(0, 8);
-        assert!(matches!(custody.put_many(&[(k2, h2, &d2)])[0], Err(CustodyError::NotHolder { .. })));
+        assert!(matches!(put(&custody, &[(k2, h2, &d2)])[0], Err(CustodyError::NotHolder { .. })));
         assert_eq!(custody.retire_partition(PartitionId(0)).unwrap(), Retired::default());
         assert!(store.get(&k0).unwrap().is_some());
 
         // Turned around (cancel): node 1 is in the write set again.
         reader.set_map_for_test(map([3, 4], Some([1, 2]), 3));
-        assert!(custody.put_many(&[(k2, h2, &d2)])[0].is_ok());
+        assert!(put(&custody, &[(k2, h2, &d2)])[0].is_ok());
 
         // The move away completes: node 1 retires its shards.
         reader.set_map_for_test(map([3, 4], None, 4));
@@ -204,7 +208,7 @@ mod tests {
         // Without a placement nothing is ever deleted.
         let empty = ClusterMap::new(0).unwrap();
         reader.set_map_for_test(map([1, 2], None, 5));
-        custody.put_many(&[(k0, h0, &d0)]);
+        put(&custody, &[(k0, h0, &d0)]);
         reader.set_map_for_test(empty);
         assert_eq!(custody.retire_partition(PartitionId(0)).unwrap(), Retired::default());
         assert!(store.get(&k0).unwrap().is_some());

@@ -15,10 +15,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use strata_proto::cluster_map::SlotRole;
-use strata_proto::{ErrorCode, PartitionId, ShardHeader, ShardKey};
+use strata_proto::{ErrorCode, PartitionId, ShardHeader, ShardKey, WriteMode};
 use tokio::sync::watch;
 
 use crate::context::NodeContext;
+use crate::coordinator::OutgoingShard;
 use crate::erasure::Codecs;
 use crate::migrate::mover::{MoveJob, fill_partition};
 use crate::migrate::plan::is_mover;
@@ -185,12 +186,13 @@ async fn rebuild(ctx: &NodeContext, codecs: &Codecs, key: ShardKey) -> Result<()
         Err(e) if e.code == ErrorCode::NotFound => return Err("its blob is gone (collected)".into()),
         Err(e) => return Err(e.to_string()),
     };
-    let shards = codecs.encode(profile, &blob).map_err(|e| e.to_string())?;
+    let shards = codecs.encode(profile, &blob.bytes).map_err(|e| e.to_string())?;
     let data = shards.into_iter().nth(usize::from(key.index)).ok_or("index beyond the profile")?;
-    let header = ShardHeader::for_shard(profile, blob.len() as u64, key.index, &data);
+    let header = ShardHeader::for_shard(profile, blob.bytes.len() as u64, key.index, blob.digest, &data);
     let me = map.nodes.get(&ctx.id).cloned().ok_or("this node is not in the map")?;
-    let results =
-        ctx.coordinator.peers().put_many(&me, map.epoch, vec![(key, header, Bytes::from(data))]).await.map_err(|e| e.to_string())?;
+    // A repair: the damaged record is replaced by bytes of the stripe just decoded.
+    let shard = OutgoingShard { key, header, data: Bytes::from(data), replaces: None };
+    let results = ctx.coordinator.peers().put_many(&me, map.epoch, WriteMode::Repair, vec![shard]).await.map_err(|e| e.to_string())?;
     results
         .into_iter()
         .next()

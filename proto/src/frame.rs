@@ -12,8 +12,10 @@ use serde::de::DeserializeOwned;
 
 /// The four bytes every Strata frame starts with.
 pub const MAGIC: [u8; 4] = *b"STRA";
-/// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The protocol version this build speaks. Version 2 gave shards a stripe identity, tenant puts create-only
+/// semantics and snapshots the digests of their reference lists; a version 1 peer is refused with
+/// `UnsupportedVersion`.
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Size of the fixed frame header.
 pub const HEADER_LEN: usize = 12;
 /// Default limit for one frame's payload (the envelope, not the streamed body).

@@ -26,7 +26,7 @@ pub use error::{ErrorCode, WireError};
 pub use frame::{FrameError, FrameHeader, FrameKind, MAX_FRAME_BYTES_DEFAULT, PROTOCOL_VERSION};
 pub use ids::{ChunkId, Epoch, GenerationId, NodeId, PartitionId, ShardIndex, TenantId};
 pub use message::{
-    GcAction, GcReport, GenerationOp, NodeAnnouncement, RaftRpc, Request, RequestEnvelope, Response, ResponseEnvelope, ShardHeader,
-    ShardKey,
+    BlobDigest, GcAction, GcReport, GenerationOp, Holding, NodeAnnouncement, RaftRpc, Request, RequestEnvelope, Response, ResponseEnvelope,
+    ShardHeader, ShardKey, ShardPut, StripeTag, WriteMode,
 };
 pub use snapshot::{SessionId, SnapshotId, SnapshotRecord};

@@ -50,6 +50,34 @@ pub struct ShardKey {
     pub index: ShardIndex,
 }
 
+/// The identity of a stripe: a digest of the whole blob it encodes (see [`ShardHeader::digest_of_blob`]).
+///
+/// Every shard of one encoding of a blob carries the same digest, whatever the erasure-code profile, so holders
+/// can tell a shard of the stripe they hold from a shard of other bytes stored under the same chunk id, and
+/// readers never mix shards of two stripes. Shards written before stripes had an identity carry none.
+pub type BlobDigest = [u8; 32];
+
+/// A short form of a stripe's identity, used where many chunks are answered for at once (holdings queries):
+/// the first eight bytes of its [`BlobDigest`] with the lowest bit set, [`StripeTag::LEGACY`] for shards
+/// without a digest, [`StripeTag::MIXED`] for a holder that holds shards of several stripes of one chunk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct StripeTag(pub u64);
+
+impl StripeTag {
+    /// Shards written before stripes had an identity (shard header format 1).
+    pub const LEGACY: StripeTag = StripeTag(0);
+    /// One holder holds shards of more than one stripe of the chunk (tags of digests are odd, this is even).
+    pub const MIXED: StripeTag = StripeTag(2);
+
+    /// The tag of a stripe identity.
+    pub fn of(digest: Option<&BlobDigest>) -> StripeTag {
+        match digest {
+            Some(d) => StripeTag(u64::from_le_bytes(d[..8].try_into().expect("8 of 32 bytes")) | 1),
+            None => StripeTag::LEGACY,
+        }
+    }
+}
+
 /// What a shard holder must know to verify a shard and to rebuild its blob.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardHeader {
@@ -57,32 +85,89 @@ pub struct ShardHeader {
     pub profile: EcProfile,
     /// Length of the whole blob, to strip the padding after decoding.
     pub blob_len: u64,
+    /// The stripe this shard belongs to; `None` only for shards written before stripes had an identity.
+    pub blob_digest: Option<BlobDigest>,
     /// See [`ShardHeader::checksum_of`]; verified on receipt and on every read.
     pub checksum: [u8; 32],
 }
 
 impl ShardHeader {
     const CHECKSUM_CONTEXT: &'static str = "strata 2026-11 shard checksum v1";
+    const CHECKSUM_CONTEXT_V2: &'static str = "strata 2026-12 shard checksum v2";
+    const BLOB_DIGEST_CONTEXT: &'static str = "strata 2026-12 blob digest v1";
 
-    /// The checksum of shard `index` of a stripe: BLAKE3 over the profile, blob length, index and bytes, so a
-    /// shard moved to the wrong slot or paired with the wrong header fails verification too.
-    pub fn checksum_of(profile: EcProfile, blob_len: u64, index: ShardIndex, data: &[u8]) -> [u8; 32] {
-        let mut h = blake3::Hasher::new_derive_key(Self::CHECKSUM_CONTEXT);
+    /// The identity of the stripe that encodes `blob`.
+    pub fn digest_of_blob(blob: &[u8]) -> BlobDigest {
+        let mut h = blake3::Hasher::new_derive_key(Self::BLOB_DIGEST_CONTEXT);
+        h.update(blob);
+        *h.finalize().as_bytes()
+    }
+
+    /// The checksum of shard `index` of a stripe: BLAKE3 over the profile, blob length, index, stripe identity
+    /// and bytes, so a shard moved to the wrong slot, paired with the wrong header or taken from another
+    /// stripe fails verification too.
+    pub fn checksum_of(profile: EcProfile, blob_len: u64, index: ShardIndex, blob_digest: Option<&BlobDigest>, data: &[u8]) -> [u8; 32] {
+        let context = if blob_digest.is_some() { Self::CHECKSUM_CONTEXT_V2 } else { Self::CHECKSUM_CONTEXT };
+        let mut h = blake3::Hasher::new_derive_key(context);
         h.update(&[profile.data_shards, profile.parity_shards, index]);
         h.update(&blob_len.to_le_bytes());
+        if let Some(d) = blob_digest {
+            h.update(d);
+        }
         h.update(data);
         *h.finalize().as_bytes()
     }
 
-    /// Builds the header of shard `index` holding `data`.
-    pub fn for_shard(profile: EcProfile, blob_len: u64, index: ShardIndex, data: &[u8]) -> Self {
-        ShardHeader { profile, blob_len, checksum: Self::checksum_of(profile, blob_len, index, data) }
+    /// Builds the header of shard `index` holding `data`, of the stripe `blob_digest`.
+    pub fn for_shard(profile: EcProfile, blob_len: u64, index: ShardIndex, blob_digest: Option<BlobDigest>, data: &[u8]) -> Self {
+        ShardHeader { profile, blob_len, blob_digest, checksum: Self::checksum_of(profile, blob_len, index, blob_digest.as_ref(), data) }
     }
 
     /// Whether `data` is shard `index` as this header describes it.
     pub fn verifies(&self, index: ShardIndex, data: &[u8]) -> bool {
-        Self::checksum_of(self.profile, self.blob_len, index, data) == self.checksum
+        Self::checksum_of(self.profile, self.blob_len, index, self.blob_digest.as_ref(), data) == self.checksum
     }
+
+    /// The short form of this shard's stripe identity.
+    pub fn stripe_tag(&self) -> StripeTag {
+        StripeTag::of(self.blob_digest.as_ref())
+    }
+}
+
+/// How a holder treats a shard write for a slot that already holds a shard.
+///
+/// In every mode an intact shard of the same stripe is kept as it is, and no mode replaces an intact shard of
+/// another stripe unless the write names that stripe (`ShardPut::replaces`, repair only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WriteMode {
+    /// A tenant's put: create the shard or find it already there. A slot holding anything else (another
+    /// stripe, or a damaged shard) is answered with `Conflict` and left untouched.
+    Create,
+    /// Repair, scrub and moves: also replace a damaged shard, and an intact shard of the stripe named by
+    /// `replaces` (one that cannot be decoded), with bytes of the stripe the writer decoded.
+    Repair,
+}
+
+/// One shard of a `PutShards` request; its bytes follow in the body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardPut {
+    /// Where.
+    pub key: ShardKey,
+    /// Verification data.
+    pub header: ShardHeader,
+    /// Length of its bytes in the body.
+    pub len: u32,
+    /// Repair only: the stripe whose intact shard in this slot may be replaced.
+    pub replaces: Option<StripeTag>,
+}
+
+/// What one holder has of one chunk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holding {
+    /// Bit `i` is set when shard `i` is held.
+    pub mask: u64,
+    /// The stripe of the shards held (`MIXED` if they belong to several).
+    pub stripe: StripeTag,
 }
 
 /// What a node says about itself when it registers.
@@ -135,6 +220,8 @@ pub enum Request {
     GetBlob {
         /// The blob's chunk id.
         id: ChunkId,
+        /// Stripes not to return (a client that found one of them does not open asks for another).
+        exclude: Vec<BlobDigest>,
     },
     /// Delete a blob of the tenant (tenant admin role).
     DeleteBlob {
@@ -182,16 +269,6 @@ pub enum Request {
     RegisterNode {
         /// The node as it describes itself.
         node: NodeAnnouncement,
-    },
-    /// Store one shard; the body is the shard. Node certificate required.
-    PutShard {
-        /// Where.
-        key: ShardKey,
-        /// Verification data.
-        header: ShardHeader,
-        /// Epoch of the map the sender placed the shard with; the holder refuses a write for a slot it no
-        /// longer holds and waits to learn a newer epoch before deciding.
-        epoch: Epoch,
     },
     /// Read one shard; the response body is the shard. Node certificate required.
     GetShard {
@@ -290,9 +367,12 @@ pub enum Request {
     /// Node certificate required.
     PutShards {
         /// Each shard's key, verification data and length.
-        shards: Vec<(ShardKey, ShardHeader, u32)>,
-        /// Epoch of the sender's map, as in `PutShard`.
+        shards: Vec<ShardPut>,
+        /// Epoch of the map the sender placed the shards with; the holder refuses a write for a slot it no
+        /// longer holds and waits to learn a newer epoch before deciding.
         epoch: Epoch,
+        /// Create (a tenant's put) or repair.
+        mode: WriteMode,
     },
     /// A storage-generation action (operator role).
     Generation(GenerationOp),
@@ -326,7 +406,6 @@ impl Request {
             Request::CreateJoinToken { .. } => "create_join_token",
             Request::Join { .. } => "join",
             Request::RegisterNode { .. } => "register_node",
-            Request::PutShard { .. } => "put_shard",
             Request::GetShard { .. } => "get_shard",
             Request::HasShards { .. } => "has_shards",
             Request::DeleteShard { .. } => "delete_shard",
@@ -357,7 +436,6 @@ impl Request {
         matches!(
             self,
             Request::RegisterNode { .. }
-                | Request::PutShard { .. }
                 | Request::GetShard { .. }
                 | Request::HasShards { .. }
                 | Request::DeleteShard { .. }
@@ -374,12 +452,7 @@ impl Request {
     pub fn has_body(&self) -> bool {
         matches!(
             self,
-            Request::PutBlob { .. }
-                | Request::PutShard { .. }
-                | Request::Raft { .. }
-                | Request::Meta
-                | Request::PutBlobs { .. }
-                | Request::PutShards { .. }
+            Request::PutBlob { .. } | Request::Raft { .. } | Request::Meta | Request::PutBlobs { .. } | Request::PutShards { .. }
         )
     }
 }
@@ -417,7 +490,10 @@ pub enum Response {
         shards_total: u8,
     },
     /// Answer to `GetBlob`; the body is the blob.
-    Blob,
+    Blob {
+        /// The stripe it was read from (`None` for blobs stored before stripes had an identity).
+        digest: Option<BlobDigest>,
+    },
     /// Answer to `DeleteBlob`.
     Deleted {
         /// Whether any shard of the blob existed.
@@ -453,10 +529,10 @@ pub enum Response {
         /// Verification data stored with the shard.
         header: ShardHeader,
     },
-    /// Answer to `HasShards`: for each chunk a bit mask of shard indices held.
+    /// Answer to `HasShards`: for each chunk the shard indices held and their stripe.
     HasShards {
-        /// Bit `i` of `held[j]` is set when shard `i` of `chunks[j]` is stored here.
-        held: Vec<u64>,
+        /// What this node holds of `chunks[j]`.
+        held: Vec<Holding>,
     },
     /// Answer to `Raft` and `Meta`; the body is the postcard-encoded reply.
     Raft,
@@ -532,11 +608,18 @@ mod tests {
                 ttl_secs: Some(t),
                 label
             }),
-            (id, any::<u32>(), any::<u64>(), any::<u8>(), any::<u64>()).prop_map(|(chunk, p, t, i, len)| Request::PutShard {
-                key: ShardKey { partition: PartitionId(p), tenant: TenantId(t), chunk, index: i },
-                header: ShardHeader { profile: EcProfile::DEFAULT, blob_len: len, checksum: [7; 32] },
-                epoch: Epoch(len),
-            }),
+            (id, any::<u32>(), any::<u64>(), any::<u8>(), any::<u64>(), any::<Option<[u8; 32]>>()).prop_map(
+                |(chunk, p, t, i, len, digest)| Request::PutShards {
+                    shards: vec![ShardPut {
+                        key: ShardKey { partition: PartitionId(p), tenant: TenantId(t), chunk, index: i },
+                        header: ShardHeader { profile: EcProfile::DEFAULT, blob_len: len, blob_digest: digest, checksum: [7; 32] },
+                        len: p,
+                        replaces: digest.map(|d| StripeTag::of(Some(&d))),
+                    }],
+                    epoch: Epoch(len),
+                    mode: if i % 2 == 0 { WriteMode::Create } else { WriteMode::Repair },
+                }
+            ),
             ("[a-z0-9-]{0,20}", any::<bool>()).prop_map(|(name, force)| Request::Generation(GenerationOp::Drop { name, force })),
             (any::<u32>(), any::<u64>()).prop_map(|(p, e)| Request::ScanShards {
                 partition: PartitionId(p),
@@ -575,7 +658,7 @@ mod tests {
     fn responses_round_trip() {
         let cases = vec![
             ResponseEnvelope { body_len: 0, result: Ok(Response::HasBlobs { present: vec![true, false] }) },
-            ResponseEnvelope { body_len: 9, result: Ok(Response::Blob) },
+            ResponseEnvelope { body_len: 9, result: Ok(Response::Blob { digest: Some([3; 32]) }) },
             ResponseEnvelope { body_len: 0, result: Err(WireError::new(crate::ErrorCode::NoSpace, "disk full on node-3")) },
         ];
         for env in cases {
@@ -590,5 +673,31 @@ mod tests {
         assert!(Request::Meta.is_internal());
         assert!(!Request::HasBlobs { ids: vec![] }.is_internal());
         assert!(Request::PutBlob { id: ChunkId([0; 32]) }.has_body());
+    }
+
+    #[test]
+    fn a_shard_verifies_only_with_its_own_stripe_slot_and_bytes() {
+        let blob = b"the whole blob";
+        let digest = ShardHeader::digest_of_blob(blob);
+        let h = ShardHeader::for_shard(EcProfile::DEFAULT, 14, 2, Some(digest), b"piece");
+        assert!(h.verifies(2, b"piece"));
+        assert!(!h.verifies(3, b"piece"), "wrong slot");
+        assert!(!h.verifies(2, b"other"), "wrong bytes");
+        let other_stripe = ShardHeader { blob_digest: Some(ShardHeader::digest_of_blob(b"other blob")), ..h };
+        assert!(!other_stripe.verifies(2, b"piece"), "a header cannot be moved to another stripe");
+        let legacy = ShardHeader::for_shard(EcProfile::DEFAULT, 14, 2, None, b"piece");
+        assert!(legacy.verifies(2, b"piece"));
+        assert_ne!(legacy.checksum, h.checksum, "format 1 and 2 checksums are domain-separated");
+    }
+
+    #[test]
+    fn stripe_tags_never_collide_with_the_reserved_values() {
+        for seed in 0..1000u32 {
+            let t = StripeTag::of(Some(&ShardHeader::digest_of_blob(&seed.to_le_bytes())));
+            assert_ne!(t, StripeTag::LEGACY);
+            assert_ne!(t, StripeTag::MIXED);
+        }
+        assert_eq!(StripeTag::of(Some(&[0; 32])).0 & 1, 1);
+        assert_eq!(StripeTag::of(None), StripeTag::LEGACY);
     }
 }

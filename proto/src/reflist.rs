@@ -37,6 +37,14 @@ pub fn groups(sorted_ids: &[ChunkId]) -> Vec<&[ChunkId]> {
     out
 }
 
+/// The digest of an encoded group, recorded with the snapshot so that nobody can swap a list the cluster
+/// collects garbage by (its blob id is a keyed hash the cluster cannot check).
+pub fn digest(encoded: &[u8]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_derive_key("strata 2026-12 reference list digest v1");
+    h.update(encoded);
+    *h.finalize().as_bytes()
+}
+
 /// Encodes one group.
 pub fn encode(ids: &[ChunkId]) -> Vec<u8> {
     let mut out = Vec::with_capacity(8 + ids.len() * 32);

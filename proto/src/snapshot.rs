@@ -50,4 +50,8 @@ pub struct SnapshotRecord {
     pub summary: Vec<u8>,
     /// Chunk ids of the snapshot's reference-list blobs (plaintext sorted chunk-id lists).
     pub refs: Vec<ChunkId>,
+    /// For each of `refs`, the digest of its contents ([`crate::reflist::digest`]): the cluster checks it when
+    /// the snapshot is committed and refuses to collect garbage by a list that does not match it. Empty only
+    /// for snapshots committed before digests were recorded.
+    pub ref_digests: Vec<[u8; 32]>,
 }

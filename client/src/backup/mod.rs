@@ -189,7 +189,7 @@ async fn upload_and_commit(
     let walked = walked??;
     uploaded?;
 
-    let refs = store_reference_lists(repo, &walked.refs, opts, &progress).await?;
+    let (refs, ref_digests) = store_reference_lists(repo, &walked.refs, opts, &progress).await?;
     let mut stats = walked.stats;
     stats.chunks_uploaded = Progress::get(&progress.chunks_uploaded);
     stats.bytes_uploaded = Progress::get(&progress.bytes_uploaded);
@@ -205,28 +205,30 @@ async fn upload_and_commit(
         stats: stats.clone(),
     };
     let id = Repository::new_snapshot_id();
-    let record = SnapshotRecord { id, time_ms: started_ms, committed_ms: 0, summary: summary.seal(repo.master(), &id), refs };
+    let record = SnapshotRecord { id, time_ms: started_ms, committed_ms: 0, summary: summary.seal(repo.master(), &id), refs, ref_digests };
     repo.client().commit_snapshot(session, record).await?;
     Ok(BackupOutcome { snapshot: id, parent: parent.map(|p| p.record.id), stats, warnings: walked.warnings })
 }
 
-/// Stores the snapshot's reference lists (plaintext sorted id groups) and returns their blob ids.
+/// Stores the snapshot's reference lists (plaintext sorted id groups); returns their blob ids and the digests
+/// of their contents, which the commit records so that nobody can swap a list the cluster collects garbage by.
 async fn store_reference_lists(
     repo: &Arc<Repository>,
     refs: &HashSet<ChunkId>,
     opts: &BackupOptions,
     progress: &Arc<Progress>,
-) -> Result<Vec<ChunkId>, RepoError> {
+) -> Result<(Vec<ChunkId>, Vec<[u8; 32]>), RepoError> {
     let mut sorted: Vec<ChunkId> = refs.iter().copied().collect();
     sorted.sort();
     let uploader = Uploader::start(repo.clone(), progress.clone(), opts.concurrency, opts.upload_budget_bytes, None);
-    let mut ids = Vec::new();
+    let (mut ids, mut digests) = (Vec::new(), Vec::new());
     for group in strata_proto::reflist::groups(&sorted) {
         let bytes = strata_proto::reflist::encode(group);
         let id = repo.reference_list_id(&bytes);
         ids.push(id);
+        digests.push(strata_proto::reflist::digest(&bytes));
         uploader.send(id, bytes, true).await?;
     }
     uploader.finish().await?;
-    Ok(ids)
+    Ok((ids, digests))
 }

@@ -156,7 +156,7 @@ async fn store(repo: Arc<Repository>, progress: Arc<Progress>, jobs: Vec<Job>, l
             } else {
                 body.extend_from_slice(&codec.seal(&job.id, &job.data));
             }
-            sealed.push((job.id, start..body.len(), job.data.len() as u64));
+            sealed.push((job.id, start..body.len(), job.data.len() as u64, job.raw));
             budget.push(job.budget);
         }
         (sealed, Bytes::from(body), budget)
@@ -166,13 +166,18 @@ async fn store(repo: Arc<Repository>, progress: Arc<Progress>, jobs: Vec<Job>, l
     if let Some(limit) = &limit {
         limit.wait(body.len() as u64).await;
     }
-    let lengths: Vec<(ChunkId, u32)> = sealed.iter().map(|(id, range, _)| (*id, range.len() as u32)).collect();
+    let lengths: Vec<(ChunkId, u32)> = sealed.iter().map(|(id, range, _, _)| (*id, range.len() as u32)).collect();
     let outcomes = repo.client().put_blob_batch(lengths, body.clone()).await?;
-    for ((id, range, plain), outcome) in sealed.into_iter().zip(outcomes) {
+    for ((id, range, plain, raw), outcome) in sealed.into_iter().zip(outcomes) {
         let blob = body.slice(range);
-        if let Err(e) = outcome {
-            tracing::debug!(blob = %id, error = %e, "batched put refused; retrying alone");
-            repo.client().put_blob(id, blob.clone()).await?;
+        match outcome {
+            Ok(_) => {}
+            // Other bytes are stored under this id and were kept: make sure they are this chunk.
+            Err(e) if e.code == strata_proto::ErrorCode::Conflict => repo.confirm_stored(id, raw).await?,
+            Err(e) => {
+                tracing::debug!(blob = %id, error = %e, "batched put refused; retrying alone");
+                repo.put_blob(id, blob.clone(), raw).await?;
+            }
         }
         Progress::add(&progress.chunks_uploaded, 1);
         Progress::add(&progress.bytes_uploaded, plain);

@@ -52,6 +52,13 @@ pub enum RepoError {
         "the cluster already holds a key for this tenant: use `strata key passwd` to change the password, or unlock it with the existing one"
     )]
     AlreadyInitialised,
+    /// The cluster holds bytes under a chunk id that do not match it, and this token may not replace them.
+    #[error(
+        "chunk {0}: the cluster holds other bytes under this id that do not open with this repository's key, and a \
+         backup token may not replace stored data; a tenant admin can delete the blob so that the next backup \
+         stores it again"
+    )]
+    Poisoned(ChunkId),
     /// No snapshot matches.
     #[error("no snapshot matches {0:?}")]
     NoSnapshot(String),
@@ -175,14 +182,53 @@ impl Repository {
         &self.codec
     }
 
-    /// Fetches and opens a chunk (verified end to end).
+    /// Fetches and opens a chunk (verified end to end). If the cluster holds more than one stored copy under
+    /// the id (a tenant's put never replaces one, so a device with the key could add another), copies that do
+    /// not open are passed over for the next.
     pub async fn get_chunk(&self, id: ChunkId) -> Result<Vec<u8>, RepoError> {
-        let blob = self.client.get_blob(id).await?;
-        let codec = self.codec.clone();
-        tokio::task::spawn_blocking(move || codec.open(&id, blob, MAX_CHUNK))
-            .await
-            .map_err(|e| RepoError::Io(e.to_string()))?
-            .map_err(Into::into)
+        let mut excluded = Vec::new();
+        loop {
+            let (blob, digest) = self.client.get_blob_excluding(id, &excluded).await?;
+            let codec = self.codec.clone();
+            let opened =
+                tokio::task::spawn_blocking(move || codec.open(&id, blob, MAX_CHUNK)).await.map_err(|e| RepoError::Io(e.to_string()))?;
+            match (opened, digest) {
+                (Ok(chunk), _) => return Ok(chunk),
+                (Err(BlobError::Authentication(_) | BlobError::WrongContent(_)), Some(d)) if excluded.len() < MAX_COPIES_TRIED => {
+                    tracing::warn!(chunk = %id, "a stored copy of the chunk does not open; trying another");
+                    excluded.push(d);
+                }
+                (Err(e), _) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// After the cluster answered that `id` is already stored with other bytes: checks that a stored copy is
+    /// this chunk (a sealed chunk opens, a reference list hashes to its id), so the backup may rely on it.
+    pub async fn confirm_stored(&self, id: ChunkId, raw: bool) -> Result<(), RepoError> {
+        if !raw {
+            return match self.get_chunk(id).await {
+                Ok(_) => Ok(()),
+                Err(RepoError::Blob(_)) => Err(RepoError::Poisoned(id)),
+                Err(RepoError::Client(e)) if e.exit_code() == crate::error::exit::NOT_FOUND => Err(RepoError::Poisoned(id)),
+                Err(e) => Err(e),
+            };
+        }
+        let mut excluded = Vec::new();
+        loop {
+            let (bytes, digest) = match self.client.get_blob_excluding(id, &excluded).await {
+                Ok(b) => b,
+                Err(e) if e.exit_code() == crate::error::exit::NOT_FOUND => return Err(RepoError::Poisoned(id)),
+                Err(e) => return Err(e.into()),
+            };
+            if self.reference_list_id(&bytes) == id {
+                return Ok(());
+            }
+            match digest {
+                Some(d) if excluded.len() < MAX_COPIES_TRIED => excluded.push(d),
+                _ => return Err(RepoError::Poisoned(id)),
+            }
+        }
     }
 
     /// Stores raw bytes as chunks (uploading only what is missing); returns their ids and the blob bytes sent.
@@ -195,10 +241,20 @@ impl Repository {
             if !present {
                 let blob = self.codec.seal(id, piece);
                 sent += blob.len() as u64;
-                self.client.put_blob(*id, Bytes::from(blob)).await?;
+                self.put_blob(*id, Bytes::from(blob), false).await?;
             }
         }
         Ok((ids, sent))
+    }
+
+    /// Stores one blob; if the cluster already holds other bytes under its id, checks that they are this
+    /// chunk ([`Repository::confirm_stored`]) instead of failing.
+    pub async fn put_blob(&self, id: ChunkId, blob: Bytes, raw: bool) -> Result<(), RepoError> {
+        match self.client.put_blob(id, blob).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_conflict(&e) => self.confirm_stored(id, raw).await,
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Stores a tree; returns the chunks that hold it and the blob bytes sent.
@@ -244,6 +300,14 @@ impl Repository {
     pub fn new_snapshot_id() -> SnapshotId {
         SnapshotId(rand::random())
     }
+}
+
+/// Most stored copies of one chunk id tried before giving up on it.
+const MAX_COPIES_TRIED: usize = 4;
+
+/// Whether the cluster refused a put because the chunk id already holds other bytes (which it kept).
+pub fn is_conflict(e: &ClientError) -> bool {
+    matches!(e, ClientError::Rpc(r) if r.code() == Some(strata_proto::ErrorCode::Conflict))
 }
 
 /// The default local key file for a profile: next to it, with the extension `.key`.

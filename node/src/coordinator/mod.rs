@@ -1,10 +1,12 @@
 //! The blob coordinator: has / put / get / delete of a tenant's blobs, on whichever node a client called.
 //!
 //! Put: erasure-code the blob with the partition's generation profile and write shard `i` to node `i` of the
-//! partition's write set, all in parallel; acknowledge by the durability rule in `plan.rs`. Get: fetch the data
-//! shards, fall back to parity when any is missing or corrupt, rebuild from any k, and report corrupt shards.
-//! Has: one batched query per holder, a blob counts as present when enough shards are durable. The coordinator
-//! owns no state: everything it needs comes from the cluster map and the shard holders.
+//! partition's write set, all in parallel, as creates: a holder never replaces a shard it already holds with
+//! another stripe, and a put that meets one is answered `Conflict` (the stored bytes stay); acknowledge by the
+//! durability rule in `plan.rs`. Get: fetch the data shards, fall back to parity when any is missing or
+//! corrupt, rebuild from any k shards of one stripe, and report corrupt shards. Has: one batched query per
+//! holder, a blob counts as present when enough shards of one stripe are durable. The coordinator owns no
+//! state: everything it needs comes from the cluster map and the shard holders.
 
 mod plan;
 mod shard_peers;
@@ -15,16 +17,22 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::future::join_all;
 use strata_proto::cluster_map::{Location, ResolvedPlacement};
-use strata_proto::{ChunkId, EcProfile, ErrorCode, NodeId, PartitionId, ShardHeader, ShardIndex, ShardKey, TenantId, WireError};
+use strata_proto::{
+    BlobDigest, ChunkId, EcProfile, ErrorCode, Holding, NodeId, PartitionId, ShardHeader, ShardIndex, ShardKey, TenantId, WireError,
+    WriteMode,
+};
 
 pub use self::plan::{PutVerdict, ShardFailure, ack_threshold, put_verdict};
-pub use self::shard_peers::{ShardOpError, ShardPeers};
+pub use self::shard_peers::{OutgoingShard, ShardOpError, ShardPeers};
 use crate::erasure::Codecs;
 use crate::meta::state_machine::MetaReader;
 use crate::metrics::Metrics;
 
 /// Ids per dedup query when verifying a snapshot.
 const HAS_BATCH: usize = 2048;
+
+/// Most stripes of one chunk id tried when looking for the one whose contents match a known digest.
+const MAX_STRIPES_TRIED: usize = 4;
 
 /// Blobs above this size are encoded and decoded on the blocking pool.
 const INLINE_CODING_BYTES: usize = 256 << 10;
@@ -36,6 +44,15 @@ pub struct Coordinator {
     codecs: Codecs,
     metrics: Arc<Metrics>,
     extra_ack: u8,
+}
+
+/// A blob read back, with the stripe it was decoded from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedBlob {
+    /// The blob.
+    pub bytes: Vec<u8>,
+    /// Its stripe identity (`None` for a stripe written before identities existed).
+    pub digest: Option<BlobDigest>,
 }
 
 /// Result of a put.
@@ -101,7 +118,10 @@ impl Coordinator {
         let encoded = tokio::task::spawn_blocking(move || {
             planned
                 .into_iter()
-                .map(|(i, id, p, profile, nodes, blob)| (i, id, p, profile, nodes, blob.len() as u64, codecs.encode(profile, &blob)))
+                .map(|(i, id, p, profile, nodes, blob)| {
+                    let digest = ShardHeader::digest_of_blob(&blob);
+                    (i, id, p, profile, nodes, (blob.len() as u64, digest), codecs.encode(profile, &blob))
+                })
                 .collect::<Vec<_>>()
         })
         .await;
@@ -112,7 +132,7 @@ impl Coordinator {
         // Shard writes grouped by holder; per blob, one slot per shard for its outcome.
         let mut per_node: BTreeMap<NodeId, Vec<ShardWrite>> = BTreeMap::new();
         let mut outcomes: BTreeMap<usize, BlobOutcome> = BTreeMap::new();
-        for (i, id, partition, profile, nodes, blob_len, shards) in encoded {
+        for (i, id, partition, profile, nodes, (blob_len, digest), shards) in encoded {
             let shards = match shards {
                 Ok(s) => s,
                 Err(e) => {
@@ -125,9 +145,10 @@ impl Coordinator {
                 BlobOutcome { profile, id, blob_len, shards: vec![Err(ShardFailure::Other("not attempted".into())); shards.len()] },
             );
             for (index, (node, data)) in nodes.into_iter().zip(shards).enumerate() {
-                let header = ShardHeader::for_shard(profile, blob_len, index as ShardIndex, &data);
+                let header = ShardHeader::for_shard(profile, blob_len, index as ShardIndex, Some(digest), &data);
                 let key = ShardKey { partition, tenant, chunk: id, index: index as ShardIndex };
-                per_node.entry(node).or_default().push(ShardWrite { blob: i, index, key, header, data: Bytes::from(data) });
+                let shard = OutgoingShard { key, header, data: Bytes::from(data), replaces: None };
+                per_node.entry(node).or_default().push(ShardWrite { blob: i, index, shard });
             }
         }
         let epoch = map.epoch;
@@ -135,7 +156,7 @@ impl Coordinator {
             let desc = map.nodes.get(&node).expect("located nodes are in the map").clone();
             async move {
                 let slots: Vec<(usize, usize)> = items.iter().map(|w| (w.blob, w.index)).collect();
-                let sent = self.peers.put_many(&desc, epoch, items.into_iter().map(|w| (w.key, w.header, w.data)).collect()).await;
+                let sent = self.peers.put_many(&desc, epoch, WriteMode::Create, items.into_iter().map(|w| w.shard).collect()).await;
                 (slots, sent)
             }
         });
@@ -148,6 +169,7 @@ impl Coordinator {
                 if let Some(o) = outcomes.get_mut(&i) {
                     o.shards[index] = r.map_err(|e| match e {
                         ShardOpError::NoSpace { reason, .. } => ShardFailure::NoSpace(reason),
+                        conflict @ ShardOpError::Conflict { .. } => ShardFailure::Conflict(conflict.to_string()),
                         other => ShardFailure::Other(other.to_string()),
                     });
                 }
@@ -177,6 +199,16 @@ impl Coordinator {
                 self.metrics.blob_bytes.observe(blob_len as f64);
                 Ok(PutResult { stored: stored as u8, total: profile.total_shards() as u8 })
             }
+            PutVerdict::Conflict { conflicts } => {
+                tracing::info!(blob = %id, conflicts, failures = %failures(), "put met a stored stripe under the same id; kept it");
+                Err(err(
+                    ErrorCode::Conflict,
+                    format!(
+                        "blob {id} is already stored with other contents ({conflicts} of {} holders kept theirs); the stored copy was kept",
+                        profile.total_shards()
+                    ),
+                ))
+            }
             PutVerdict::Refused { stored, need, no_space } => {
                 let code = if no_space { ErrorCode::NoSpace } else { ErrorCode::Unavailable };
                 Err(err(
@@ -188,13 +220,18 @@ impl Coordinator {
     }
 
     /// Reads a blob of `tenant`.
-    pub async fn get(&self, tenant: TenantId, id: ChunkId) -> Result<Vec<u8>, WireError> {
+    pub async fn get(&self, tenant: TenantId, id: ChunkId) -> Result<FetchedBlob, WireError> {
+        self.get_excluding(tenant, id, &[]).await
+    }
+
+    /// Reads a blob of `tenant` from a stripe other than those in `exclude` (the caller could not use them).
+    pub async fn get_excluding(&self, tenant: TenantId, id: ChunkId, exclude: &[BlobDigest]) -> Result<FetchedBlob, WireError> {
         let map = self.meta.map();
         let loc = self.locate(&map, &id)?;
         let mut problems = Vec::new();
         let mut all_absent = true;
         for set in &loc.read {
-            match self.read_from(set, loc.partition, tenant, id).await {
+            match self.read_from(set, loc.partition, tenant, id, exclude).await {
                 ReadOutcome::Blob(b) => return Ok(b),
                 ReadOutcome::Absent => {}
                 ReadOutcome::Unreadable(why) => {
@@ -210,14 +247,22 @@ impl Coordinator {
         }
     }
 
-    async fn read_from(&self, set: &ResolvedPlacement<'_>, partition: PartitionId, tenant: TenantId, id: ChunkId) -> ReadOutcome {
+    async fn read_from(
+        &self,
+        set: &ResolvedPlacement<'_>,
+        partition: PartitionId,
+        tenant: TenantId,
+        id: ChunkId,
+        exclude: &[BlobDigest],
+    ) -> ReadOutcome {
         let profile = set.generation.profile;
         let k = usize::from(profile.data_shards);
         let mut got: BTreeMap<ShardIndex, (ShardHeader, Vec<u8>)> = BTreeMap::new();
         let mut absent = 0usize;
         let mut failures = Vec::new();
         for round in [plan::first_read(profile), plan::second_read(profile)] {
-            if got.len() >= k {
+            let headers: Vec<(ShardIndex, ShardHeader)> = got.iter().map(|(i, (h, _))| (*i, *h)).collect();
+            if plan::choose_stripe(&headers, exclude).is_some_and(|((p, _, _), n)| n >= usize::from(p.data_shards)) {
                 break;
             }
             let fetches = round.iter().map(|&index| {
@@ -242,30 +287,37 @@ impl Coordinator {
             }
         }
         let headers: Vec<(ShardIndex, ShardHeader)> = got.iter().map(|(i, (h, _))| (*i, *h)).collect();
-        if let Some((agreed_profile, blob_len)) = plan::agreed_header(&headers) {
-            let shards: Vec<Option<Vec<u8>>> = (0..agreed_profile.total_shards() as u8)
-                .map(|i| got.remove(&i).filter(|(h, _)| h.profile == agreed_profile && h.blob_len == blob_len).map(|(_, d)| d))
+        // Shards of stripes the caller excluded are, for this read, as good as absent.
+        let excluded = headers.iter().filter(|(_, h)| h.blob_digest.is_some_and(|d| exclude.contains(&d))).count();
+        if let Some((stripe, count)) = plan::choose_stripe(&headers, exclude)
+            && count >= usize::from(stripe.0.data_shards)
+        {
+            let (stripe_profile, blob_len, digest) = stripe;
+            let shards: Vec<Option<Vec<u8>>> = (0..stripe_profile.total_shards() as u8)
+                .map(|i| {
+                    got.remove(&i)
+                        .filter(|(h, _)| h.profile == stripe_profile && h.blob_len == blob_len && h.blob_digest == digest)
+                        .map(|(_, d)| d)
+                })
                 .collect();
-            if shards.iter().flatten().count() >= usize::from(agreed_profile.data_shards) {
-                let codecs = self.codecs.clone();
-                let decoded = if blob_len as usize > INLINE_CODING_BYTES {
-                    tokio::task::spawn_blocking(move || codecs.decode(agreed_profile, blob_len, shards))
-                        .await
-                        .map_err(|e| e.to_string())
-                        .and_then(|r| r.map_err(|e| e.to_string()))
-                } else {
-                    codecs.decode(agreed_profile, blob_len, shards).map_err(|e| e.to_string())
-                };
-                return match decoded {
-                    Ok(b) => ReadOutcome::Blob(b),
-                    Err(e) => ReadOutcome::Unreadable(format!("decoding failed: {e}")),
-                };
-            }
+            let codecs = self.codecs.clone();
+            let decoded = if blob_len as usize > INLINE_CODING_BYTES {
+                tokio::task::spawn_blocking(move || codecs.decode(stripe_profile, blob_len, shards))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()))
+            } else {
+                codecs.decode(stripe_profile, blob_len, shards).map_err(|e| e.to_string())
+            };
+            return match decoded {
+                Ok(bytes) => ReadOutcome::Blob(FetchedBlob { bytes, digest }),
+                Err(e) => ReadOutcome::Unreadable(format!("decoding failed: {e}")),
+            };
         }
-        if plan::certainly_absent(profile, absent) {
+        if plan::certainly_absent(profile, absent + excluded) {
             ReadOutcome::Absent
         } else {
-            ReadOutcome::Unreadable(format!("{} shards readable, {k} needed ({})", headers.len(), failures.join("; ")))
+            ReadOutcome::Unreadable(format!("{} shards readable, {k} of one stripe needed ({})", headers.len(), failures.join("; ")))
         }
     }
 
@@ -294,37 +346,78 @@ impl Coordinator {
             let desc = map.nodes.get(&node).expect("located nodes are in the map");
             async move { (self.peers.held(desc, tenant, q.chunks, include_condemned).await, q.slots) }
         });
-        // counts[pos][read set] = shards held at their expected positions.
-        let mut counts: Vec<Vec<usize>> = locations.iter().map(|l| vec![0; l.read.len()]).collect();
+        // answers[pos][read set] = (slot, what its node holds) for each node that answered.
+        let mut answers: Vec<Vec<Vec<(ShardIndex, Holding)>>> = locations.iter().map(|l| vec![Vec::new(); l.read.len()]).collect();
         for (result, slots) in join_all(queries).await {
-            let masks = match result {
-                Ok(m) => m,
+            let holdings = match result {
+                Ok(h) => h,
                 Err(e) => {
                     // Shards on an unreachable holder count as absent: at worst the client uploads again.
                     tracing::debug!(error = %e, "shard query failed during a dedup query");
                     continue;
                 }
             };
-            for (mask, slot) in masks.into_iter().zip(slots) {
-                if mask & (1u64 << slot.index) != 0 {
-                    counts[slot.pos][slot.set] += 1;
-                }
+            for (holding, slot) in holdings.into_iter().zip(slots) {
+                answers[slot.pos][slot.set].push((slot.index, holding));
             }
         }
         Ok(locations
             .iter()
-            .zip(counts)
-            .map(|(loc, c)| loc.read.iter().zip(c).any(|(set, n)| n >= ack_threshold(set.generation.profile, self.extra_ack)))
+            .zip(answers)
+            .map(|(loc, a)| {
+                loc.read
+                    .iter()
+                    .zip(a)
+                    .any(|(set, slots)| plan::durable_in_set(&slots, ack_threshold(set.generation.profile, self.extra_ack)))
+            })
             .collect())
     }
 
-    /// Checks that every chunk named by the reference-list blobs `refs` is stored durably for `tenant`.
-    pub async fn verify_complete(&self, tenant: TenantId, refs: &[ChunkId]) -> Result<(), WireError> {
+    /// Reads the reference list `id` whose contents must have `digest` (recorded in the snapshot). A stripe
+    /// whose contents do not match is passed over for another one; none matching is an error naming the list.
+    pub async fn get_reference_list(&self, tenant: TenantId, id: ChunkId, digest: &[u8; 32]) -> Result<Vec<ChunkId>, WireError> {
+        let mut excluded = Vec::new();
+        loop {
+            let blob = match self.get_excluding(tenant, id, &excluded).await {
+                Ok(b) => b,
+                Err(e) if e.code == ErrorCode::NotFound && !excluded.is_empty() => {
+                    return Err(err(
+                        ErrorCode::Corrupt,
+                        format!("reference list {id} does not match the digest the snapshot recorded (no stored copy does)"),
+                    ));
+                }
+                Err(e) => return Err(err(e.code, format!("reference list {id}: {}", e.message))),
+            };
+            if strata_proto::reflist::digest(&blob.bytes) == *digest {
+                return strata_proto::reflist::decode(&blob.bytes)
+                    .map_err(|e| err(ErrorCode::Corrupt, format!("reference list {id}: {e}")));
+            }
+            tracing::warn!(list = %id, "a stored reference list does not match its snapshot's digest; trying another stripe");
+            match blob.digest {
+                Some(d) if excluded.len() < MAX_STRIPES_TRIED => excluded.push(d),
+                _ => {
+                    return Err(err(ErrorCode::Corrupt, format!("reference list {id} does not match the digest the snapshot recorded")));
+                }
+            }
+        }
+    }
+
+    /// Checks that every chunk named by the reference-list blobs `refs` (whose contents have `digests`) is
+    /// stored durably for `tenant`.
+    pub async fn verify_complete(&self, tenant: TenantId, refs: &[ChunkId], digests: &[[u8; 32]]) -> Result<(), WireError> {
+        if digests.len() != refs.len() {
+            return Err(err(
+                ErrorCode::BadRequest,
+                format!("the snapshot names {} reference lists but {} digests; give one digest per list", refs.len(), digests.len()),
+            ));
+        }
         let mut missing = 0usize;
         let mut example = None;
-        for r in refs {
-            let bytes = self.get(tenant, *r).await.map_err(|e| err(e.code, format!("reference list {r}: {}", e.message)))?;
-            let ids = strata_proto::reflist::decode(&bytes).map_err(|e| err(ErrorCode::BadRequest, format!("reference list {r}: {e}")))?;
+        for (r, digest) in refs.iter().zip(digests) {
+            let ids = self.get_reference_list(tenant, *r, digest).await.map_err(|e| {
+                let code = if e.code == ErrorCode::Corrupt { ErrorCode::BadRequest } else { e.code };
+                err(code, e.message)
+            })?;
             // Four dedup queries in flight at a time.
             for group in ids.chunks(HAS_BATCH * 4) {
                 let batches: Vec<&[ChunkId]> = group.chunks(HAS_BATCH).collect();
@@ -374,9 +467,7 @@ impl Coordinator {
 struct ShardWrite {
     blob: usize,
     index: usize,
-    key: ShardKey,
-    header: ShardHeader,
-    data: Bytes,
+    shard: OutgoingShard,
 }
 
 /// The shard outcomes of one blob of a batch.
@@ -407,7 +498,7 @@ struct ShardSlot {
 }
 
 enum ReadOutcome {
-    Blob(Vec<u8>),
+    Blob(FetchedBlob),
     Absent,
     Unreadable(String),
 }

@@ -1,5 +1,6 @@
 //! Pure decisions of the blob coordinator: when a put is acknowledged, which shards to read first, when a
-//! blob is certainly absent, and which shard headers to trust.
+//! blob is certainly absent, which stripe to read when a chunk id holds shards of several, and when a blob
+//! counts as stored.
 //!
 //! Durability rule (also in ARCHITECTURE.md): a put is acknowledged once `min(k + extra, k + m)` shards are
 //! durable on distinct nodes of the partition (`extra` = `durability.extra_shards_for_ack`, default 1). With
@@ -9,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use strata_proto::{EcProfile, ShardHeader, ShardIndex};
+use strata_proto::{BlobDigest, EcProfile, Holding, ShardHeader, ShardIndex, StripeTag};
 
 /// Shards that must be durable before a put is acknowledged.
 pub fn ack_threshold(profile: EcProfile, extra: u8) -> usize {
@@ -21,6 +22,8 @@ pub fn ack_threshold(profile: EcProfile, extra: u8) -> usize {
 pub enum ShardFailure {
     /// The holder has no room.
     NoSpace(String),
+    /// The slot holds another stripe (or a damaged shard), which the holder kept.
+    Conflict(String),
     /// Anything else (unreachable, timeout, I/O error).
     Other(String),
 }
@@ -35,6 +38,12 @@ pub enum PutVerdict {
         /// Whether some shard is missing (the blob needs repair to regain full redundancy).
         degraded: bool,
     },
+    /// Some slot holds another stripe under this chunk id: the blob is already stored with other bytes (or a
+    /// damaged copy waits for repair). Nothing stored was replaced; the put is not acknowledged.
+    Conflict {
+        /// Slots that kept something else.
+        conflicts: usize,
+    },
     /// Too few shards are durable: the put fails and the client must retry.
     Refused {
         /// Shards stored.
@@ -46,8 +55,14 @@ pub enum PutVerdict {
     },
 }
 
-/// Decides a put from the per-shard results (index order).
+/// Decides a put from the per-shard results (index order). A put that met another stripe in any slot is never
+/// acknowledged, even if enough of its own shards landed: the chunk id already names stored data, which a
+/// tenant's put must not shadow.
 pub fn put_verdict(profile: EcProfile, extra: u8, results: &[Result<(), ShardFailure>]) -> PutVerdict {
+    let conflicts = results.iter().filter(|r| matches!(r, Err(ShardFailure::Conflict(_)))).count();
+    if conflicts > 0 {
+        return PutVerdict::Conflict { conflicts };
+    }
     let stored = results.iter().filter(|r| r.is_ok()).count();
     let need = ack_threshold(profile, extra);
     if stored >= need {
@@ -74,16 +89,37 @@ pub fn certainly_absent(profile: EcProfile, absent: usize) -> bool {
     absent > usize::from(profile.parity_shards)
 }
 
-/// The header most shards agree on (profile and blob length); shards with another header are not trusted.
-pub fn agreed_header(headers: &[(ShardIndex, ShardHeader)]) -> Option<(EcProfile, u64)> {
-    let mut votes: BTreeMap<(u8, u8, u64), usize> = BTreeMap::new();
+/// What makes shards pieces of one stripe: the profile, the blob length and the stripe identity.
+pub type StripeKey = (EcProfile, u64, Option<BlobDigest>);
+
+/// The stripe to read among shards fetched from one node set: the one with the most shards, leaving out the
+/// stripes in `exclude` (a client that could not open one asks for another). Ties go to the smallest key, so
+/// every coordinator chooses alike. Returns the stripe and how many shards it has.
+pub fn choose_stripe(headers: &[(ShardIndex, ShardHeader)], exclude: &[BlobDigest]) -> Option<(StripeKey, usize)> {
+    let mut votes: BTreeMap<(u8, u8, u64, Option<BlobDigest>), usize> = BTreeMap::new();
     for (_, h) in headers {
-        *votes.entry((h.profile.data_shards, h.profile.parity_shards, h.blob_len)).or_default() += 1;
+        if h.blob_digest.is_some_and(|d| exclude.contains(&d)) {
+            continue;
+        }
+        *votes.entry((h.profile.data_shards, h.profile.parity_shards, h.blob_len, h.blob_digest)).or_default() += 1;
     }
     votes
         .into_iter()
         .max_by_key(|(key, n)| (*n, std::cmp::Reverse(*key)))
-        .map(|((k, m, len), _)| (EcProfile { data_shards: k, parity_shards: m }, len))
+        .map(|((k, m, len, digest), n)| ((EcProfile { data_shards: k, parity_shards: m }, len, digest), n))
+}
+
+/// Whether a blob is stored durably in one node set: `slots` holds, for each slot whose node answered, the slot
+/// index and what that node holds of the chunk. Only shards in their own slot count, and only shards of one
+/// stripe together: shards of two encodings under one chunk id cannot be decoded together.
+pub fn durable_in_set(slots: &[(ShardIndex, Holding)], threshold: usize) -> bool {
+    let mut per_stripe: BTreeMap<StripeTag, usize> = BTreeMap::new();
+    for (index, holding) in slots {
+        if *index < 64 && holding.mask & (1u64 << index) != 0 && holding.stripe != StripeTag::MIXED {
+            *per_stripe.entry(holding.stripe).or_default() += 1;
+        }
+    }
+    per_stripe.values().any(|n| *n >= threshold)
 }
 
 #[cfg(test)]
@@ -126,10 +162,36 @@ mod tests {
     }
 
     #[test]
-    fn majority_header_wins() {
-        let h = |len| ShardHeader { profile: P, blob_len: len, checksum: [0; 32] };
-        let votes = vec![(0, h(10)), (1, h(10)), (2, h(99)), (3, h(10))];
-        assert_eq!(agreed_header(&votes), Some((P, 10)));
-        assert_eq!(agreed_header(&[]), None);
+    fn the_stripe_with_most_shards_is_read_unless_excluded() {
+        let h = |len, d: Option<u8>| ShardHeader { profile: P, blob_len: len, blob_digest: d.map(|b| [b; 32]), checksum: [0; 32] };
+        let votes = vec![(0, h(10, Some(1))), (1, h(10, Some(1))), (2, h(99, Some(1))), (3, h(10, Some(1))), (4, h(10, Some(2)))];
+        assert_eq!(choose_stripe(&votes, &[]), Some(((P, 10, Some([1; 32])), 3)));
+        assert_eq!(choose_stripe(&votes, &[[1; 32]]), Some(((P, 10, Some([2; 32])), 1)), "a client that could not open stripe 1");
+        assert_eq!(choose_stripe(&[], &[]), None);
+        let legacy = vec![(0, h(10, None)), (1, h(10, None)), (2, h(10, Some(7)))];
+        assert_eq!(choose_stripe(&legacy, &[]), Some(((P, 10, None), 2)));
+    }
+
+    #[test]
+    fn a_conflict_is_never_acknowledged() {
+        let mut r = results(5, 0, false);
+        r.push(Err(ShardFailure::Conflict("another stripe".into())));
+        assert_eq!(put_verdict(P, 1, &r), PutVerdict::Conflict { conflicts: 1 });
+    }
+
+    #[test]
+    fn durability_counts_one_stripe_in_its_own_slots() {
+        let held = |mask, tag| Holding { mask, stripe: StripeTag(tag) };
+        let a = 0xa1;
+        let b = 0xb1;
+        let five_of_a: Vec<(ShardIndex, Holding)> = (0..5).map(|i| (i, held(1 << i, a))).collect();
+        assert!(durable_in_set(&five_of_a, 5));
+        let mut mixed: Vec<(ShardIndex, Holding)> = (0..3).map(|i| (i, held(1 << i, a))).collect();
+        mixed.extend((3..5).map(|i| (i, held(1 << i, b))));
+        assert!(!durable_in_set(&mixed, 5), "three shards of one stripe and two of another are not five");
+        let wrong_slot: Vec<(ShardIndex, Holding)> = (0..5).map(|i| (i, held(1 << ((i + 1) % 6), a))).collect();
+        assert!(!durable_in_set(&wrong_slot, 5));
+        let undecided: Vec<(ShardIndex, Holding)> = (0..5).map(|i| (i, held(1 << i, StripeTag::MIXED.0))).collect();
+        assert!(!durable_in_set(&undecided, 1));
     }
 }

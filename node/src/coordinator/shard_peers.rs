@@ -8,12 +8,28 @@ use std::time::Duration;
 use bytes::Bytes;
 use strata_client::{RpcError, RpcPool};
 use strata_proto::cluster_map::NodeDescriptor;
-use strata_proto::{ChunkId, Epoch, ErrorCode, GcAction, NodeId, PartitionId, Request, Response, ShardHeader, ShardKey, TenantId};
+use strata_proto::{
+    ChunkId, Epoch, ErrorCode, GcAction, Holding, NodeId, PartitionId, Request, Response, ShardHeader, ShardKey, ShardPut, StripeTag,
+    TenantId, WriteMode,
+};
 
 use crate::custody::{Custody, CustodyError};
 use crate::health::Health;
 use crate::metrics::Metrics;
-use crate::store::{Shard, ShardStore, StoreError};
+use crate::store::{Shard, ShardStore, ShardWrite, StoreError};
+
+/// A shard on its way to a holder.
+#[derive(Debug, Clone)]
+pub struct OutgoingShard {
+    /// Where.
+    pub key: ShardKey,
+    /// Verification data.
+    pub header: ShardHeader,
+    /// The bytes.
+    pub data: Bytes,
+    /// Repair only: the stripe whose intact shard in the slot may be replaced.
+    pub replaces: Option<StripeTag>,
+}
 
 /// Why a shard operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,6 +56,14 @@ pub enum ShardOpError {
         /// Holder.
         node: NodeId,
         /// What failed.
+        reason: String,
+    },
+    /// The holder keeps a shard this write may not replace (another stripe, or a damaged shard for a create).
+    #[error("{node} kept what it holds: {reason}")]
+    Conflict {
+        /// Holder.
+        node: NodeId,
+        /// Its explanation.
         reason: String,
     },
     /// The holder does not have the shard.
@@ -87,6 +111,7 @@ impl ShardPeers {
         match e {
             StoreError::NoSpace(reason) => ShardOpError::NoSpace { node, reason },
             StoreError::Corrupt { reason, .. } => ShardOpError::Corrupt { node, reason },
+            StoreError::Conflict { reason, .. } => ShardOpError::Conflict { node, reason },
             other => ShardOpError::Failed { node, reason: other.to_string() },
         }
     }
@@ -142,6 +167,7 @@ impl ShardPeers {
                 RpcError::Remote { error, .. } => match error.code {
                     ErrorCode::NoSpace => ShardOpError::NoSpace { node: node.id, reason: error.message },
                     ErrorCode::Corrupt => ShardOpError::Corrupt { node: node.id, reason: error.message },
+                    ErrorCode::Conflict => ShardOpError::Conflict { node: node.id, reason: error.message },
                     ErrorCode::NotFound => ShardOpError::NotFound { node: node.id },
                     _ => ShardOpError::Failed { node: node.id, reason: error.to_string() },
                 },
@@ -151,42 +177,49 @@ impl ShardPeers {
     }
 
     /// Stores several shards on `node` with one durable write; one result per shard, in order. `epoch` is the
-    /// epoch of the map the shards were placed with (see `Custody`).
+    /// epoch of the map the shards were placed with (see `Custody`); `mode` says what may happen to a slot
+    /// that already holds a shard.
     pub async fn put_many(
         &self,
         node: &NodeDescriptor,
         epoch: Epoch,
-        items: Vec<(ShardKey, ShardHeader, Bytes)>,
+        mode: WriteMode,
+        items: Vec<OutgoingShard>,
     ) -> Result<Vec<Result<(), ShardOpError>>, ShardOpError> {
         if node.id == self.me {
             let me = self.me;
             let custody = self.custody.clone();
-            let results =
-                tokio::task::spawn_blocking(move || custody.put_many(&items.iter().map(|(k, h, d)| (*k, *h, &d[..])).collect::<Vec<_>>()))
-                    .await
-                    .map_err(|e| ShardOpError::Failed { node: me, reason: format!("store task failed: {e}") })?;
+            let results = tokio::task::spawn_blocking(move || {
+                let writes: Vec<ShardWrite<'_>> =
+                    items.iter().map(|o| ShardWrite { key: o.key, header: o.header, data: &o.data, replaces: o.replaces }).collect();
+                custody.put_many(&writes, mode)
+            })
+            .await
+            .map_err(|e| ShardOpError::Failed { node: me, reason: format!("store task failed: {e}") })?;
             return Ok(results
                 .into_iter()
                 .map(|r| {
                     r.map_err(|e| match e {
-                        CustodyError::Store(StoreError::NoSpace(reason)) => ShardOpError::NoSpace { node: me, reason },
+                        CustodyError::Store(s) => self.store_error(s),
                         other => ShardOpError::Failed { node: me, reason: other.to_string() },
                     })
                 })
                 .collect());
         }
-        let lengths: Vec<(ShardKey, ShardHeader, u32)> = items.iter().map(|(k, h, d)| (*k, *h, d.len() as u32)).collect();
-        let mut body = Vec::with_capacity(items.iter().map(|(_, _, d)| d.len()).sum());
-        for (_, _, d) in &items {
-            body.extend_from_slice(d);
+        let shards: Vec<ShardPut> =
+            items.iter().map(|o| ShardPut { key: o.key, header: o.header, len: o.data.len() as u32, replaces: o.replaces }).collect();
+        let mut body = Vec::with_capacity(items.iter().map(|o| o.data.len()).sum());
+        for o in &items {
+            body.extend_from_slice(&o.data);
         }
         let n = items.len();
-        match self.remote(node, "put_shards", Request::PutShards { shards: lengths, epoch }, Bytes::from(body)).await?.response {
+        match self.remote(node, "put_shards", Request::PutShards { shards, epoch, mode }, Bytes::from(body)).await?.response {
             Response::PutShards { results } if results.len() == n => Ok(results
                 .into_iter()
                 .map(|r| {
                     r.map_err(|e| match e.code {
                         ErrorCode::NoSpace => ShardOpError::NoSpace { node: node.id, reason: e.message },
+                        ErrorCode::Conflict => ShardOpError::Conflict { node: node.id, reason: e.message },
                         _ => ShardOpError::Failed { node: node.id, reason: e.to_string() },
                     })
                 })
@@ -213,14 +246,14 @@ impl ShardPeers {
         }
     }
 
-    /// Bit masks of the shard indices `node` holds for each chunk.
+    /// What `node` holds of each chunk: the shard indices and their stripe.
     pub async fn held(
         &self,
         node: &NodeDescriptor,
         tenant: TenantId,
         chunks: Vec<(PartitionId, ChunkId)>,
         include_condemned: bool,
-    ) -> Result<Vec<u64>, ShardOpError> {
+    ) -> Result<Vec<Holding>, ShardOpError> {
         if node.id == self.me {
             return self.local(move |s| chunks.iter().map(|(p, c)| s.held(tenant, *p, c, include_condemned)).collect()).await;
         }

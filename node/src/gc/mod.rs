@@ -79,7 +79,9 @@ fn catalog(ctx: &NodeContext, tenant: TenantId) -> BTreeMap<SnapshotId, Snapshot
     ctx.meta.reader.read(|s| s.snapshots.get(&tenant).cloned().unwrap_or_default())
 }
 
-/// Every chunk the snapshots reference, plus their reference-list blobs themselves.
+/// Every chunk the snapshots reference, plus their reference-list blobs themselves. A list whose contents do
+/// not match the digest its snapshot recorded stops the run: collecting by a swapped list could delete live
+/// data, so nothing is condemned or deleted until the list is repaired.
 async fn referenced_by(
     ctx: &NodeContext,
     tenant: TenantId,
@@ -87,14 +89,25 @@ async fn referenced_by(
 ) -> Result<BTreeSet<ChunkId>, WireError> {
     let mut out = BTreeSet::new();
     for record in snapshots {
-        for r in &record.refs {
+        if !record.ref_digests.is_empty() && record.ref_digests.len() != record.refs.len() {
+            return Err(err(
+                ErrorCode::Corrupt,
+                format!("gc: snapshot {} names {} reference lists but {} digests", record.id, record.refs.len(), record.ref_digests.len()),
+            ));
+        }
+        for (i, r) in record.refs.iter().enumerate() {
             out.insert(*r);
-            let bytes = ctx
-                .coordinator
-                .get(tenant, *r)
-                .await
-                .map_err(|e| err(e.code, format!("gc: reference list {r} of snapshot {}: {}", record.id, e.message)))?;
-            let ids = strata_proto::reflist::decode(&bytes).map_err(|e| err(ErrorCode::Corrupt, format!("gc: reference list {r}: {e}")))?;
+            let context =
+                |e: WireError| err(e.code, format!("gc refuses to run: reference list {r} of snapshot {}: {}", record.id, e.message));
+            let ids = match record.ref_digests.get(i) {
+                Some(digest) => ctx.coordinator.get_reference_list(tenant, *r, digest).await.map_err(context)?,
+                // Snapshots committed before digests were recorded: the list as stored.
+                None => {
+                    let blob = ctx.coordinator.get(tenant, *r).await.map_err(context)?;
+                    strata_proto::reflist::decode(&blob.bytes)
+                        .map_err(|e| err(ErrorCode::Corrupt, format!("gc: reference list {r}: {e}")))?
+                }
+            };
             out.extend(ids);
         }
     }

@@ -61,7 +61,7 @@ impl MetaState {
     pub(super) fn commit_snapshot(&mut self, tenant: TenantId, session: SessionId, record: &SnapshotRecord, now_ms: u64) -> MetaResponse {
         if let Some(existing) = self.snapshots.get(&tenant).and_then(|c| c.get(&record.id)) {
             // A retried commit whose first attempt succeeded: same content is success, anything else a conflict.
-            return if existing.summary == record.summary && existing.refs == record.refs {
+            return if existing.summary == record.summary && existing.refs == record.refs && existing.ref_digests == record.ref_digests {
                 self.sessions.remove(&session);
                 MetaResponse::Ok
             } else {
@@ -147,7 +147,14 @@ mod tests {
     }
 
     fn record(id: u8) -> SnapshotRecord {
-        SnapshotRecord { id: SnapshotId([id; 16]), time_ms: 5, committed_ms: 0, summary: vec![1, 2, 3], refs: vec![ChunkId([id; 32])] }
+        SnapshotRecord {
+            id: SnapshotId([id; 16]),
+            time_ms: 5,
+            committed_ms: 0,
+            summary: vec![1, 2, 3],
+            refs: vec![ChunkId([id; 32])],
+            ref_digests: vec![[id; 32]],
+        }
     }
 
     fn rejected(r: &MetaResponse, code: ErrorCode) -> bool {

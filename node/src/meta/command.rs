@@ -5,6 +5,8 @@
 //! epoch) are results, not errors: the log entry is committed either way and every replica refuses alike.
 
 use serde::{Deserialize, Serialize};
+
+use super::legacy::SnapshotRecordV1;
 use strata_proto::{
     EcProfile, Epoch, ErrorCode, NodeAnnouncement, NodeId, NodeSet, NodeState, PartitionId, PartitionPlacement, RoleSet, SessionId,
     SnapshotId, SnapshotRecord, TenantId, WireError,
@@ -109,14 +111,15 @@ pub enum MetaCommand {
         /// Session.
         session: SessionId,
     },
-    /// Add a snapshot to the catalog and close its session; refused if the session expired.
-    CommitSnapshot {
+    /// A snapshot commit as protocol version 1 proposed it (log entries written before reference-list
+    /// digests); applied exactly like [`MetaCommand::CommitSnapshot`] with no digests.
+    CommitSnapshotV1 {
         /// Tenant.
         tenant: TenantId,
         /// Session it was uploaded in.
         session: SessionId,
-        /// The snapshot (its `committed_ms` is replaced by `now_ms`).
-        record: SnapshotRecord,
+        /// The snapshot.
+        record: SnapshotRecordV1,
         /// Proposer's clock.
         now_ms: u64,
     },
@@ -182,6 +185,17 @@ pub enum MetaCommand {
         partition: PartitionId,
         /// The target the mover copied to (refused if the partition's target has changed since).
         target: NodeSet,
+    },
+    /// Add a snapshot to the catalog and close its session; refused if the session expired.
+    CommitSnapshot {
+        /// Tenant.
+        tenant: TenantId,
+        /// Session it was uploaded in.
+        session: SessionId,
+        /// The snapshot (its `committed_ms` is replaced by `now_ms`).
+        record: SnapshotRecord,
+        /// Proposer's clock.
+        now_ms: u64,
     },
 }
 

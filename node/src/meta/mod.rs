@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod command;
 pub mod generations;
 pub mod leader_tasks;
+pub mod legacy;
 pub mod log_store;
 pub mod membership;
 pub mod network;
@@ -17,6 +18,7 @@ pub mod state;
 pub mod state_machine;
 mod state_v1;
 mod state_v2;
+mod state_v3;
 pub mod types;
 
 use std::collections::BTreeMap;

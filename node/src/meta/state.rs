@@ -16,9 +16,10 @@ use strata_proto::{
 use super::command::{Digest, InitCluster, MetaCommand, MetaResponse};
 use super::generations::MigrationSettings;
 
-/// Format version of the encoded state (snapshots). Versions 1 (before sessions, snapshots and key files) and
-/// 2 (before migration settings) are still read: see `state_v1.rs` and `state_v2.rs`.
-pub const STATE_FORMAT_VERSION: u32 = 3;
+/// Format version of the encoded state (snapshots). Versions 1 (before sessions, snapshots and key files),
+/// 2 (before migration settings) and 3 (before reference-list digests) are still read: see `state_v1.rs`,
+/// `state_v2.rs` and `state_v3.rs`.
+pub const STATE_FORMAT_VERSION: u32 = 4;
 
 /// A tenant.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -171,6 +172,9 @@ impl MetaState {
             MetaCommand::OpenSession { tenant, now_ms, lease_ms } => self.open_session(*tenant, *now_ms, *lease_ms),
             MetaCommand::RenewSession { tenant, session, now_ms } => self.renew_session(*tenant, *session, *now_ms),
             MetaCommand::CloseSession { tenant, session } => self.close_session(*tenant, *session),
+            MetaCommand::CommitSnapshotV1 { tenant, session, record, now_ms } => {
+                self.commit_snapshot(*tenant, *session, &record.clone().into_current(), *now_ms)
+            }
             MetaCommand::CommitSnapshot { tenant, session, record, now_ms } => self.commit_snapshot(*tenant, *session, record, *now_ms),
             MetaCommand::ForgetSnapshots { tenant, ids } => self.forget_snapshots(*tenant, ids),
             MetaCommand::PutKeyFile { tenant, text, check, proof } => self.put_key_file(*tenant, text, *check, *proof),
@@ -318,6 +322,7 @@ impl MetaState {
         let state: MetaState = match version {
             1 => super::state_v1::decode(rest)?,
             2 => super::state_v2::decode(rest)?,
+            3 => super::state_v3::decode(rest)?,
             STATE_FORMAT_VERSION => postcard::from_bytes(rest).map_err(|e| format!("snapshot is malformed: {e}"))?,
             _ => return Err(format!("snapshot format version {version} is not supported (this build reads 1 to {STATE_FORMAT_VERSION})")),
         };

@@ -4,9 +4,10 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use strata_proto::{ClusterMap, SessionId, SnapshotId, SnapshotRecord, TenantId};
+use strata_proto::{ClusterMap, SessionId, SnapshotId, TenantId};
 
 use super::command::Digest;
+use super::legacy::SnapshotRecordV1;
 use super::state::{KeyFileRecord, MetaState, SessionRecord, TenantRecord, TokenRecord};
 
 /// The state as format version 2 encoded it.
@@ -20,7 +21,7 @@ struct MetaStateV2 {
     next_node_id: u64,
     next_tenant_id: u64,
     sessions: BTreeMap<SessionId, SessionRecord>,
-    snapshots: BTreeMap<TenantId, BTreeMap<SnapshotId, SnapshotRecord>>,
+    snapshots: BTreeMap<TenantId, BTreeMap<SnapshotId, SnapshotRecordV1>>,
     key_files: BTreeMap<TenantId, KeyFileRecord>,
     next_session_id: u64,
 }
@@ -37,7 +38,7 @@ pub fn decode(payload: &[u8]) -> Result<MetaState, String> {
         next_node_id: v2.next_node_id,
         next_tenant_id: v2.next_tenant_id,
         sessions: v2.sessions,
-        snapshots: v2.snapshots,
+        snapshots: super::state_v3::current_snapshots(v2.snapshots),
         key_files: v2.key_files,
         next_session_id: v2.next_session_id,
         ..MetaState::default()
@@ -60,7 +61,7 @@ mod tests {
         next_node_id: u64,
         next_tenant_id: u64,
         sessions: &'a BTreeMap<SessionId, SessionRecord>,
-        snapshots: &'a BTreeMap<TenantId, BTreeMap<SnapshotId, SnapshotRecord>>,
+        snapshots: &'a BTreeMap<TenantId, BTreeMap<SnapshotId, SnapshotRecordV1>>,
         key_files: &'a BTreeMap<TenantId, KeyFileRecord>,
         next_session_id: u64,
     }
@@ -78,7 +79,7 @@ mod tests {
             next_node_id: s.next_node_id,
             next_tenant_id: s.next_tenant_id,
             sessions: &s.sessions,
-            snapshots: &s.snapshots,
+            snapshots: &BTreeMap::new(),
             key_files: &s.key_files,
             next_session_id: s.next_session_id,
         };

@@ -13,12 +13,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::future::join_all;
 use strata_proto::cluster_map::NodeDescriptor;
-use strata_proto::{ChunkId, ErrorCode, NodeSet, PartitionId, ShardHeader, ShardKey, TenantId};
+use strata_proto::{ChunkId, ErrorCode, Holding, NodeSet, PartitionId, ShardHeader, ShardKey, StripeTag, TenantId, WriteMode};
 
-use super::plan::{is_paused, missing_slots, settled};
+use super::plan::{is_paused, needs_writes, settled, slot_writes};
 use super::throttle::Throttle;
 use crate::context::NodeContext;
-use crate::coordinator::ack_threshold;
+use crate::coordinator::{OutgoingShard, ack_threshold};
 use crate::erasure::Codecs;
 use crate::meta::MetaError;
 use crate::meta::command::{MetaCommand, MetaResponse};
@@ -244,7 +244,7 @@ async fn target_holdings(
     targets: &[NodeDescriptor],
     tenant: TenantId,
     ids: &[ChunkId],
-) -> Vec<Vec<Option<u64>>> {
+) -> Vec<Vec<Option<Holding>>> {
     let asks: Vec<(PartitionId, ChunkId)> = ids.iter().map(|c| (job.partition, *c)).collect();
     let answers = join_all(targets.iter().map(|node| ctx.coordinator.peers().held(node, tenant, asks.clone(), true))).await;
     (0..ids.len()).map(|c| answers.iter().map(|a| a.as_ref().ok().and_then(|masks| masks.get(c).copied())).collect()).collect()
@@ -267,25 +267,26 @@ async fn copy_batch(
     let targets = descriptors(ctx, &job.target);
     let held = target_holdings(ctx, job, &targets, tenant, ids).await;
     let need = ack_threshold(profile, ctx.config.durability.extra_shards_for_ack);
-    // Chunks with a slot to write on a target node that answered.
-    let todo: Vec<(ChunkId, Vec<usize>)> = ids
+    let k = usize::from(profile.data_shards);
+    // Chunks with a target slot that may still need a shard.
+    let todo: Vec<(ChunkId, &Vec<Option<Holding>>)> = ids
         .iter()
         .zip(&held)
         .filter_map(|(id, h)| {
-            let writable: Vec<usize> = missing_slots(h).into_iter().filter(|&i| h[i].is_some()).collect();
-            if !settled(h, need) && writable.is_empty() {
+            let work = needs_writes(h);
+            if !settled(h, need) && !work {
                 out.unsettled += 1;
             }
-            (!writable.is_empty()).then_some((*id, writable))
+            work.then_some((*id, h))
         })
         .collect();
     if todo.is_empty() {
         return out;
     }
     let blobs = join_all(todo.iter().map(|(id, _)| ctx.coordinator.get(tenant, *id))).await;
-    let mut per_node: BTreeMap<usize, Vec<(ShardKey, ShardHeader, Bytes)>> = BTreeMap::new();
+    let mut per_node: BTreeMap<usize, Vec<OutgoingShard>> = BTreeMap::new();
     let mut slots_of: BTreeMap<usize, Vec<ChunkId>> = BTreeMap::new();
-    for ((id, slots), blob) in todo.into_iter().zip(blobs) {
+    for ((id, held), blob) in todo.into_iter().zip(blobs) {
         let blob = match blob {
             Ok(b) => b,
             // Collected by GC since the listing: nothing to move.
@@ -296,7 +297,15 @@ async fn copy_batch(
                 continue;
             }
         };
-        let shards = match codecs.encode(profile, &blob) {
+        // The shards written are of the stripe just read (legacy stripes stay legacy), so they join it.
+        let writes = slot_writes(held, StripeTag::of(blob.digest.as_ref()), k);
+        if writes.is_empty() {
+            if !settled(held, need) {
+                out.unsettled += 1;
+            }
+            continue;
+        }
+        let shards = match codecs.encode(profile, &blob.bytes) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(blob = %id, error = %e, "re-encoding failed");
@@ -305,12 +314,12 @@ async fn copy_batch(
             }
         };
         out.copied += 1;
-        for i in slots {
+        for (i, replaces) in writes {
             let data = &shards[i];
-            let header = ShardHeader::for_shard(profile, blob.len() as u64, i as u8, data);
+            let header = ShardHeader::for_shard(profile, blob.bytes.len() as u64, i as u8, blob.digest, data);
             let key = ShardKey { partition: job.partition, tenant, chunk: id, index: i as u8 };
             out.bytes += data.len() as u64;
-            per_node.entry(i).or_default().push((key, header, Bytes::from(data.clone())));
+            per_node.entry(i).or_default().push(OutgoingShard { key, header, data: Bytes::from(data.clone()), replaces });
             slots_of.entry(i).or_default().push(id);
         }
     }
@@ -319,7 +328,7 @@ async fn copy_batch(
     let epoch = ctx.meta.reader.map().epoch;
     let writes = per_node.into_iter().map(|(i, items)| {
         let node = targets[i].clone();
-        async move { (i, ctx.coordinator.peers().put_many(&node, epoch, items).await) }
+        async move { (i, ctx.coordinator.peers().put_many(&node, epoch, WriteMode::Repair, items).await) }
     });
     for (i, result) in join_all(writes).await {
         let failed = match result {

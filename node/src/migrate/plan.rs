@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use strata_proto::cluster_map::{GenerationState, NodeState};
-use strata_proto::{ClusterMap, GenerationId, NodeId, NodeSet, PartitionId};
+use strata_proto::{ClusterMap, GenerationId, Holding, NodeId, NodeSet, PartitionId, StripeTag};
 
 use crate::placement::{self, PlacementInput};
 
@@ -84,18 +84,61 @@ pub fn is_paused(current: &NodeSet, target: &NodeSet, paused: &BTreeSet<Generati
     paused.contains(&current.generation) || paused.contains(&target.generation)
 }
 
-/// Target slots a chunk still lacks: `held[i]` is the shard mask target node `i` reported (`None` when it
-/// could not be asked). A slot counts as present only when node `i` holds shard `i`.
-pub fn missing_slots(held: &[Option<u64>]) -> Vec<usize> {
-    held.iter().enumerate().filter(|(i, mask)| !mask.is_some_and(|m| m & (1u64 << i) != 0)).map(|(i, _)| i).collect()
+/// The stripe of a chunk held in its own slot by the most target nodes, with that count: `held[i]` is what
+/// target node `i` reported (`None` when it could not be asked). Ties go to the smaller tag.
+pub fn dominant_stripe(held: &[Option<Holding>]) -> Option<(StripeTag, usize)> {
+    let mut counts: BTreeMap<StripeTag, usize> = BTreeMap::new();
+    for (i, h) in held.iter().enumerate() {
+        if let Some(h) = h
+            && holds_own_slot(h, i)
+            && h.stripe != StripeTag::MIXED
+        {
+            *counts.entry(h.stripe).or_default() += 1;
+        }
+    }
+    counts.into_iter().max_by_key(|(tag, n)| (*n, std::cmp::Reverse(*tag)))
 }
 
-/// Whether a chunk is safely on the target: every slot of a reachable target node holds its shard, and at
-/// least `need` slots do (the put acknowledgement rule, so one dead target node never blocks a move).
-pub fn settled(held: &[Option<u64>], need: usize) -> bool {
-    let present = held.len() - missing_slots(held).len();
-    let reachable_complete = held.iter().enumerate().all(|(i, mask)| mask.is_none_or(|m| m & (1u64 << i) != 0));
+fn holds_own_slot(h: &Holding, slot: usize) -> bool {
+    slot < 64 && h.mask & (1u64 << slot) != 0
+}
+
+/// Whether a chunk is safely on the target: every reachable target node holds its own shard of one stripe,
+/// and at least `need` do (the put acknowledgement rule, so one dead target node never blocks a move).
+pub fn settled(held: &[Option<Holding>], need: usize) -> bool {
+    let Some((stripe, present)) = dominant_stripe(held) else { return false };
+    let reachable_complete = held.iter().enumerate().all(|(i, h)| h.is_none_or(|h| holds_own_slot(&h, i) && h.stripe == stripe));
     present >= need && reachable_complete
+}
+
+/// The shard writes that complete stripe `stripe` on the target, as (slot, stripe it replaces): every
+/// reachable slot without a shard, and every slot holding a shard of another stripe that the target cannot
+/// decode (fewer than `k` of its shards there), naming that stripe so the holder may replace it. A slot that
+/// holds another stripe which can be decoded is left alone: two complete encodings of one chunk id are only
+/// ever written by a tenant racing itself, and the reader chooses between them.
+pub fn slot_writes(held: &[Option<Holding>], stripe: StripeTag, k: usize) -> Vec<(usize, Option<StripeTag>)> {
+    let count =
+        |tag: StripeTag| held.iter().enumerate().filter(|(i, h)| h.is_some_and(|h| holds_own_slot(&h, *i) && h.stripe == tag)).count();
+    held.iter()
+        .enumerate()
+        .filter_map(|(i, h)| {
+            let h = (*h)?;
+            if !holds_own_slot(&h, i) {
+                return Some((i, None));
+            }
+            if h.stripe == stripe || h.stripe == StripeTag::MIXED || count(h.stripe) >= k {
+                return None;
+            }
+            Some((i, Some(h.stripe)))
+        })
+        .collect()
+}
+
+/// Whether some reachable target slot lacks a shard of the chunk's dominant stripe (so reading the blob may
+/// let the mover write something).
+pub fn needs_writes(held: &[Option<Holding>]) -> bool {
+    let dominant = dominant_stripe(held).map(|(t, _)| t);
+    held.iter().enumerate().any(|(i, h)| h.is_some_and(|h| !holds_own_slot(&h, i) || Some(h.stripe) != dominant))
 }
 
 #[cfg(test)]
@@ -221,15 +264,40 @@ mod tests {
         assert!(!is_mover(&set, NodeId(9), |_| true));
     }
 
+    const A: StripeTag = StripeTag(0xa1);
+    const B: StripeTag = StripeTag(0xb1);
+
+    fn h(mask: u64, stripe: StripeTag) -> Option<Holding> {
+        Some(Holding { mask, stripe })
+    }
+
     #[test]
     fn slots_count_only_at_their_position() {
         // Node 0 holds shard 0; node 1 holds shard 0 only (wrong slot); node 2 unreachable.
-        let held = [Some(0b001), Some(0b001), None];
-        assert_eq!(missing_slots(&held), vec![1, 2]);
+        let held = [h(0b001, A), h(0b001, A), None];
+        assert_eq!(slot_writes(&held, A, 2), vec![(1, None)]);
         assert!(!settled(&held, 1));
+        assert!(needs_writes(&held));
         // Every reachable node has its shard; the unreachable one is tolerated if enough remain.
-        let held = [Some(0b001), Some(0b010), None];
+        let held = [h(0b001, A), h(0b010, A), None];
         assert!(settled(&held, 2));
         assert!(!settled(&held, 3));
+        assert!(!needs_writes(&held));
+        assert!(slot_writes(&held, A, 2).is_empty());
+    }
+
+    #[test]
+    fn a_stripe_that_cannot_be_decoded_is_replaced_and_one_that_can_is_not() {
+        // Four slots of a 2+2 target: A in 0, 1, 2; B (another encoding) in 3.
+        let held = [h(0b0001, A), h(0b0010, A), h(0b0100, A), h(0b1000, B)];
+        assert_eq!(dominant_stripe(&held), Some((A, 3)));
+        assert!(!settled(&held, 3), "a slot holds another stripe");
+        assert_eq!(slot_writes(&held, A, 2), vec![(3, Some(B))], "B has one shard of the two it needs: useless, replaced");
+        // B decodable (two shards): left alone, and writing A elsewhere is still possible.
+        let held = [h(0b0001, A), None, h(0b0100, B), h(0b1000, B)];
+        assert!(slot_writes(&held, A, 2).is_empty());
+        assert_eq!(slot_writes(&held, StripeTag(0xc1), 2), vec![(0, Some(A))], "a lone shard of A cannot be decoded");
+        let held = [h(0, A), h(0b0010, StripeTag::MIXED), None, None];
+        assert_eq!(slot_writes(&held, A, 2), vec![(0, None)], "a node holding shards of several stripes is not rewritten");
     }
 }

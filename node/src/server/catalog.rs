@@ -75,7 +75,7 @@ async fn open(ctx: &NodeContext, caller: Caller) -> Reply {
 
 async fn commit(ctx: &NodeContext, caller: Caller, session: strata_proto::SessionId, snapshot: strata_proto::SnapshotRecord) -> Reply {
     let tenant = caller.tenant_with("commit snapshots", RoleSet::can_append)?;
-    ctx.coordinator.verify_complete(tenant, &snapshot.refs).await?;
+    ctx.coordinator.verify_complete(tenant, &snapshot.refs, &snapshot.ref_digests).await?;
     write(ctx, MetaCommand::CommitSnapshot { tenant, session, record: snapshot, now_ms: now_ms() }).await
 }
 

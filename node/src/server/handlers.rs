@@ -1,14 +1,14 @@
 //! One function per request: check the caller's rights, call the coordinator, the store or Raft, shape the reply.
 
 use bytes::Bytes;
-use strata_proto::{ErrorCode, GcAction, Request, Response, Role, RoleSet, WireError};
+use strata_proto::{ErrorCode, GcAction, Request, Response, Role, RoleSet, WireError, WriteMode};
 
 use super::auth::{Caller, now_ms};
 use super::{join, status};
 use crate::context::NodeContext;
 use crate::custody::CustodyError;
 use crate::meta::command::{MetaCommand, MetaResponse};
-use crate::store::StoreError;
+use crate::store::{ShardWrite, StoreError};
 
 type Reply = Result<(Response, Bytes), WireError>;
 
@@ -42,12 +42,16 @@ const EPOCH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Most keys one `ScanShards` returns.
 const MAX_SCAN: usize = 4096;
 
+/// Most stripes a client may ask a read to pass over.
+const MAX_EXCLUDED_STRIPES: usize = 8;
+
 /// Stores shards received from a peer through this node's custody check. A peer with a newer map than ours
 /// gets an answer once we have caught up (or after `EPOCH_WAIT`, decided with what we know).
 async fn put_shards(
     ctx: &NodeContext,
     epoch: strata_proto::Epoch,
-    items: Vec<(strata_proto::ShardKey, strata_proto::ShardHeader, std::ops::Range<usize>)>,
+    mode: WriteMode,
+    items: Vec<(strata_proto::ShardPut, std::ops::Range<usize>)>,
     body: Vec<u8>,
 ) -> Result<Vec<Result<(), WireError>>, WireError> {
     let custody = ctx.coordinator.peers().custody().clone();
@@ -55,8 +59,11 @@ async fn put_shards(
         custody.wait_for_epoch(epoch, EPOCH_WAIT).await;
     }
     let results = tokio::task::spawn_blocking(move || {
-        let items: Vec<_> = items.into_iter().map(|(k, h, range)| (k, h, &body[range])).collect();
-        custody.put_many(&items)
+        let writes: Vec<ShardWrite<'_>> = items
+            .into_iter()
+            .map(|(p, range)| ShardWrite { key: p.key, header: p.header, data: &body[range], replaces: p.replaces })
+            .collect();
+        custody.put_many(&writes, mode)
     })
     .await
     .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?;
@@ -78,6 +85,7 @@ fn store_error(e: StoreError) -> WireError {
     match e {
         StoreError::NoSpace(m) => WireError::new(ErrorCode::NoSpace, m),
         StoreError::Corrupt { .. } => WireError::new(ErrorCode::Corrupt, e.to_string()),
+        StoreError::Conflict { .. } => WireError::new(ErrorCode::Conflict, e.to_string()),
         StoreError::ChecksumMismatch { .. } => WireError::new(ErrorCode::BadRequest, e.to_string()),
         StoreError::Io(m) => WireError::new(ErrorCode::Internal, m),
     }
@@ -151,10 +159,16 @@ pub async fn dispatch(ctx: &NodeContext, caller: Caller, request: Request, body:
             let results = ctx.coordinator.put_many(tenant, items).await.into_iter().map(|r| r.map(|p| (p.stored, p.total))).collect();
             ok(Response::PutBlobs { results })
         }
-        Request::GetBlob { id } => {
+        Request::GetBlob { id, exclude } => {
             let tenant = caller.tenant_with("read blobs", RoleSet::can_read)?;
-            let blob = ctx.coordinator.get(tenant, id).await?;
-            Ok((Response::Blob, Bytes::from(blob)))
+            if exclude.len() > MAX_EXCLUDED_STRIPES {
+                return Err(WireError::new(
+                    ErrorCode::TooLarge,
+                    format!("at most {MAX_EXCLUDED_STRIPES} stripes may be excluded from a read"),
+                ));
+            }
+            let blob = ctx.coordinator.get_excluding(tenant, id, &exclude).await?;
+            Ok((Response::Blob { digest: blob.digest }, Bytes::from(blob.bytes)))
         }
         Request::DeleteBlob { id } => {
             let tenant = caller.tenant_with("delete blobs", RoleSet::can_delete)?;
@@ -215,17 +229,17 @@ pub async fn dispatch(ctx: &NodeContext, caller: Caller, request: Request, body:
             ctx.meta.write(MetaCommand::RegisterNode(node)).await.map_err(meta_error)?;
             ok(Response::Ok)
         }
-        Request::PutShard { key, header, epoch } => {
+        Request::PutShards { shards, epoch, mode } => {
             caller.node()?;
-            let mut results = put_shards(ctx, epoch, vec![(key, header, 0..body.len())], body).await?;
-            results.pop().unwrap_or_else(|| Err(WireError::new(ErrorCode::Internal, "no result for the shard")))?;
-            ok(Response::Ok)
-        }
-        Request::PutShards { shards, epoch } => {
-            caller.node()?;
-            let parts = split_body(&body, shards.iter().map(|(_, _, len)| *len), ctx.config.limits.max_blob_bytes)?;
-            let items = shards.iter().zip(parts).map(|((k, h, _), range)| (*k, *h, range)).collect();
-            ok(Response::PutShards { results: put_shards(ctx, epoch, items, body).await? })
+            if shards.len() > MAX_BATCH {
+                return Err(WireError::new(
+                    ErrorCode::TooLarge,
+                    format!("{} shards in one request; the limit is {MAX_BATCH}", shards.len()),
+                ));
+            }
+            let parts = split_body(&body, shards.iter().map(|p| p.len), ctx.config.limits.max_blob_bytes)?;
+            let items = shards.into_iter().zip(parts).collect();
+            ok(Response::PutShards { results: put_shards(ctx, epoch, mode, items, body).await? })
         }
         Request::ScanShards { partition, after, limit, min_epoch } => {
             caller.node()?;

@@ -73,7 +73,7 @@ fn frame_error_code(e: &WireIoError) -> ErrorCode {
 fn body_limit(ctx: &NodeContext, request: &Request) -> u64 {
     let l = &ctx.config.limits;
     match request {
-        Request::PutBlob { .. } | Request::PutShard { .. } | Request::PutBlobs { .. } | Request::PutShards { .. } => l.max_blob_bytes,
+        Request::PutBlob { .. } | Request::PutBlobs { .. } | Request::PutShards { .. } => l.max_blob_bytes,
         Request::Raft { .. } | Request::Meta => l.max_internal_body_bytes,
         _ => 0,
     }

@@ -3,9 +3,9 @@
 //! Each check gets a fresh store from the builder. Adding an implementation means adding one `#[test]` that
 //! calls [`run_all`]; adding a behaviour means adding one check here, and every implementation is held to it.
 
-use strata_proto::{ChunkId, EcProfile, PartitionId, ShardHeader, ShardKey, TenantId};
+use strata_proto::{ChunkId, EcProfile, PartitionId, ShardHeader, ShardKey, StripeTag, TenantId};
 
-use super::{CorruptForTest, ShardStore, StoreError, Usage};
+use super::{CorruptForTest, ShardStore, ShardWrite, StoreError, Usage, WriteMode};
 
 /// Builds a fresh store with the given capacity; the second value keeps temporary resources alive.
 pub trait StoreBuilder {
@@ -23,7 +23,8 @@ pub fn run_all<B: StoreBuilder>(builder: &B) {
         ("round_trip", round_trip),
         ("absent_is_none", absent_is_none),
         ("idempotent_put", idempotent_put),
-        ("overwrite_replaces", overwrite_replaces),
+        ("create_never_replaces_an_intact_shard", create_never_replaces_an_intact_shard),
+        ("repair_replaces_only_what_it_names", repair_replaces_only_what_it_names),
         ("delete", delete),
         ("held_mask", held_mask),
         ("tenants_are_isolated", tenants_are_isolated),
@@ -47,8 +48,15 @@ fn key(partition: u32, tenant: u64, chunk: u8, index: u8) -> ShardKey {
     ShardKey { partition: PartitionId(partition), tenant: TenantId(tenant), chunk: ChunkId([chunk; 32]), index }
 }
 
+/// The header of `data` as shard `key.index` of a stripe whose identity is derived from `data` (so different
+/// bytes are a different stripe, as they would be for a real blob).
 fn shard(key: &ShardKey, data: &[u8]) -> ShardHeader {
-    ShardHeader::for_shard(EcProfile::DEFAULT, data.len() as u64 * 4, key.index, data)
+    ShardHeader::for_shard(EcProfile::DEFAULT, data.len() as u64 * 4, key.index, Some(ShardHeader::digest_of_blob(data)), data)
+}
+
+fn repair<S: ShardStore>(s: &S, key: &ShardKey, data: &[u8], replaces: Option<StripeTag>) -> Result<(), StoreError> {
+    let w = ShardWrite { key: *key, header: shard(key, data), data, replaces };
+    s.put_many(&[w], WriteMode::Repair).pop().unwrap()
 }
 
 fn put<S: ShardStore>(s: &S, key: &ShardKey, data: &[u8]) {
@@ -80,13 +88,42 @@ fn idempotent_put<B: StoreBuilder>(b: &B) {
     assert_eq!(s.usage(), Usage { shards: 1, bytes: 10 });
 }
 
-fn overwrite_replaces<B: StoreBuilder>(b: &B) {
+fn create_never_replaces_an_intact_shard<B: StoreBuilder>(b: &B) {
     let (s, _g) = b.build(1 << 30);
     let k = key(1, 1, 1, 0);
     put(&s, &k, b"first version");
-    put(&s, &k, b"second");
+    s.condemn(TenantId(1), PartitionId(1), &ChunkId([1; 32])).unwrap();
+    let err = s.put(&k, &shard(&k, b"second"), b"second").unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
+    assert_eq!(s.get(&k).unwrap().unwrap().data, b"first version", "the stored bytes are kept");
+    assert_eq!(s.usage(), Usage { shards: 1, bytes: 13 });
+    // The chunk is wanted again: the refused create still clears the garbage-collection mark.
+    assert_eq!(s.held(TenantId(1), PartitionId(1), &ChunkId([1; 32]), false).unwrap().mask, 1);
+    // A legacy shard (no stripe identity) is kept just the same.
+    let legacy = key(1, 1, 2, 0);
+    let old = ShardHeader::for_shard(EcProfile::DEFAULT, 40, 0, None, b"legacy bytes");
+    s.put(&legacy, &old, b"legacy bytes").unwrap();
+    assert!(matches!(s.put(&legacy, &shard(&legacy, b"new"), b"new"), Err(StoreError::Conflict { .. })));
+    assert_eq!(s.get(&legacy).unwrap().unwrap().data, b"legacy bytes");
+}
+
+fn repair_replaces_only_what_it_names<B: StoreBuilder>(b: &B) {
+    let (s, _g) = b.build(1 << 30);
+    let k = key(1, 1, 1, 0);
+    put(&s, &k, b"first version");
+    let first = shard(&k, b"first version").stripe_tag();
+    assert!(matches!(repair(&s, &k, b"second", None), Err(StoreError::Conflict { .. })), "not without naming the stripe");
+    assert!(matches!(repair(&s, &k, b"second", Some(StripeTag(first.0 ^ 2))), Err(StoreError::Conflict { .. })));
+    assert_eq!(s.get(&k).unwrap().unwrap().data, b"first version");
+    repair(&s, &k, b"second", Some(first)).unwrap();
     assert_eq!(s.get(&k).unwrap().unwrap().data, b"second");
     assert_eq!(s.usage(), Usage { shards: 1, bytes: 6 });
+    // The same blob under another profile (a re-encoding) is the same stripe: repair rewrites it.
+    let digest = shard(&k, b"second").blob_digest;
+    let other_profile = ShardHeader::for_shard(EcProfile { data_shards: 2, parity_shards: 1 }, 24, 0, digest, b"second");
+    let w = ShardWrite { key: k, header: other_profile, data: b"second", replaces: None };
+    s.put_many(&[w], WriteMode::Repair).pop().unwrap().unwrap();
+    assert_eq!(s.get(&k).unwrap().unwrap().header, other_profile);
 }
 
 fn delete<B: StoreBuilder>(b: &B) {
@@ -105,15 +142,26 @@ fn held_mask<B: StoreBuilder>(b: &B) {
         put(&s, &key(9, 4, 2, i), &[i; 8]);
     }
     put(&s, &key(9, 4, 3, 1), b"other chunk");
-    assert_eq!(s.held(TenantId(4), PartitionId(9), &ChunkId([2; 32]), false).unwrap(), 0b101001);
-    assert_eq!(s.held(TenantId(4), PartitionId(9), &ChunkId([3; 32]), false).unwrap(), 0b10);
-    assert_eq!(s.held(TenantId(4), PartitionId(9), &ChunkId([4; 32]), false).unwrap(), 0);
+    let two = s.held(TenantId(4), PartitionId(9), &ChunkId([2; 32]), false).unwrap();
+    assert_eq!(two.mask, 0b101001);
+    assert_eq!(two.stripe, StripeTag::MIXED, "each test shard is its own stripe");
+    let three = s.held(TenantId(4), PartitionId(9), &ChunkId([3; 32]), false).unwrap();
+    assert_eq!((three.mask, three.stripe), (0b10, shard(&key(9, 4, 3, 1), b"other chunk").stripe_tag()));
+    assert_eq!(s.held(TenantId(4), PartitionId(9), &ChunkId([4; 32]), false).unwrap().mask, 0);
+    // Shards of one stripe report its tag.
+    let digest = Some(ShardHeader::digest_of_blob(b"one blob"));
+    for i in [1u8, 2] {
+        let k = key(9, 4, 7, i);
+        s.put(&k, &ShardHeader::for_shard(EcProfile::DEFAULT, 8, i, digest, &[i; 2]), &[i; 2]).unwrap();
+    }
+    let seven = s.held(TenantId(4), PartitionId(9), &ChunkId([7; 32]), false).unwrap();
+    assert_eq!((seven.mask, seven.stripe), (0b110, StripeTag::of(digest.as_ref())));
 }
 
 fn tenants_are_isolated<B: StoreBuilder>(b: &B) {
     let (s, _g) = b.build(1 << 30);
     put(&s, &key(2, 10, 5, 0), b"tenant ten");
-    assert_eq!(s.held(TenantId(11), PartitionId(2), &ChunkId([5; 32]), false).unwrap(), 0);
+    assert_eq!(s.held(TenantId(11), PartitionId(2), &ChunkId([5; 32]), false).unwrap().mask, 0);
     assert_eq!(s.get(&key(2, 11, 5, 0)).unwrap(), None);
 }
 
@@ -155,8 +203,10 @@ fn corruption_is_reported_not_returned<B: StoreBuilder>(b: &B) {
     put(&s, &k, &data);
     assert!(s.flip_bit(&k, 1234));
     assert!(matches!(s.get(&k), Err(StoreError::Corrupt { .. })));
-    // Re-writing the good bytes (what repair does) heals it, even though the header is unchanged.
-    put(&s, &k, &data);
+    // A tenant's put does not decide what a damaged slot holds ...
+    assert!(matches!(s.put(&k, &shard(&k, &data), &data), Err(StoreError::Conflict { .. })));
+    // ... a repair re-writing the good bytes heals it, even though the header is unchanged.
+    repair(&s, &k, &data, None).unwrap();
     assert_eq!(s.get(&k).unwrap().unwrap().data, data);
     assert_eq!(s.usage().shards, 1);
 }
@@ -169,8 +219,9 @@ fn capacity_is_enforced<B: StoreBuilder>(b: &B) {
     assert!(matches!(err, StoreError::NoSpace(_)), "{err}");
     assert_eq!(s.get(&k2).unwrap(), None);
     // Existing data is intact and replacing a shard counts only the difference.
-    assert_eq!(s.get(&key(1, 1, 1, 0)).unwrap().unwrap().data, vec![1; 60]);
-    put(&s, &key(1, 1, 1, 0), &[3; 90]);
+    let k1 = key(1, 1, 1, 0);
+    assert_eq!(s.get(&k1).unwrap().unwrap().data, vec![1; 60]);
+    repair(&s, &k1, &[3; 90], Some(shard(&k1, &[1; 60]).stripe_tag())).unwrap();
     assert_eq!(s.usage().bytes, 90);
 }
 
@@ -188,11 +239,11 @@ fn condemned_shards_are_not_counted_but_still_read<B: StoreBuilder>(b: &B) {
         put(&s, &key(2, 1, 3, i), &[i; 100]);
     }
     assert_eq!(s.condemn(t, p, &c).unwrap(), 3);
-    assert_eq!(s.held(t, p, &c, false).unwrap(), 0, "condemned shards do not count for dedup");
-    assert_eq!(s.held(t, p, &c, true).unwrap(), 0b111, "but they are stored");
+    assert_eq!(s.held(t, p, &c, false).unwrap().mask, 0, "condemned shards do not count for dedup");
+    assert_eq!(s.held(t, p, &c, true).unwrap().mask, 0b111, "but they are stored");
     assert_eq!(s.get(&key(2, 1, 3, 1)).unwrap().unwrap().data, vec![1; 100], "but they are still read");
     assert_eq!(s.uncondemn(t, p, &c).unwrap(), 3);
-    assert_eq!(s.held(t, p, &c, false).unwrap(), 0b111);
+    assert_eq!(s.held(t, p, &c, false).unwrap().mask, 0b111);
     assert_eq!(s.delete_condemned(t, p, &c).unwrap(), (0, 0), "nothing is condemned any more");
     assert_eq!(s.usage().shards, 3);
 }
@@ -206,12 +257,12 @@ fn storing_again_clears_the_mark_and_survives_the_sweep<B: StoreBuilder>(b: &B) 
     put(&s, &key(2, 1, 4, 0), b"another chunk");
     s.condemn(t, p, &c).unwrap();
     put(&s, &key(2, 1, 3, 1), &[1; 100]);
-    assert_eq!(s.held(t, p, &c, false).unwrap(), 0b010);
+    assert_eq!(s.held(t, p, &c, false).unwrap().mask, 0b010);
     assert_eq!(s.delete_condemned(t, p, &c).unwrap(), (2, 200));
     assert_eq!(s.get(&key(2, 1, 3, 1)).unwrap().unwrap().data, vec![1; 100]);
     assert_eq!(s.get(&key(2, 1, 3, 0)).unwrap(), None);
     assert_eq!(s.usage(), Usage { shards: 2, bytes: 113 });
-    assert_eq!(s.held(t, p, &ChunkId([4; 32]), false).unwrap(), 1, "other chunks are untouched");
+    assert_eq!(s.held(t, p, &ChunkId([4; 32]), false).unwrap().mask, 1, "other chunks are untouched");
 }
 
 fn list_chunks_pages_one_tenant<B: StoreBuilder>(b: &B) {
@@ -236,18 +287,18 @@ fn put_many_reports_each_shard<B: StoreBuilder>(b: &B) {
     s.condemn(TenantId(1), PartitionId(1), &ChunkId([1; 32])).unwrap();
     let (a, c, d) = (key(1, 1, 2, 0), key(1, 1, 3, 0), key(1, 1, 4, 0));
     let bad_header = shard(&c, b"the real bytes");
-    let items: Vec<(strata_proto::ShardKey, strata_proto::ShardHeader, &[u8])> = vec![
-        (a, shard(&a, &[2; 300]), &[2; 300]),
-        (key(1, 1, 1, 0), shard(&key(1, 1, 1, 0), &[1; 100]), &[1; 100]),
-        (c, bad_header, b"tampered bytes"),
-        (d, shard(&d, &[4; 900]), &[4; 900]),
+    let items = vec![
+        ShardWrite::new(a, shard(&a, &[2; 300]), &[2; 300]),
+        ShardWrite::new(key(1, 1, 1, 0), shard(&key(1, 1, 1, 0), &[1; 100]), &[1; 100]),
+        ShardWrite::new(c, bad_header, b"tampered bytes"),
+        ShardWrite::new(d, shard(&d, &[4; 900]), &[4; 900]),
     ];
-    let results = s.put_many(&items);
+    let results = s.put_many(&items, WriteMode::Create);
     assert!(results[0].is_ok() && results[1].is_ok(), "{results:?}");
     assert!(matches!(results[2], Err(StoreError::ChecksumMismatch { .. })), "{results:?}");
     assert!(matches!(results[3], Err(StoreError::NoSpace(_))), "the batch counts its own earlier shards: {results:?}");
     assert_eq!(s.get(&a).unwrap().unwrap().data, vec![2; 300]);
-    assert_eq!(s.held(TenantId(1), PartitionId(1), &ChunkId([1; 32]), false).unwrap(), 1, "storing again cleared the mark");
+    assert_eq!(s.held(TenantId(1), PartitionId(1), &ChunkId([1; 32]), false).unwrap().mask, 1, "storing again cleared the mark");
     assert_eq!(s.get(&c).unwrap(), None);
     assert_eq!(s.usage(), Usage { shards: 2, bytes: 400 });
 }

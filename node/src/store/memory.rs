@@ -4,9 +4,12 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::RwLock;
 
-use strata_proto::{ChunkId, PartitionId, ShardHeader, ShardKey, TenantId};
+use strata_proto::{ChunkId, Holding, PartitionId, ShardHeader, ShardKey, TenantId};
 
-use super::{CorruptForTest, Shard, ShardStore, StoreError, Usage, verify_incoming, verify_stored};
+use super::{
+    CorruptForTest, Existing, Shard, ShardStore, ShardWrite, StoreError, Usage, WriteDecision, WriteMode, add_to_holding, decide,
+    display_key, verify_incoming, verify_stored,
+};
 
 /// Shards in a `BTreeMap`, ordered like the on-disk keys.
 pub struct MemoryShardStore {
@@ -41,21 +44,9 @@ impl MemoryShardStore {
 }
 
 impl ShardStore for MemoryShardStore {
-    fn put(&self, key: &ShardKey, header: &ShardHeader, data: &[u8]) -> Result<(), StoreError> {
-        verify_incoming(key, header, data)?;
+    fn put_many(&self, shards: &[ShardWrite<'_>], mode: WriteMode) -> Vec<Result<(), StoreError>> {
         let mut inner = self.write();
-        let existing = inner.shards.get(key).map(|s| s.data.len() as u64).unwrap_or(0);
-        if inner.shards.get(key).is_some_and(|s| s.header == *header && s.data == data) {
-            inner.condemned.remove(key);
-            return Ok(());
-        }
-        if inner.used_bytes - existing + data.len() as u64 > self.capacity_bytes {
-            return Err(StoreError::NoSpace(format!("{} bytes used of {} capacity", inner.used_bytes, self.capacity_bytes)));
-        }
-        inner.used_bytes = inner.used_bytes - existing + data.len() as u64;
-        inner.condemned.remove(key);
-        inner.shards.insert(*key, Shard { header: *header, data: data.to_vec() });
-        Ok(())
+        shards.iter().map(|w| put_one(&mut inner, w, mode, self.capacity_bytes)).collect()
     }
 
     fn get(&self, key: &ShardKey) -> Result<Option<Shard>, StoreError> {
@@ -75,13 +66,15 @@ impl ShardStore for MemoryShardStore {
         Ok(removed.is_some())
     }
 
-    fn held(&self, tenant: TenantId, partition: PartitionId, chunk: &ChunkId, include_condemned: bool) -> Result<u64, StoreError> {
+    fn held(&self, tenant: TenantId, partition: PartitionId, chunk: &ChunkId, include_condemned: bool) -> Result<Holding, StoreError> {
         let inner = self.read();
-        Ok(inner
-            .shards
-            .range(chunk_range(tenant, partition, chunk))
-            .filter(|(k, _)| k.index < 64 && (include_condemned || !inner.condemned.contains(k)))
-            .fold(0u64, |mask, (k, _)| mask | 1 << k.index))
+        let mut holding = Holding::default();
+        for (k, s) in inner.shards.range(chunk_range(tenant, partition, chunk)) {
+            if include_condemned || !inner.condemned.contains(k) {
+                add_to_holding(&mut holding, k.index, s.header.stripe_tag());
+            }
+        }
+        Ok(holding)
     }
 
     fn scan_partition(
@@ -169,6 +162,37 @@ impl ShardStore for MemoryShardStore {
             }
         }
         Ok(out)
+    }
+}
+
+fn put_one(inner: &mut Inner, w: &ShardWrite<'_>, mode: WriteMode, capacity_bytes: u64) -> Result<(), StoreError> {
+    verify_incoming(&w.key, &w.header, w.data)?;
+    let existing = match inner.shards.get(&w.key) {
+        None => Existing::Empty,
+        Some(s) if s.header.verifies(w.key.index, &s.data) => Existing::Intact(s.header),
+        Some(_) => Existing::Damaged,
+    };
+    match decide(&existing, &w.header, mode, w.replaces) {
+        WriteDecision::Keep => {
+            inner.condemned.remove(&w.key);
+            Ok(())
+        }
+        WriteDecision::Conflict(reason) => {
+            if mode == WriteMode::Create {
+                inner.condemned.remove(&w.key);
+            }
+            Err(StoreError::Conflict { key: display_key(&w.key), reason })
+        }
+        WriteDecision::Write => {
+            let previous = inner.shards.get(&w.key).map(|s| s.data.len() as u64).unwrap_or(0);
+            if inner.used_bytes - previous + w.data.len() as u64 > capacity_bytes {
+                return Err(StoreError::NoSpace(format!("{} bytes used of {capacity_bytes} capacity", inner.used_bytes)));
+            }
+            inner.used_bytes = inner.used_bytes - previous + w.data.len() as u64;
+            inner.condemned.remove(&w.key);
+            inner.shards.insert(w.key, Shard { header: w.header, data: w.data.to_vec() });
+            Ok(())
+        }
     }
 }
 

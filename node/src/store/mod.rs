@@ -6,6 +6,10 @@
 //! shard that fails is reported as [`StoreError::Corrupt`] and its bytes are never returned. The store enforces
 //! its configured capacity and reports a full disk as [`StoreError::NoSpace`] without damaging what it holds.
 //! It is synchronous; async callers run it on the blocking pool.
+//!
+//! Writes never destroy what a slot holds by accident: an intact shard is kept as it is unless the writer is
+//! repairing and names its stripe (see [`decide`]), so a tenant's put can create shards but never replace
+//! stored data, whatever bytes it sends under an existing chunk id.
 
 mod format;
 mod memory;
@@ -14,7 +18,9 @@ mod rocks;
 #[cfg(test)]
 mod conformance;
 
-use strata_proto::{ChunkId, PartitionId, ShardHeader, ShardKey, TenantId};
+use strata_proto::{ChunkId, Holding, PartitionId, ShardHeader, ShardKey, StripeTag, TenantId};
+
+pub use strata_proto::WriteMode;
 
 pub use format::{decode_key, encode_key, key_prefix};
 pub use memory::MemoryShardStore;
@@ -36,6 +42,15 @@ pub enum StoreError {
     ChecksumMismatch {
         /// Which shard.
         key: String,
+    },
+    /// The slot holds a shard this write may not replace (another stripe, or a damaged shard and the write
+    /// is not a repair); the stored shard is kept.
+    #[error("shard {key} was not stored: {reason}")]
+    Conflict {
+        /// Which shard.
+        key: String,
+        /// What the slot holds.
+        reason: String,
     },
     /// Writing would exceed the configured capacity or the disk is full.
     #[error("no space for shard: {0}")]
@@ -63,16 +78,86 @@ pub struct Shard {
     pub data: Vec<u8>,
 }
 
+/// One shard to store.
+#[derive(Debug, Clone, Copy)]
+pub struct ShardWrite<'a> {
+    /// Where.
+    pub key: ShardKey,
+    /// Verification data.
+    pub header: ShardHeader,
+    /// The bytes.
+    pub data: &'a [u8],
+    /// Repair only: the stripe whose intact shard in this slot may be replaced.
+    pub replaces: Option<StripeTag>,
+}
+
+impl<'a> ShardWrite<'a> {
+    /// A write that replaces nothing.
+    pub fn new(key: ShardKey, header: ShardHeader, data: &'a [u8]) -> Self {
+        ShardWrite { key, header, data, replaces: None }
+    }
+}
+
+/// What a slot holds before a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Existing {
+    /// Nothing.
+    Empty,
+    /// A shard that passes its checksum.
+    Intact(ShardHeader),
+    /// A record whose header or bytes fail verification.
+    Damaged,
+}
+
+/// What a write does to a slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteDecision {
+    /// Store the new shard (the slot was empty, damaged, or repair replaces what it held).
+    Write,
+    /// The same shard is already there, intact.
+    Keep,
+    /// Leave the slot alone and refuse the write, saying why.
+    Conflict(String),
+}
+
+/// The one rule both stores follow for a write to a slot that may hold something (pure).
+///
+/// An intact shard identical to the incoming one is kept. Any other intact shard is replaced only by a repair
+/// that writes the same blob (same stripe identity) or names the stripe it replaces; a tenant's put (create)
+/// never replaces it. A damaged record is replaced by a repair and refused to a create, which must not decide
+/// what a damaged slot should hold.
+pub fn decide(existing: &Existing, incoming: &ShardHeader, mode: WriteMode, replaces: Option<StripeTag>) -> WriteDecision {
+    match (existing, mode) {
+        (Existing::Empty, _) => WriteDecision::Write,
+        (Existing::Intact(h), _) if h == incoming => WriteDecision::Keep,
+        (Existing::Intact(h), WriteMode::Repair)
+            if (h.blob_digest.is_some() && h.blob_digest == incoming.blob_digest) || replaces == Some(h.stripe_tag()) =>
+        {
+            WriteDecision::Write
+        }
+        (Existing::Intact(h), _) => WriteDecision::Conflict(format!(
+            "the slot holds an intact shard of another stripe ({:016x}); the stored shard is kept",
+            h.stripe_tag().0
+        )),
+        (Existing::Damaged, WriteMode::Repair) => WriteDecision::Write,
+        (Existing::Damaged, WriteMode::Create) => WriteDecision::Conflict("the slot holds a damaged shard; only repair rewrites it".into()),
+    }
+}
+
 /// Storage of shards on one node.
 pub trait ShardStore: Send + Sync + 'static {
-    /// Stores a shard after checking `data` against `header`. Storing the same shard again is a no-op;
-    /// storing different bytes under an existing key replaces them (used to repair a corrupt shard).
-    fn put(&self, key: &ShardKey, header: &ShardHeader, data: &[u8]) -> Result<(), StoreError>;
+    /// Stores a shard after checking `data` against `header`, as a tenant's put would (create).
+    fn put(&self, key: &ShardKey, header: &ShardHeader, data: &[u8]) -> Result<(), StoreError> {
+        self.put_many(&[ShardWrite::new(*key, *header, data)], WriteMode::Create)
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Io("no result".into())))
+    }
 
     /// Stores several shards, with one durable write where the engine allows; one result per shard, in order.
-    fn put_many(&self, shards: &[(ShardKey, ShardHeader, &[u8])]) -> Vec<Result<(), StoreError>> {
-        shards.iter().map(|(k, h, d)| self.put(k, h, d)).collect()
-    }
+    /// What happens to a slot that already holds something is [`decide`]d by `mode`. Storing a shard again,
+    /// or a create refused because the slot holds another stripe, clears the garbage-collection mark: the
+    /// chunk is wanted again (RFC 0001).
+    fn put_many(&self, shards: &[ShardWrite<'_>], mode: WriteMode) -> Vec<Result<(), StoreError>>;
 
     /// Reads a shard, verifying its checksum. `Ok(None)` when absent.
     fn get(&self, key: &ShardKey) -> Result<Option<Shard>, StoreError>;
@@ -80,9 +165,9 @@ pub trait ShardStore: Send + Sync + 'static {
     /// Deletes a shard; returns whether it existed.
     fn delete(&self, key: &ShardKey) -> Result<bool, StoreError>;
 
-    /// Bit mask of the shard indices held for one chunk of one tenant. Condemned shards (see `condemn`) count
-    /// only with `include_condemned`.
-    fn held(&self, tenant: TenantId, partition: PartitionId, chunk: &ChunkId, include_condemned: bool) -> Result<u64, StoreError>;
+    /// The shard indices held for one chunk of one tenant, and their stripe. Condemned shards (see `condemn`)
+    /// count only with `include_condemned`.
+    fn held(&self, tenant: TenantId, partition: PartitionId, chunk: &ChunkId, include_condemned: bool) -> Result<Holding, StoreError>;
 
     /// Up to `limit` shard keys of `partition` in key order, strictly after `after` when given.
     fn scan_partition(
@@ -128,6 +213,15 @@ pub trait CorruptForTest {
 /// Human-readable form of a key for errors and logs.
 pub fn display_key(key: &ShardKey) -> String {
     format!("{}/{}/{}/{}", key.partition, key.tenant, key.chunk.to_hex(), key.index)
+}
+
+/// Adds one held shard to a holding: its index to the mask, its stripe to the tag.
+pub fn add_to_holding(holding: &mut Holding, index: u8, stripe: StripeTag) {
+    if index >= 64 {
+        return;
+    }
+    holding.stripe = if holding.mask == 0 || holding.stripe == stripe { stripe } else { StripeTag::MIXED };
+    holding.mask |= 1 << index;
 }
 
 /// Checks `data` against `header` before a write.

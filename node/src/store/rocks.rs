@@ -8,10 +8,13 @@
 use std::sync::{Arc, Mutex};
 
 use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions};
-use strata_proto::{ChunkId, PartitionId, ShardHeader, ShardKey, TenantId};
+use strata_proto::{ChunkId, Holding, PartitionId, ShardHeader, ShardKey, TenantId};
 
 use super::format::{KEY_LEN, decode_header, decode_key, encode_header, encode_key, is_condemned, key_prefix, with_condemned};
-use super::{CorruptForTest, Shard, ShardStore, StoreError, Usage, display_key, verify_incoming, verify_stored};
+use super::{
+    CorruptForTest, Existing, Shard, ShardStore, ShardWrite, StoreError, Usage, WriteDecision, WriteMode, add_to_holding, decide,
+    display_key, verify_incoming, verify_stored,
+};
 use crate::db::{CF_SHARD_DATA, CF_SHARD_META, Db, cf};
 
 const LOCK_STRIPES: usize = 64;
@@ -19,13 +22,22 @@ const LOCK_STRIPES: usize = 64;
 /// How a shard will be stored.
 enum Prepared {
     /// Already stored and intact (only a garbage-collection mark may need clearing).
-    Intact {
+    Keep {
         /// Encoded key.
         enc: Vec<u8>,
         /// Its header record.
         record: Vec<u8>,
     },
-    /// Written (new, different, or replacing a rotten copy).
+    /// Refused: the slot holds something this write may not replace (kept as it is).
+    Conflict {
+        /// Encoded key.
+        enc: Vec<u8>,
+        /// Its header record.
+        record: Vec<u8>,
+        /// What the slot holds.
+        reason: String,
+    },
+    /// Written (new, or replacing what decide() allows).
     Write {
         /// Encoded key.
         enc: Vec<u8>,
@@ -94,28 +106,30 @@ impl RocksShardStore {
     }
 
     /// Decides how to store one shard, given `used` bytes so far; the caller holds its stripe lock.
-    fn prepare(&self, key: &ShardKey, header: &ShardHeader, data: &[u8], used: u64) -> Result<Prepared, StoreError> {
-        verify_incoming(key, header, data)?;
+    fn prepare(&self, w: &ShardWrite<'_>, mode: WriteMode, used: u64) -> Result<Prepared, StoreError> {
+        verify_incoming(&w.key, &w.header, w.data)?;
         let data_len =
-            u32::try_from(data.len()).map_err(|_| StoreError::NoSpace(format!("shard of {} bytes is over 4 GiB", data.len())))?;
-        let enc = encode_key(key);
-        let record = self.db.get_pinned_cf(cf(&self.db, CF_SHARD_META), enc).map_err(io)?.map(|r| r.to_vec());
-        let previous_len = match record.as_deref().map(decode_header) {
-            // Same checksum: the bytes are the same unless the stored copy rotted; only rewrite if it did.
-            // Storing a shard again also clears a garbage-collection mark (RFC 0001).
-            Some(Ok((h, len))) if h == *header => {
-                if self.get(key).is_ok() {
-                    return Ok(Prepared::Intact { enc: enc.to_vec(), record: record.unwrap_or_default() });
-                }
-                u64::from(len)
-            }
-            Some(Ok((_, len))) => u64::from(len),
-            Some(Err(_)) | None => 0,
+            u32::try_from(w.data.len()).map_err(|_| StoreError::NoSpace(format!("shard of {} bytes is over 4 GiB", w.data.len())))?;
+        let enc = encode_key(&w.key).to_vec();
+        let record = self.db.get_pinned_cf(cf(&self.db, CF_SHARD_META), &enc).map_err(io)?.map(|r| r.to_vec());
+        let (existing, previous_len) = match record.as_deref().map(decode_header) {
+            None => (Existing::Empty, 0),
+            Some(Err(_)) => (Existing::Damaged, 0),
+            Some(Ok((h, len))) => match self.get(&w.key) {
+                Ok(Some(_)) => (Existing::Intact(h), u64::from(len)),
+                Ok(None) | Err(_) => (Existing::Damaged, u64::from(len)),
+            },
         };
-        if used - previous_len.min(used) + u64::from(data_len) > self.capacity_bytes {
-            return Err(StoreError::NoSpace(format!("{used} bytes used of {} capacity", self.capacity_bytes)));
+        match decide(&existing, &w.header, mode, w.replaces) {
+            WriteDecision::Keep => Ok(Prepared::Keep { enc, record: record.unwrap_or_default() }),
+            WriteDecision::Conflict(reason) => Ok(Prepared::Conflict { enc, record: record.unwrap_or_default(), reason }),
+            WriteDecision::Write => {
+                if used - previous_len.min(used) + u64::from(data_len) > self.capacity_bytes {
+                    return Err(StoreError::NoSpace(format!("{used} bytes used of {} capacity", self.capacity_bytes)));
+                }
+                Ok(Prepared::Write { enc, data_len, previous_len, is_new: record.is_none() })
+            }
         }
-        Ok(Prepared::Write { enc: enc.to_vec(), data_len, previous_len, is_new: record.is_none() })
     }
 
     fn usage_mut(&self) -> std::sync::MutexGuard<'_, Usage> {
@@ -168,13 +182,9 @@ impl RocksShardStore {
 }
 
 impl ShardStore for RocksShardStore {
-    fn put(&self, key: &ShardKey, header: &ShardHeader, data: &[u8]) -> Result<(), StoreError> {
-        self.put_many(&[(*key, *header, data)]).pop().expect("one result per shard")
-    }
-
-    fn put_many(&self, shards: &[(ShardKey, ShardHeader, &[u8])]) -> Vec<Result<(), StoreError>> {
+    fn put_many(&self, shards: &[ShardWrite<'_>], mode: WriteMode) -> Vec<Result<(), StoreError>> {
         // Lock every stripe involved, in order, so concurrent batches cannot deadlock.
-        let mut stripes: Vec<usize> = shards.iter().map(|(k, _, _)| stripe_index(k)).collect();
+        let mut stripes: Vec<usize> = shards.iter().map(|w| stripe_index(&w.key)).collect();
         stripes.sort_unstable();
         stripes.dedup();
         let _guards: Vec<_> = stripes.iter().map(|i| self.stripes[*i].lock().unwrap_or_else(|e| e.into_inner())).collect();
@@ -183,17 +193,27 @@ impl ShardStore for RocksShardStore {
         let mut results: Vec<Result<(), StoreError>> = Vec::with_capacity(shards.len());
         let (mut added_bytes, mut removed_bytes, mut new_shards) = (0u64, 0u64, 0u64);
         let mut written = Vec::new();
-        for (i, (key, header, data)) in shards.iter().enumerate() {
-            match self.prepare(key, header, data, used) {
-                Ok(Prepared::Intact { enc, record }) => {
-                    if is_condemned(&record) {
-                        batch.put_cf(cf(&self.db, CF_SHARD_META), enc, with_condemned(&record, false));
-                    }
+        let unmark = |batch: &mut WriteBatch, enc: &[u8], record: &[u8]| {
+            if is_condemned(record) {
+                batch.put_cf(cf(&self.db, CF_SHARD_META), enc, with_condemned(record, false));
+            }
+        };
+        for (i, w) in shards.iter().enumerate() {
+            match self.prepare(w, mode, used) {
+                Ok(Prepared::Keep { enc, record }) => {
+                    unmark(&mut batch, &enc, &record);
                     results.push(Ok(()));
                 }
+                Ok(Prepared::Conflict { enc, record, reason }) => {
+                    // A tenant uploading the chunk again wants it kept: the stored copy stays, unmarked.
+                    if mode == WriteMode::Create {
+                        unmark(&mut batch, &enc, &record);
+                    }
+                    results.push(Err(StoreError::Conflict { key: display_key(&w.key), reason }));
+                }
                 Ok(Prepared::Write { enc, data_len, previous_len, is_new }) => {
-                    batch.put_cf(cf(&self.db, CF_SHARD_META), &enc, encode_header(header, data_len));
-                    batch.put_cf(cf(&self.db, CF_SHARD_DATA), &enc, data);
+                    batch.put_cf(cf(&self.db, CF_SHARD_META), &enc, encode_header(&w.header, data_len));
+                    batch.put_cf(cf(&self.db, CF_SHARD_DATA), &enc, w.data);
                     used = used - previous_len.min(used) + u64::from(data_len);
                     added_bytes += u64::from(data_len);
                     removed_bytes += previous_len;
@@ -252,19 +272,21 @@ impl ShardStore for RocksShardStore {
         Ok(true)
     }
 
-    fn held(&self, tenant: TenantId, partition: PartitionId, chunk: &ChunkId, include_condemned: bool) -> Result<u64, StoreError> {
+    fn held(&self, tenant: TenantId, partition: PartitionId, chunk: &ChunkId, include_condemned: bool) -> Result<Holding, StoreError> {
         let prefix = key_prefix(partition, Some((tenant, chunk)));
-        let mut mask = 0u64;
+        let mut holding = Holding::default();
         for item in self.db.iterator_cf(cf(&self.db, CF_SHARD_META), IteratorMode::From(&prefix, Direction::Forward)) {
             let (k, v) = item.map_err(io)?;
             if !k.starts_with(&prefix) {
                 break;
             }
-            if let Some(key) = decode_key(&k).filter(|k| k.index < 64 && (include_condemned || !is_condemned(&v))) {
-                mask |= 1 << key.index;
+            let Some(key) = decode_key(&k).filter(|_| include_condemned || !is_condemned(&v)) else { continue };
+            // A record that does not decode holds no usable shard: it is not counted.
+            if let Ok((header, _)) = decode_header(&v) {
+                add_to_holding(&mut holding, key.index, header.stripe_tag());
             }
         }
-        Ok(mask)
+        Ok(holding)
     }
 
     fn scan_partition(
