@@ -249,6 +249,14 @@ impl Cluster {
         Ok(())
     }
 
+    /// Resident memory of node `id`'s process in bytes (`None` if it is not running).
+    pub fn rss_bytes(&self, id: usize) -> Option<u64> {
+        let pid = self.nodes[id - 1].child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let kib: u64 = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+        Some(kib * 1024)
+    }
+
     /// Whether node `id` has a live process.
     pub fn is_running(&self, id: usize) -> bool {
         self.nodes[id - 1].child.is_some()

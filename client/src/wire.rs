@@ -73,6 +73,11 @@ pub async fn send<T: Serialize>(send: &mut SendStream, kind: FrameKind, msg: &T,
     Ok(())
 }
 
+/// Fills `buf` from the stream; a stream that ends first is reported as truncated.
+pub async fn read_exact(recv: &mut RecvStream, buf: &mut [u8]) -> Result<(), WireIoError> {
+    recv.read_exact(buf).await.map_err(|e| map_read_exact(e, buf.len() as u64))
+}
+
 /// Reads one frame of `kind` with a payload of at most `max_payload` bytes.
 pub async fn read_frame<T: DeserializeOwned>(recv: &mut RecvStream, kind: FrameKind, max_payload: u32) -> Result<T, WireIoError> {
     let mut header = [0u8; HEADER_LEN];

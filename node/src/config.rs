@@ -187,12 +187,39 @@ pub struct Limits {
     pub max_internal_body_bytes: u64,
     /// Most ids in one dedup query.
     pub max_has_batch: usize,
-    /// Bytes of request bodies held in memory at once; further requests wait.
+    /// Bytes that client requests (frames, bodies and replies) may hold in memory at once; further requests
+    /// wait, then are refused as busy.
     pub max_inflight_bytes: u64,
+    /// Of `max_inflight_bytes`, the most that callers from one address (without a node certificate) may hold.
+    pub max_inflight_bytes_per_ip: u64,
+    /// Bytes that shard traffic from other nodes may hold in memory at once.
+    pub max_shard_inflight_bytes: u64,
+    /// Bytes that metadata requests forwarded by other nodes may hold in memory at once.
+    pub max_meta_inflight_bytes: u64,
+    /// Bytes that Raft's own messages may hold in memory at once (a budget apart, so heartbeats never wait
+    /// behind backups).
+    pub max_raft_inflight_bytes: u64,
+    /// Connections the node accepts at once.
+    pub max_connections: usize,
+    /// Connections the node accepts at once from one address.
+    pub max_connections_per_ip: usize,
+    /// Requests in progress at once from one address (without a node certificate); more are refused as busy.
+    pub max_requests_per_ip: usize,
+    /// Flow-control window of a connection from a caller without a node certificate: what it may send before
+    /// the node reads it.
+    pub client_receive_window_bytes: u32,
+    /// Requests a caller without a node certificate may have open on one connection.
+    pub client_streams_per_connection: u32,
+    /// Time a caller has to send a request frame once it opened a stream.
+    pub header_timeout_ms: u64,
+    /// Time a caller has to read a response; a caller that does not is cut off and its bytes freed.
+    pub reply_timeout_ms: u64,
     /// Deadline for one shard write or read to a peer.
     pub shard_timeout_ms: u64,
     /// Deadline for a whole client request.
     pub request_timeout_ms: u64,
+    /// Join requests this node serves per minute (each costs a signature and Raft writes).
+    pub join_requests_per_minute: u32,
 }
 
 impl Default for Limits {
@@ -203,8 +230,20 @@ impl Default for Limits {
             max_internal_body_bytes: 64 << 20,
             max_has_batch: 4096,
             max_inflight_bytes: 512 << 20,
+            max_inflight_bytes_per_ip: 256 << 20,
+            max_shard_inflight_bytes: 512 << 20,
+            max_meta_inflight_bytes: 64 << 20,
+            max_raft_inflight_bytes: 256 << 20,
+            max_connections: 4096,
+            max_connections_per_ip: 64,
+            max_requests_per_ip: 1024,
+            client_receive_window_bytes: 8 << 20,
+            client_streams_per_connection: 128,
+            header_timeout_ms: 10_000,
+            reply_timeout_ms: 30_000,
             shard_timeout_ms: 10_000,
             request_timeout_ms: 60_000,
+            join_requests_per_minute: 10,
         }
     }
 }
@@ -359,8 +398,42 @@ impl NodeConfig {
         if l.max_blob_bytes == 0 || l.max_blob_bytes > l.max_inflight_bytes {
             return Err(field("limits.max_blob_bytes", "must be positive and at most limits.max_inflight_bytes"));
         }
-        if l.max_has_batch == 0 || l.shard_timeout_ms == 0 || l.request_timeout_ms == 0 {
-            return Err(field("limits", "max_has_batch, shard_timeout_ms and request_timeout_ms must be positive"));
+        // A put holds its body and a blob read reserves its reply: one of each must fit every budget involved.
+        let one_put = l.max_blob_bytes + u64::from(l.max_frame_bytes);
+        if l.max_inflight_bytes_per_ip < one_put || l.max_inflight_bytes_per_ip > l.max_inflight_bytes {
+            return Err(field(
+                "limits.max_inflight_bytes_per_ip",
+                "must hold at least one blob and one frame (max_blob_bytes + max_frame_bytes) and at most max_inflight_bytes",
+            ));
+        }
+        if l.max_shard_inflight_bytes < one_put {
+            return Err(field("limits.max_shard_inflight_bytes", "must hold at least max_blob_bytes + max_frame_bytes"));
+        }
+        if l.max_raft_inflight_bytes < l.max_internal_body_bytes || l.max_meta_inflight_bytes < (1 << 20) {
+            return Err(field(
+                "limits.max_raft_inflight_bytes",
+                "must hold at least max_internal_body_bytes (and max_meta_inflight_bytes at least 1 MiB)",
+            ));
+        }
+        if l.client_receive_window_bytes < (1 << 20) || l.client_streams_per_connection == 0 {
+            return Err(field("limits.client_receive_window_bytes", "must be at least 1 MiB (and client_streams_per_connection positive)"));
+        }
+        if l.max_connections == 0 || l.max_connections_per_ip == 0 || l.max_requests_per_ip == 0 || l.join_requests_per_minute == 0 {
+            return Err(field(
+                "limits",
+                "max_connections, max_connections_per_ip, max_requests_per_ip and join_requests_per_minute must be positive",
+            ));
+        }
+        if l.max_has_batch == 0
+            || l.shard_timeout_ms == 0
+            || l.request_timeout_ms == 0
+            || l.header_timeout_ms == 0
+            || l.reply_timeout_ms == 0
+        {
+            return Err(field(
+                "limits",
+                "max_has_batch, shard_timeout_ms, request_timeout_ms, header_timeout_ms and reply_timeout_ms must be positive",
+            ));
         }
         let r = &self.raft;
         if r.heartbeat_interval_ms == 0 || r.heartbeat_interval_ms >= r.election_timeout_min_ms {

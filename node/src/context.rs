@@ -4,7 +4,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use strata_proto::NodeId;
-use tokio::sync::Semaphore;
 
 use crate::config::NodeConfig;
 use crate::coordinator::Coordinator;
@@ -30,8 +29,8 @@ pub struct NodeContext {
     pub health: Arc<Health>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    /// Request-body memory budget, in KiB permits.
-    pub inflight: Arc<Semaphore>,
+    /// Connection caps and memory budgets.
+    pub admission: Arc<crate::server::Admission>,
     /// The CA certificate (PEM), given to joining nodes.
     pub ca_pem: String,
     /// The CA key, if this node admits joining nodes.

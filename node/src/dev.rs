@@ -16,7 +16,7 @@ use strata_client::health_probe::get_health;
 use strata_client::profile::{Profile, write_private};
 use strata_proto::{EcProfile, NodeId, Role, RoleSet, Secret};
 
-use crate::config::Bootstrap;
+use crate::config::{Bootstrap, Limits};
 use crate::pki;
 use crate::provision::{NodePlan, NodeTls, write_node};
 
@@ -125,6 +125,7 @@ pub fn prepare(opts: &DevOptions) -> anyhow::Result<DevManifest> {
             capacity_bytes: opts.capacity_bytes,
             generation: "gen-1".into(),
             seeds: if i == 1 { vec![] } else { vec![manifest.quic_addr(1)] },
+            limits: dev_limits(),
         };
         let bootstrap = (i == 1).then(|| Bootstrap {
             cluster_name: "strata-dev".into(),
@@ -142,6 +143,13 @@ pub fn prepare(opts: &DevOptions) -> anyhow::Result<DevManifest> {
     }
     write_private(&opts.dir.join("dev.toml"), toml::to_string_pretty(&manifest)?.as_bytes())?;
     Ok(manifest)
+}
+
+/// Limits of a dev cluster's nodes: every client and node of it shares 127.0.0.1, so the limits per address are
+/// those of the whole node.
+fn dev_limits() -> Limits {
+    let l = Limits::default();
+    Limits { max_inflight_bytes_per_ip: l.max_inflight_bytes, max_connections_per_ip: l.max_connections, ..l }
 }
 
 /// Waits until every node reports ready on `/health`, printing progress.

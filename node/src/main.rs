@@ -84,6 +84,7 @@ impl NodeArgs {
             capacity_bytes: self.capacity,
             generation: self.generation.clone(),
             seeds,
+            limits: strata_node::config::Limits::default(),
         })
     }
 }

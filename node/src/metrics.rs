@@ -42,8 +42,12 @@ pub struct Metrics {
     pub shard_rpc_failures: IntCounterVec,
     /// Whether each peer answered its last probe (1) or not (0).
     pub peer_reachable: IntGaugeVec,
-    /// Request body bytes currently held in memory.
-    pub inflight_body_bytes: IntGauge,
+    /// Bytes requests and replies hold in memory now, by traffic class.
+    pub inflight_bytes: IntGaugeVec,
+    /// Connections open now.
+    pub connections: IntGauge,
+    /// Connections, requests and frames refused by admission control, by what was refused.
+    pub admission_refused: IntCounterVec,
     /// Blob sizes accepted by puts.
     pub blob_bytes: Histogram,
     /// Shard bytes this node wrote while moving partitions.
@@ -152,7 +156,19 @@ impl Metrics {
             corrupt_shards: counter(r, "strata_corrupt_shards_total", "Shards that failed their checksum on read"),
             shard_rpc_failures: counter_vec(r, "strata_shard_rpc_failures_total", "Shard operations to peers that failed", &["op"]),
             peer_reachable,
-            inflight_body_bytes: gauge(r, "strata_inflight_body_bytes", "Request body bytes held in memory"),
+            inflight_bytes: gauge_vec(
+                r,
+                "strata_inflight_bytes",
+                "Bytes requests and replies hold in memory, by traffic class",
+                &["class"],
+            ),
+            connections: gauge(r, "strata_connections", "Connections open to this node"),
+            admission_refused: counter_vec(
+                r,
+                "strata_admission_refused_total",
+                "Connections, requests and frames refused by admission control",
+                &["what"],
+            ),
             blob_bytes,
             moved_bytes: counter(r, "strata_migration_moved_bytes_total", "Shard bytes written by this node while moving partitions"),
             moved_chunks: counter(r, "strata_migration_moved_chunks_total", "Chunks copied by this node while moving partitions"),

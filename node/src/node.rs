@@ -10,7 +10,7 @@ use rustls::server::WebPkiClientVerifier;
 use strata_client::tls::{ALPN, certs_from_pem, key_from_pem, provider};
 use strata_client::{RpcLimits, RpcPool};
 use strata_proto::{EcProfile, ErrorCode, NodeAnnouncement, NodeId, Request};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
 use crate::config::NodeConfig;
 use crate::context::NodeContext;
@@ -29,7 +29,7 @@ fn read(path: &std::path::Path) -> anyhow::Result<String> {
 }
 
 /// QUIC server configuration: our chain (leaf + CA, so joining nodes can pin the CA), optional client certs.
-fn server_config(ca_pem: &str, cert_pem: &str, key_pem: &str) -> anyhow::Result<quinn::ServerConfig> {
+fn server_config(ca_pem: &str, cert_pem: &str, key_pem: &str, limits: &crate::config::Limits) -> anyhow::Result<quinn::ServerConfig> {
     let ca = certs_from_pem(ca_pem, "tls.ca_cert")?;
     let mut chain = certs_from_pem(cert_pem, "tls.node_cert")?;
     chain.extend(ca.iter().cloned());
@@ -47,7 +47,10 @@ fn server_config(ca_pem: &str, cert_pem: &str, key_pem: &str) -> anyhow::Result<
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| anyhow::anyhow!("QUIC TLS config: {e}"))?;
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(quic));
-    cfg.transport_config(strata_client::transport::transport_config());
+    cfg.transport_config(strata_client::transport::server_transport_config(
+        limits.client_receive_window_bytes,
+        limits.client_streams_per_connection,
+    ));
     Ok(cfg)
 }
 
@@ -68,7 +71,7 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
         None => None,
     };
     let listen = config.listen_addr.parse().context("listen_addr")?;
-    let endpoint = quinn::Endpoint::server(server_config(&ca_pem, &cert_pem, &key_pem)?, listen)
+    let endpoint = quinn::Endpoint::server(server_config(&ca_pem, &cert_pem, &key_pem, &config.limits)?, listen)
         .with_context(|| format!("cannot listen on {listen} (UDP)"))?;
     let mut identity = certs_from_pem(&cert_pem, "tls.node_cert")?;
     identity.extend(certs_from_pem(&ca_pem, "tls.ca_cert")?);
@@ -92,7 +95,6 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
     let peers =
         ShardPeers::new(custody, pool.clone(), health.clone(), metrics.clone(), Duration::from_millis(config.limits.shard_timeout_ms));
     let coordinator = Coordinator::new(peers, meta.reader.clone(), metrics.clone(), config.durability.extra_shards_for_ack);
-    let inflight_permits = (config.limits.max_inflight_bytes / 1024).min(u64::from(u32::MAX)) as usize;
     let ctx = Arc::new(NodeContext {
         id,
         meta: meta.clone(),
@@ -100,7 +102,7 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
         store,
         health: health.clone(),
         metrics: metrics.clone(),
-        inflight: Arc::new(Semaphore::new(inflight_permits)),
+        admission: crate::server::Admission::new(&config.limits),
         ca_pem,
         ca,
         last_token_barrier: Mutex::new(None),
@@ -117,7 +119,7 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
         tokio::spawn(migrate::retire::run(ctx.clone(), stop_rx.clone())),
         tokio::spawn(scrub::run(ctx.clone(), stop_rx.clone())),
         tokio::spawn(health::probe_loop(id, health, pool.clone(), meta.reader.clone(), metrics.clone(), stop_rx.clone())),
-        tokio::spawn(refresh_metrics(ctx.clone(), inflight_permits, stop_rx.clone())),
+        tokio::spawn(refresh_metrics(ctx.clone(), stop_rx.clone())),
         tokio::spawn(announce(ctx.clone(), pool.clone(), stop_rx.clone())),
     ];
     if let Some(addr) = &config.metrics_addr {
@@ -225,7 +227,7 @@ async fn try_announce(ctx: &NodeContext, pool: &RpcPool, me: &NodeAnnouncement) 
     }
 }
 
-async fn refresh_metrics(ctx: Arc<NodeContext>, inflight_permits: usize, mut stop: watch::Receiver<bool>) {
+async fn refresh_metrics(ctx: Arc<NodeContext>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     loop {
         tokio::select! {
@@ -248,6 +250,9 @@ async fn refresh_metrics(ctx: Arc<NodeContext>, inflight_permits: usize, mut sto
             m.raft_applied_index.set(r.last_applied.map(|l| l.index).unwrap_or(0) as i64);
             m.raft_last_log_index.set(r.last_log_index.unwrap_or(0) as i64);
         }
-        m.inflight_body_bytes.set(((inflight_permits - ctx.inflight.available_permits()) * 1024) as i64);
+        for (class, bytes) in ctx.admission.held_bytes() {
+            m.inflight_bytes.with_label_values(&[class]).set(bytes as i64);
+        }
+        m.connections.set(ctx.admission.connections() as i64);
     }
 }

@@ -34,6 +34,8 @@ pub struct NodePlan {
     pub generation: String,
     /// Seeds.
     pub seeds: Vec<String>,
+    /// Request limits written into the config.
+    pub limits: Limits,
 }
 
 /// TLS material for one node.
@@ -75,7 +77,7 @@ pub fn write_node(plan: &NodePlan, tls: &NodeTls<'_>, bootstrap: Option<Bootstra
             ca_key: tls.ca_key_pem.map(|_| "tls/ca.key".into()),
         },
         bootstrap,
-        limits: Limits::default(),
+        limits: plan.limits.clone(),
         raft: RaftSettings::default(),
         storage: StorageSettings { sync_writes, ..StorageSettings::default() },
         durability: Durability::default(),

@@ -1,11 +1,15 @@
-//! The QUIC server: accepts connections, identifies node peers by certificate, and serves one request per
+//! The QUIC server: admits connections, identifies node peers by certificate, and serves one request per
 //! bidirectional stream.
 //!
-//! Before any handler runs, the stream's frame is decoded with the configured size limit, the declared body is
-//! checked against the limit for its request type and admitted against the node's memory budget, and the caller
-//! is authenticated. Bad frames get an error reply naming what was wrong; nothing malformed reaches a handler.
-//! Every request ends with one response frame and a deadline bounds the whole exchange.
+//! Connections are admitted by `admission` (caps in total and per source address) before the handshake.
+//! Before any handler runs, the stream's frame must arrive within `limits.header_timeout_ms` and its bytes
+//! are taken from a budget before they are allocated; its declared body is checked against the limit for its
+//! request type, the caller is authenticated, and only then is the body admitted against the budget of its
+//! traffic class and read. Bad frames get an error reply naming what was wrong; nothing malformed reaches a
+//! handler. Every request ends with one response frame; deadlines bound the request and the reply, and the
+//! bytes of the reply stay charged to the budget until the peer has read them.
 
+mod admission;
 mod auth;
 mod catalog;
 mod generation;
@@ -19,14 +23,18 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use rustls_pki_types::CertificateDer;
 use strata_client::wire::{self, WireIoError};
-use strata_proto::frame::{FrameError, FrameKind};
+use strata_proto::frame::{FrameError, FrameKind, HEADER_LEN};
 use strata_proto::{ErrorCode, NodeId, Request, RequestEnvelope, Response, ResponseEnvelope, WireError};
 use tokio::sync::watch;
 
+pub use self::admission::{Admission, Class, Held, Source};
 pub use self::auth::{Caller, now_ms};
 pub use self::join::{JoinToken, new_secret};
 use crate::context::NodeContext;
 use crate::pki;
+
+/// Frames from nodes up to this size are not charged to a budget, so a Raft heartbeat never waits for one.
+const UNCHARGED_NODE_FRAME_BYTES: u32 = 16 << 10;
 
 /// Accepts connections until `shutdown` turns true.
 pub async fn serve(endpoint: quinn::Endpoint, ctx: Arc<NodeContext>, mut shutdown: watch::Receiver<bool>) {
@@ -36,11 +44,21 @@ pub async fn serve(endpoint: quinn::Endpoint, ctx: Arc<NodeContext>, mut shutdow
             _ = shutdown.changed() => break,
         };
         let Some(incoming) = incoming else { break };
-        tokio::spawn(connection(incoming, ctx.clone()));
+        let ip = incoming.remote_address().ip();
+        match ctx.admission.admit(ip) {
+            Ok(guard) => {
+                tokio::spawn(connection(incoming, ctx.clone(), guard));
+            }
+            Err(refusal) => {
+                ctx.metrics.admission_refused.with_label_values(&["connection"]).inc();
+                tracing::debug!(%ip, %refusal, "connection refused");
+                incoming.refuse();
+            }
+        }
     }
 }
 
-async fn connection(incoming: quinn::Incoming, ctx: Arc<NodeContext>) {
+async fn connection(incoming: quinn::Incoming, ctx: Arc<NodeContext>, guard: admission::ConnectionGuard) {
     let remote = incoming.remote_address();
     let conn = match incoming.await {
         Ok(c) => c,
@@ -50,9 +68,17 @@ async fn connection(incoming: quinn::Incoming, ctx: Arc<NodeContext>) {
         }
     };
     let peer = peer_node(&conn);
-    while let Ok((send, recv)) = conn.accept_bi().await {
-        tokio::spawn(stream(ctx.clone(), peer, send, recv));
+    if peer.is_some() {
+        // A node of this cluster: the window and stream count nodes use between themselves.
+        conn.set_receive_window(quinn::VarInt::from_u32(strata_client::transport::NODE_RECEIVE_WINDOW_BYTES));
+        conn.set_max_concurrent_bi_streams(quinn::VarInt::from_u32(strata_client::transport::NODE_STREAMS_PER_CONNECTION));
     }
+    // Per-address limits apply to everyone but the cluster's own nodes.
+    let source = peer.is_none().then(|| guard.source().clone());
+    while let Ok((send, recv)) = conn.accept_bi().await {
+        tokio::spawn(stream(ctx.clone(), peer, source.clone(), send, recv));
+    }
+    drop(guard);
 }
 
 /// The node id in the peer's certificate, if it presented one (the TLS layer already verified it).
@@ -79,14 +105,87 @@ fn body_limit(ctx: &NodeContext, request: &Request) -> u64 {
     }
 }
 
-async fn stream(ctx: Arc<NodeContext>, peer: Option<NodeId>, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
+/// Where a request's bytes are charged: its class, and the caller's address unless it is a node.
+struct Charge<'a> {
+    class: Class,
+    source: Option<&'a Source>,
+}
+
+impl Charge<'_> {
+    async fn reserve(&self, ctx: &NodeContext, bytes: u64, wait: Duration) -> Result<Held, WireError> {
+        ctx.admission.reserve(self.class, self.source, bytes, wait).await
+    }
+}
+
+/// Reads a request frame: the header, then (once its bytes are charged) the payload.
+async fn read_request(
+    ctx: &NodeContext,
+    peer: Option<NodeId>,
+    source: Option<&Source>,
+    recv: &mut quinn::RecvStream,
+    wait: Duration,
+) -> Result<(RequestEnvelope, Held), (WireError, String)> {
+    let fail = |e: WireIoError| (WireError::new(frame_error_code(&e), e.to_string()), e.to_string());
+    let mut header = [0u8; HEADER_LEN];
+    wire::read_exact(recv, &mut header).await.map_err(fail)?;
+    let h = strata_proto::frame::decode_header(&header, ctx.config.limits.max_frame_bytes).map_err(|e| fail(e.into()))?;
+    if h.kind != FrameKind::Request {
+        return Err(fail(FrameError::WrongKind { expected: FrameKind::Request, got: h.kind }.into()));
+    }
+    let held = match (peer, source) {
+        (Some(_), _) if h.payload_len <= UNCHARGED_NODE_FRAME_BYTES => Ok(Held::default()),
+        (Some(_), _) => ctx.admission.reserve(Class::Shard, None, u64::from(h.payload_len), wait).await,
+        (None, source) => ctx.admission.reserve(Class::Client, source, u64::from(h.payload_len), wait).await,
+    }
+    .map_err(|e| {
+        ctx.metrics.admission_refused.with_label_values(&["frame"]).inc();
+        let m = e.message.clone();
+        (e, m)
+    })?;
+    let mut payload = vec![0u8; h.payload_len as usize];
+    wire::read_exact(recv, &mut payload).await.map_err(fail)?;
+    let env = strata_proto::frame::decode_payload(&payload).map_err(|e| fail(e.into()))?;
+    Ok((env, held))
+}
+
+async fn stream(
+    ctx: Arc<NodeContext>,
+    peer: Option<NodeId>,
+    source: Option<Arc<Source>>,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) {
     let started = Instant::now();
-    let env: RequestEnvelope = match wire::read_frame(&mut recv, FrameKind::Request, ctx.config.limits.max_frame_bytes).await {
-        Ok(e) => e,
-        Err(e) => {
-            tracing::debug!(?peer, error = %e, "bad request frame");
-            ctx.metrics.observe("invalid", &format!("{}", frame_error_code(&e)), started.elapsed().as_secs_f64());
-            reply(&mut send, Err(WireError::new(frame_error_code(&e), e.to_string())), Bytes::new()).await;
+    let limits = &ctx.config.limits;
+    let reply_deadline = Duration::from_millis(limits.reply_timeout_ms);
+    let _slot = match source.as_deref().map(|s| ctx.admission.request_slot(s)) {
+        Some(Err(e)) => {
+            ctx.metrics.admission_refused.with_label_values(&["request"]).inc();
+            let _ = recv.stop(0u32.into());
+            reply(&mut send, Err(e), Bytes::new(), reply_deadline).await;
+            return;
+        }
+        Some(Ok(slot)) => Some(slot),
+        None => None,
+    };
+    let header_deadline = Duration::from_millis(limits.header_timeout_ms);
+    let frame = tokio::time::timeout(header_deadline, read_request(&ctx, peer, source.as_deref(), &mut recv, header_deadline)).await;
+    let (env, frame_held) = match frame {
+        Ok(Ok(f)) => f,
+        Ok(Err((e, detail))) => {
+            tracing::debug!(?peer, error = %detail, "bad request frame");
+            ctx.metrics.observe("invalid", &format!("{}", e.code), started.elapsed().as_secs_f64());
+            let _ = recv.stop(0u32.into());
+            reply(&mut send, Err(e), Bytes::new(), reply_deadline).await;
+            return;
+        }
+        Err(_) => {
+            ctx.metrics.observe("invalid", "Timeout", started.elapsed().as_secs_f64());
+            ctx.metrics.admission_refused.with_label_values(&["slow_frame"]).inc();
+            let _ = recv.stop(0u32.into());
+            let e =
+                WireError::new(ErrorCode::Timeout, format!("the request frame did not arrive within {} ms", header_deadline.as_millis()));
+            reply(&mut send, Err(e), Bytes::new(), reply_deadline).await;
             return;
         }
     };
@@ -95,9 +194,10 @@ async fn stream(ctx: Arc<NodeContext>, peer: Option<NodeId>, mut send: quinn::Se
     let deadline = if matches!(env.request, Request::CollectGarbage) {
         Duration::from_secs(2 * 3600)
     } else {
-        Duration::from_millis(ctx.config.limits.request_timeout_ms)
+        Duration::from_millis(limits.request_timeout_ms)
     };
-    let outcome = match tokio::time::timeout(deadline, serve_request(&ctx, peer, env, &mut recv)).await {
+    let charge = Charge { class: Class::of(&env.request, peer.is_some()), source: source.as_deref() };
+    let outcome = match tokio::time::timeout(deadline, serve_request(&ctx, peer, &charge, env, &mut recv)).await {
         Ok(r) => r,
         Err(_) => Err(WireError::new(ErrorCode::Timeout, format!("{op} did not finish within {} ms", deadline.as_millis()))),
     };
@@ -107,12 +207,17 @@ async fn stream(ctx: Arc<NodeContext>, peer: Option<NodeId>, mut send: quinn::Se
     };
     ctx.metrics.observe(op, &result, started.elapsed().as_secs_f64());
     match outcome {
-        Ok((response, body)) => reply(&mut send, Ok(response), body).await,
+        Ok((response, body, mut held)) => {
+            held.merge(frame_held);
+            reply(&mut send, Ok(response), body, reply_deadline).await;
+            drop(held);
+        }
         Err(e) => {
             if !matches!(e.code, ErrorCode::NotFound) {
                 tracing::debug!(op, ?peer, error = %e, "request failed");
             }
-            reply(&mut send, Err(e), Bytes::new()).await
+            let _ = recv.stop(0u32.into());
+            reply(&mut send, Err(e), Bytes::new(), reply_deadline).await
         }
     }
 }
@@ -120,29 +225,51 @@ async fn stream(ctx: Arc<NodeContext>, peer: Option<NodeId>, mut send: quinn::Se
 async fn serve_request(
     ctx: &NodeContext,
     peer: Option<NodeId>,
+    charge: &Charge<'_>,
     env: RequestEnvelope,
     recv: &mut quinn::RecvStream,
-) -> Result<(Response, Bytes), WireError> {
+) -> Result<(Response, Bytes, Held), WireError> {
     let limit = body_limit(ctx, &env.request);
     if env.body_len > limit {
-        let _ = recv.stop(0u32.into());
         return Err(WireError::new(
             ErrorCode::TooLarge,
             format!("{} body of {} bytes exceeds the limit of {limit} bytes", env.request.op_name(), env.body_len),
         ));
     }
     let caller = auth::authenticate(ctx, peer, env.auth.as_ref(), &env.request).await?;
-    let permits = u32::try_from(env.body_len.div_ceil(1024)).unwrap_or(u32::MAX);
-    let _budget = ctx.inflight.acquire_many(permits).await.map_err(|_| WireError::new(ErrorCode::Unavailable, "node is shutting down"))?;
+    let wait = Duration::from_millis(ctx.config.limits.header_timeout_ms);
+    let mut held = charge.reserve(ctx, env.body_len, wait).await?;
+    // A blob read's reply is reserved at its largest before it is produced, then shrunk to its size.
+    let reply_reserve = if matches!(env.request, Request::GetBlob { .. }) { ctx.config.limits.max_blob_bytes } else { 0 };
+    held.merge(charge.reserve(ctx, reply_reserve, wait).await?);
     let body = wire::read_body(recv, env.body_len, limit)
         .await
         .map_err(|e| WireError::new(frame_error_code(&e), format!("reading the request body: {e}")))?;
-    handlers::dispatch(ctx, caller, env.request, body).await
+    let (response, reply_body) = handlers::dispatch(ctx, caller, env.request, body).await?;
+    if reply_reserve > 0 {
+        held.shrink_to(env.body_len + reply_body.len() as u64);
+    } else if !reply_body.is_empty() {
+        held.merge(charge.reserve(ctx, reply_body.len() as u64, Duration::from_millis(ctx.config.limits.reply_timeout_ms)).await?);
+    }
+    Ok((response, reply_body, held))
 }
 
-async fn reply(send: &mut quinn::SendStream, result: Result<Response, WireError>, body: Bytes) {
+/// Sends the response and waits until the peer has it (the bytes stay charged until then), giving the peer
+/// at most `deadline` to read it; a peer that does not is cut off.
+async fn reply(send: &mut quinn::SendStream, result: Result<Response, WireError>, body: Bytes, deadline: Duration) {
     let env = ResponseEnvelope { body_len: body.len() as u64, result };
-    if let Err(e) = wire::send(send, FrameKind::Response, &env, body).await {
-        tracing::debug!(error = %e, "could not send the response");
+    let delivered = async {
+        wire::send(send, FrameKind::Response, &env, body).await?;
+        // Resolves once every byte is acknowledged (or the peer stopped reading).
+        let _ = send.stopped().await;
+        Ok::<(), WireIoError>(())
+    };
+    match tokio::time::timeout(deadline, delivered).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(error = %e, "could not send the response"),
+        Err(_) => {
+            tracing::debug!(ms = deadline.as_millis(), "the peer did not read its response in time; resetting the stream");
+            let _ = send.reset(0u32.into());
+        }
     }
 }
