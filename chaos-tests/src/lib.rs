@@ -20,7 +20,7 @@ use nix::unistd::Pid;
 use serde::Deserialize;
 use strata_client::health_probe::get_health;
 use strata_client::{ClusterClient, Profile};
-use strata_proto::{Role, RoleSet};
+use strata_proto::{Role, RoleSet, Secret};
 
 static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -347,12 +347,28 @@ impl Cluster {
         Ok(ClusterClient::from_profile(&self.profile(None, true)).await?)
     }
 
-    /// Creates a tenant and returns a client with a token of `roles` for it.
-    pub async fn tenant_client(&self, name: &str, roles: &[Role]) -> anyhow::Result<ClusterClient> {
+    /// Creates a tenant as an operator does; returns its id and its first admin token.
+    pub async fn create_tenant(&self, name: &str) -> anyhow::Result<(strata_proto::TenantId, Secret)> {
         let op = self.operator().await?;
-        let tenant = op.create_tenant(name).await?;
-        let token = op.create_token(tenant, RoleSet::of(roles), None, "chaos test").await?;
+        let created = op.create_tenant(name).await?;
         op.close();
+        Ok(created)
+    }
+
+    /// A token of `roles` for the tenant whose admin token is `admin`, created by that admin (as the tenant's
+    /// owner creates each device's token).
+    pub async fn device_token(&self, admin: &Secret, roles: &[Role], label: &str) -> anyhow::Result<Secret> {
+        let owner = self.client_with_token(admin.expose()).await?;
+        let token = owner.create_token(None, RoleSet::of(roles), None, label).await?;
+        owner.close();
+        Ok(token)
+    }
+
+    /// Creates a tenant and returns a client with a token of `roles` for it (its admin token, or a device
+    /// token its admin created).
+    pub async fn tenant_client(&self, name: &str, roles: &[Role]) -> anyhow::Result<ClusterClient> {
+        let (_, admin) = self.create_tenant(name).await?;
+        let token = if roles == [Role::Admin] { admin } else { self.device_token(&admin, roles, "chaos test").await? };
         Ok(ClusterClient::from_profile(&self.profile(Some(token.expose().to_owned()), false)).await?)
     }
 
@@ -380,6 +396,19 @@ impl Cluster {
         let addr: std::net::SocketAddr = self.nodes[id - 1].quic.parse()?;
         let endpoint = strata_client::transport::client_endpoint(addr)?;
         Ok(endpoint.connect_with(config, addr, strata_client::tls::SERVER_NAME)?.await?)
+    }
+
+    /// A request pool that presents node `id`'s certificate and key, as that node (or someone who stole its
+    /// files) would: for attacks that need a node identity.
+    pub fn pool_as_node(&self, id: usize) -> anyhow::Result<strata_client::RpcPool> {
+        let tls = self.nodes[id - 1].config.with_file_name("tls");
+        let cert = std::fs::read_to_string(tls.join("node.pem"))?;
+        let key = std::fs::read_to_string(tls.join("node.key"))?;
+        let mut chain = strata_client::tls::certs_from_pem(&cert, "node certificate")?;
+        chain.extend(strata_client::tls::certs_from_pem(&self.ca_pem(), "cluster CA")?);
+        let config = strata_client::tls::client_config(&self.ca_pem(), Some((chain, strata_client::tls::key_from_pem(&key, "node key")?)))?;
+        let endpoint = strata_client::transport::client_endpoint(self.nodes[0].quic.parse()?)?;
+        Ok(strata_client::RpcPool::new(endpoint, config, strata_client::RpcLimits::default()))
     }
 
     /// Directory holding the cluster's files (CA, node directories, logs).
@@ -425,7 +454,7 @@ pub fn strata_binary() -> anyhow::Result<PathBuf> {
 
 /// A tenant set up for the `strata` command line: a profile and a password file on disk.
 pub struct TenantCli {
-    /// Profile file.
+    /// Profile file (holding the tenant's admin token).
     pub profile: PathBuf,
     /// Password file.
     pub password_file: PathBuf,
@@ -448,6 +477,11 @@ impl TenantCli {
             .env("STRATA_TEST_FAST_KDF", "1")
             .env_remove("STRATA_PASSWORD_COMMAND");
         c
+    }
+
+    /// The tenant's admin token, from the profile.
+    pub fn admin_token(&self) -> Secret {
+        Secret(Profile::load(&self.profile).expect("the tenant's profile").token.expect("the profile holds a token"))
     }
 
     /// Backs up `source` (requiring success) and returns the new snapshot's id.
@@ -480,10 +514,7 @@ impl TenantCli {
 impl Cluster {
     /// Creates a tenant with an admin token and writes its profile and a password file under `dir`.
     pub async fn tenant_cli(&self, name: &str, dir: &Path) -> anyhow::Result<TenantCli> {
-        let op = self.operator().await?;
-        let tenant = op.create_tenant(name).await?;
-        let token = op.create_token(tenant, RoleSet::of(&[Role::Admin]), None, "chaos test cli").await?;
-        op.close();
+        let (tenant, token) = self.create_tenant(name).await?;
         std::fs::create_dir_all(dir)?;
         let mut profile = self.profile(Some(token.expose().to_owned()), false);
         profile.base_dir = dir.to_path_buf();

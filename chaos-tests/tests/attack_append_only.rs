@@ -11,7 +11,7 @@ use strata_client::blob::BlobCodec;
 use strata_client::keys::KdfParams;
 use strata_client::repo::{RepoError, Repository};
 use strata_client::{ClientError, ClusterClient};
-use strata_proto::{ChunkId, ErrorCode, Role, RoleSet, SnapshotRecord};
+use strata_proto::{ChunkId, ErrorCode, Role, SnapshotRecord};
 
 fn code(e: &ClientError) -> Option<ErrorCode> {
     match e {
@@ -20,11 +20,9 @@ fn code(e: &ClientError) -> Option<ErrorCode> {
     }
 }
 
-/// A backup-only token for the tenant of `cli`, as a laptop's profile holds it.
-async fn stolen_laptop(cluster: &Cluster, tenant: strata_proto::TenantId) -> anyhow::Result<ClusterClient> {
-    let op = cluster.operator().await?;
-    let token = op.create_token(tenant, RoleSet::of(&[Role::Backup]), None, "laptop").await?;
-    op.close();
+/// A backup-only token of the tenant of `cli`, as a laptop's profile holds it.
+async fn stolen_laptop(cluster: &Cluster, cli: &strata_chaos::TenantCli) -> anyhow::Result<ClusterClient> {
+    let token = cluster.device_token(&cli.admin_token(), &[Role::Backup], "laptop").await?;
     cluster.client_with_token(token.expose()).await
 }
 
@@ -37,7 +35,7 @@ async fn a_backup_token_cannot_overwrite_blobs_or_erase_history() -> anyhow::Res
     let source = work.path().join("home");
     let expected = generate(&source, 11, &TreeSpec { sparse_bytes: 1 << 20, max_file_bytes: 300_000, files: 40 });
     let snapshot = cli.backup(&source);
-    let attacker = stolen_laptop(&cluster, cli.tenant).await?;
+    let attacker = stolen_laptop(&cluster, &cli).await?;
 
     // The laptop lists the snapshots (a backup token reads, for incremental backups) and learns every
     // reference list, which the cluster collects garbage by.

@@ -9,7 +9,7 @@ use strata_chaos::workload::{Workload, assert_intact, seed};
 use strata_chaos::{Cluster, ClusterSpec};
 use strata_client::wire;
 use strata_proto::frame::{self, FrameKind};
-use strata_proto::{ErrorCode, Request, RequestEnvelope, ResponseEnvelope, Role, RoleSet};
+use strata_proto::{ErrorCode, Request, RequestEnvelope, ResponseEnvelope, Role};
 
 const MIB: u64 = 1 << 20;
 
@@ -118,14 +118,12 @@ async fn anonymous_connections_streams_and_slow_frames_are_bounded() -> anyhow::
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_that_never_reads_is_cut_off_and_bounded() -> anyhow::Result<()> {
     let cluster = Cluster::start(ClusterSpec { extra_config: LIMITS, ..ClusterSpec::default() }).await?;
-    let op = cluster.operator().await?;
-    let tenant = op.create_tenant("reader").await?;
-    let owner = cluster.client_with_token(op.create_token(tenant, RoleSet::of(&[Role::Admin]), None, "owner").await?.expose()).await?;
+    let (_, admin) = cluster.create_tenant("reader").await?;
+    let owner = cluster.client_with_token(admin.expose()).await?;
     let big = strata_proto::ChunkId([0x77; 32]);
     owner.put_blob(big, Bytes::from(vec![0x5a; 8 << 20])).await?;
     // The token a restore-only device holds.
-    let profile_token = op.create_token(tenant, RoleSet::of(&[Role::Restore]), None, "reader").await?;
-    op.close();
+    let profile_token = cluster.device_token(&admin, &[Role::Restore], "reader").await?;
     let before = cluster.rss_bytes(1).expect("node 1 runs");
 
     // 60 reads of an 8 MiB blob on one connection, none of them ever read: 480 MiB of replies if the node

@@ -23,12 +23,10 @@ fn code(e: &ClientError) -> Option<ErrorCode> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_roles_and_tenants_are_enforced() -> anyhow::Result<()> {
     let cluster = Cluster::start(ClusterSpec::default()).await?;
-    let op = cluster.operator().await?;
-    let alice = op.create_tenant("alice").await?;
-    let token = |roles: &[Role]| op.create_token(alice, RoleSet::of(roles), None, "test");
-    let alice_admin = cluster.client_with_token(token(&[Role::Admin]).await?.expose()).await?;
-    let alice_backup = cluster.client_with_token(token(&[Role::Backup]).await?.expose()).await?;
-    let alice_restore = cluster.client_with_token(token(&[Role::Restore]).await?.expose()).await?;
+    let (_, alice) = cluster.create_tenant("alice").await?;
+    let alice_admin = cluster.client_with_token(alice.expose()).await?;
+    let alice_backup = cluster.client_with_token(cluster.device_token(&alice, &[Role::Backup], "test").await?.expose()).await?;
+    let alice_restore = cluster.client_with_token(cluster.device_token(&alice, &[Role::Restore], "test").await?.expose()).await?;
     let bob = cluster.tenant_client("bob", &[Role::Admin]).await?;
 
     let id = ChunkId([7; 32]);
@@ -62,7 +60,7 @@ async fn tokens_roles_and_tenants_are_enforced() -> anyhow::Result<()> {
     let bogus = cluster.client_with_token("stk1_0000000000000000000000000000000000000000000000000000000000000000").await?;
     let e = bogus.get_blob(id).await.unwrap_err();
     assert_eq!(code(&e), Some(ErrorCode::Unauthenticated), "{e}");
-    let short = op.create_token(alice, RoleSet::of(&[Role::Restore]), Some(1), "expires").await?;
+    let short = alice_admin.create_token(None, RoleSet::of(&[Role::Restore]), Some(1), "expires").await?;
     let short = cluster.client_with_token(short.expose()).await?;
     cluster
         .wait_for("the one-second token to expire", Duration::from_secs(15), || async {
@@ -160,9 +158,7 @@ fn batch_request(token: &str, blobs: Vec<(ChunkId, u32)>, body: &[u8]) -> Vec<u8
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_batches_are_refused_whole_and_good_batches_store_every_blob() -> anyhow::Result<()> {
     let cluster = Cluster::start(ClusterSpec::default()).await?;
-    let op = cluster.operator().await?;
-    let tenant = op.create_tenant("batcher").await?;
-    let token = op.create_token(tenant, RoleSet::of(&[Role::Admin]), None, "test").await?;
+    let (_, token) = cluster.create_tenant("batcher").await?;
     let client = cluster.client_with_token(token.expose()).await?;
     let conn = cluster.raw_connection(1).await?;
     let (a, b) = (ChunkId([0xa1; 32]), ChunkId([0xb2; 32]));

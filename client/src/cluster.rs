@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use strata_proto::status::ClusterStatus;
 use strata_proto::{
-    BlobDigest, ChunkId, ClusterMap, Epoch, GcReport, GenerationOp, Request, Response, RoleSet, Secret, SessionId, SnapshotId,
-    SnapshotRecord, TenantId, WireError,
+    AuditEntry, BlobDigest, ChunkId, ClusterMap, Epoch, GcReport, GenerationOp, Request, Response, Role, RoleSet, Secret, SessionId,
+    SnapshotId, SnapshotRecord, TenantId, TokenInfo, WireError,
 };
 
 use crate::error::ClientError;
@@ -28,6 +28,15 @@ pub const HAS_BATCH: usize = 1024;
 const ATTEMPTS: u32 = 8;
 /// How long an address that could not be reached is tried only after the others.
 const SUSPECT_FOR: Duration = Duration::from_secs(15);
+
+/// Which credential of the profile a request is made with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    /// The operator token.
+    Operator,
+    /// The tenant token.
+    Tenant,
+}
 
 /// Outcome of storing a blob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -316,24 +325,76 @@ impl ClusterClient {
         }
     }
 
-    /// Creates a tenant (operator token).
-    pub async fn create_tenant(&self, name: &str) -> Result<TenantId, ClientError> {
+    /// Creates a tenant (operator token); returns its id and its first admin token (shown once: an operator
+    /// obtains no other token of the tenant).
+    pub async fn create_tenant(&self, name: &str) -> Result<(TenantId, Secret), ClientError> {
         let token = self.operator_token()?;
         let reply = self.retrying(|| self.call_any(Some(token), Request::CreateTenant { name: name.into() }, Bytes::new())).await?;
         match reply.response {
-            Response::TenantCreated { tenant } => Ok(tenant),
+            Response::TenantCreated { tenant, admin_token } => Ok((tenant, admin_token)),
             other => Err(ClientError::Unexpected(format!("{other:?} to CreateTenant"))),
         }
     }
 
-    /// Creates a token for `tenant` (operator token).
-    pub async fn create_token(&self, tenant: TenantId, roles: RoleSet, ttl_secs: Option<u64>, label: &str) -> Result<Secret, ClientError> {
-        let token = self.operator_token()?;
+    /// Creates a backup or restore token with the profile's tenant token, which must be an admin token of the
+    /// tenant (`tenant`, or the token's own when `None`). `ttl_secs`: `None` for the default (a year),
+    /// `Some(0)` for no expiry.
+    pub async fn create_token(
+        &self,
+        tenant: Option<TenantId>,
+        roles: RoleSet,
+        ttl_secs: Option<u64>,
+        label: &str,
+    ) -> Result<Secret, ClientError> {
         let request = Request::CreateToken { tenant, roles, ttl_secs, label: label.into() };
+        self.token_created(Credential::Tenant, request).await
+    }
+
+    /// Creates another operator token (operator token).
+    pub async fn create_operator_token(&self, ttl_secs: Option<u64>, label: &str) -> Result<Secret, ClientError> {
+        let request = Request::CreateToken { tenant: None, roles: RoleSet::of(&[Role::Operator]), ttl_secs, label: label.into() };
+        self.token_created(Credential::Operator, request).await
+    }
+
+    async fn token_created(&self, who: Credential, request: Request) -> Result<Secret, ClientError> {
+        let token = self.credential(who)?;
         let reply = self.retrying(|| self.call_any(Some(token), request.clone(), Bytes::new())).await?;
         match reply.response {
             Response::TokenCreated { token } => Ok(token),
             other => Err(ClientError::Unexpected(format!("{other:?} to CreateToken"))),
+        }
+    }
+
+    fn credential(&self, who: Credential) -> Result<&Secret, ClientError> {
+        match who {
+            Credential::Operator => self.operator_token(),
+            Credential::Tenant => self.tenant_token(),
+        }
+    }
+
+    /// The tokens `who` may see (an operator: all, or `tenant`'s; a tenant admin: its tenant's).
+    pub async fn list_tokens(&self, who: Credential, tenant: Option<TenantId>) -> Result<Vec<TokenInfo>, ClientError> {
+        let token = self.credential(who)?;
+        let reply = self.retrying(|| self.call_any(Some(token), Request::ListTokens { tenant }, Bytes::new())).await?;
+        match reply.response {
+            Response::Tokens(t) => Ok(t),
+            other => Err(ClientError::Unexpected(format!("{other:?} to ListTokens"))),
+        }
+    }
+
+    /// Revokes a token by its id (an operator: any token; a tenant admin: its tenant's).
+    pub async fn revoke_token(&self, who: Credential, id: [u8; 8]) -> Result<(), ClientError> {
+        let token = self.credential(who)?;
+        self.retrying(|| self.call_any(Some(token), Request::RevokeToken { id }, Bytes::new())).await.map(|_| ())
+    }
+
+    /// The cluster's audit log, oldest first (operator token).
+    pub async fn audit_log(&self) -> Result<Vec<AuditEntry>, ClientError> {
+        let token = self.operator_token()?;
+        let reply = self.retrying(|| self.call_any(Some(token), Request::ListAudit, Bytes::new())).await?;
+        match reply.response {
+            Response::Audit(a) => Ok(a),
+            other => Err(ClientError::Unexpected(format!("{other:?} to ListAudit"))),
         }
     }
 

@@ -220,6 +220,9 @@ pub struct Limits {
     pub request_timeout_ms: u64,
     /// Join requests this node serves per minute (each costs a signature and Raft writes).
     pub join_requests_per_minute: u32,
+    /// Catalog writes (opening, renewing and closing sessions, commits, forgets) one tenant may make through
+    /// this node per minute; each is a Raft log entry.
+    pub catalog_writes_per_minute_per_tenant: u32,
 }
 
 impl Default for Limits {
@@ -244,6 +247,7 @@ impl Default for Limits {
             shard_timeout_ms: 10_000,
             request_timeout_ms: 60_000,
             join_requests_per_minute: 10,
+            catalog_writes_per_minute_per_tenant: 600,
         }
     }
 }
@@ -409,6 +413,15 @@ impl NodeConfig {
         if l.max_shard_inflight_bytes < one_put {
             return Err(field("limits.max_shard_inflight_bytes", "must hold at least max_blob_bytes + max_frame_bytes"));
         }
+        if l.max_internal_body_bytes < 2 * crate::meta::authority::MAX_ENTRY_BYTES as u64 + (1 << 20) {
+            return Err(field(
+                "limits.max_internal_body_bytes",
+                format!(
+                    "must be at least {} (two of the largest metadata entries and room)",
+                    2 * crate::meta::authority::MAX_ENTRY_BYTES + (1 << 20)
+                ),
+            ));
+        }
         if l.max_raft_inflight_bytes < l.max_internal_body_bytes || l.max_meta_inflight_bytes < (1 << 20) {
             return Err(field(
                 "limits.max_raft_inflight_bytes",
@@ -418,7 +431,12 @@ impl NodeConfig {
         if l.client_receive_window_bytes < (1 << 20) || l.client_streams_per_connection == 0 {
             return Err(field("limits.client_receive_window_bytes", "must be at least 1 MiB (and client_streams_per_connection positive)"));
         }
-        if l.max_connections == 0 || l.max_connections_per_ip == 0 || l.max_requests_per_ip == 0 || l.join_requests_per_minute == 0 {
+        if l.max_connections == 0
+            || l.max_connections_per_ip == 0
+            || l.max_requests_per_ip == 0
+            || l.join_requests_per_minute == 0
+            || l.catalog_writes_per_minute_per_tenant == 0
+        {
             return Err(field(
                 "limits",
                 "max_connections, max_connections_per_ip, max_requests_per_ip and join_requests_per_minute must be positive",

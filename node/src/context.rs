@@ -39,6 +39,10 @@ pub struct NodeContext {
     pub last_token_barrier: Mutex<Option<Instant>>,
     /// Held while a garbage collection runs on this node.
     pub gc_lock: tokio::sync::Mutex<()>,
+    /// Join requests this node still serves this minute.
+    pub join_rate: crate::server::Rate,
+    /// Catalog writes (sessions, commits, forgets) each tenant may still make through this node this minute.
+    pub catalog_rate: crate::server::KeyedRate<strata_proto::TenantId>,
     /// When this node's last complete scrub pass ended, ms since the Unix epoch (0: never since start).
     pub scrubbed_at_ms: std::sync::atomic::AtomicU64,
 }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use strata_client::ClusterClient;
 use strata_client::health_probe::get_health;
 use strata_client::profile::{Profile, write_private};
-use strata_proto::{EcProfile, NodeId, Role, RoleSet, Secret};
+use strata_proto::{EcProfile, NodeId, Secret};
 
 use crate::config::{Bootstrap, Limits};
 use crate::pki;
@@ -197,9 +197,8 @@ pub async fn ensure_demo_profile(dir: &Path, manifest: &DevManifest) -> anyhow::
         base_dir: dir.to_path_buf(),
     };
     let client = ClusterClient::from_profile(&profile).await?;
-    let tenant = client.create_tenant("demo").await.context("creating the demo tenant")?;
-    let token: Secret =
-        client.create_token(tenant, RoleSet::of(&[Role::Admin]), None, "dev demo").await.context("creating the demo token")?;
+    // The demo tenant's first admin token: what an operator hands to a tenant's owner.
+    let (_, token): (_, Secret) = client.create_tenant("demo").await.context("creating the demo tenant")?;
     client.close();
     profile.token = Some(token.expose().to_owned());
     profile.save(&path)?;

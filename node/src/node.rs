@@ -9,7 +9,7 @@ use bytes::Bytes;
 use rustls::server::WebPkiClientVerifier;
 use strata_client::tls::{ALPN, certs_from_pem, key_from_pem, provider};
 use strata_client::{RpcLimits, RpcPool};
-use strata_proto::{EcProfile, ErrorCode, NodeAnnouncement, NodeId, Request};
+use strata_proto::{EcProfile, ErrorCode, NodeAnnouncement, NodeId, Request, Response};
 use tokio::sync::watch;
 
 use crate::config::NodeConfig;
@@ -84,7 +84,7 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
     };
     let pool = Arc::new(RpcPool::new(endpoint.clone(), client, limits));
 
-    let meta = Meta::start(id, database.clone(), pool.clone(), &config.raft, "strata").await?;
+    let meta = Meta::start(id, database.clone(), pool.clone(), &config.raft, "strata", config.limits.max_internal_body_bytes).await?;
     if config.bootstrap.is_some() && meta.initialize_if_new(config.advertised()).await? {
         tracing::info!("initialised a new Raft group with this node as its only voter");
     }
@@ -108,6 +108,8 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
         last_token_barrier: Mutex::new(None),
         gc_lock: tokio::sync::Mutex::new(()),
         scrubbed_at_ms: std::sync::atomic::AtomicU64::new(0),
+        join_rate: crate::server::Rate::per_minute(config.limits.join_requests_per_minute),
+        catalog_rate: crate::server::KeyedRate::per_minute(config.limits.catalog_writes_per_minute_per_tenant),
         config: config.clone(),
     });
 
@@ -211,14 +213,25 @@ async fn try_announce(ctx: &NodeContext, pool: &RpcPool, me: &NodeAnnouncement) 
         tracing::info!("registered with the cluster");
         return Ok(true);
     }
+    // Not a member yet: ask a seed, which registers us if it leads and otherwise names the leader to ask.
     let mut last = None;
     for seed in &ctx.config.seeds {
-        match pool.call(seed, None, Request::RegisterNode { node: me.clone() }, Bytes::new()).await {
-            Ok(_) => {
-                tracing::info!(%seed, "registered with the cluster through a seed");
-                return Ok(true);
+        let mut addr = seed.clone();
+        for _ in 0..2 {
+            match pool.call(&addr, None, Request::RegisterNode { node: me.clone() }, Bytes::new()).await {
+                Ok(reply) => match reply.response {
+                    Response::RegisterWithLeader { addr: Some(leader) } if leader != addr => addr = leader,
+                    Response::RegisterWithLeader { .. } => break,
+                    _ => {
+                        tracing::info!(leader = %addr, "registered with the cluster");
+                        return Ok(true);
+                    }
+                },
+                Err(e) => {
+                    last = Some(e);
+                    break;
+                }
             }
-            Err(e) => last = Some(e),
         }
     }
     match last {

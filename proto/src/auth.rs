@@ -127,6 +127,34 @@ impl fmt::Debug for RoleSet {
     }
 }
 
+/// A token as lists show it: never the secret, only its public id (the first eight bytes of its digest).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    /// Public id, used to revoke it.
+    pub id: [u8; 8],
+    /// Tenant scope; `None` for an operator token.
+    pub tenant: Option<crate::ids::TenantId>,
+    /// Roles.
+    pub roles: RoleSet,
+    /// Label given at creation.
+    pub label: String,
+    /// When it was created, ms since the Unix epoch.
+    pub created_at_ms: u64,
+    /// When it expires, if ever.
+    pub expires_at_ms: Option<u64>,
+}
+
+/// One entry of the cluster's audit log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// When, ms since the Unix epoch.
+    pub at_ms: u64,
+    /// Who acted, in words ("an operator", "an admin of tenant-3", "node-7").
+    pub actor: String,
+    /// What was done.
+    pub what: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,7 @@ pub mod reflist;
 pub mod snapshot;
 pub mod status;
 
-pub use auth::{Role, RoleSet, Secret};
+pub use auth::{AuditEntry, Role, RoleSet, Secret, TokenInfo};
 pub use cluster_map::{
     ClusterMap, EcProfile, Generation, GenerationPartitions, GenerationState, NodeDescriptor, NodeSet, NodeState, PartitionPlacement,
     SlotRole,

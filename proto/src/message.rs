@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{RoleSet, Secret};
+use crate::auth::{AuditEntry, RoleSet, Secret, TokenInfo};
 use crate::cluster_map::{ClusterMap, EcProfile};
 use crate::error::WireError;
 use crate::ids::{ChunkId, Epoch, NodeId, PartitionId, ShardIndex, TenantId};
@@ -235,13 +235,15 @@ pub enum Request {
         /// Unique name.
         name: String,
     },
-    /// Create a token for a tenant (operator, or admin of that tenant for non-admin roles).
+    /// Create a token: a backup or restore token of a tenant (an admin of that tenant), or an operator token
+    /// (an operator; `tenant` is `None`). A tenant's first admin token comes with the tenant.
     CreateToken {
-        /// Tenant the token is scoped to.
-        tenant: TenantId,
+        /// Tenant the token is scoped to; `None` for an operator token.
+        tenant: Option<TenantId>,
         /// Roles granted.
         roles: RoleSet,
-        /// Lifetime; `None` for a token that does not expire.
+        /// Lifetime in seconds: `None` for the default (a year for backup and restore tokens, none for
+        /// operator tokens), `Some(0)` for a token that does not expire.
         ttl_secs: Option<u64>,
         /// Free text shown to operators (device name, purpose).
         label: String,
@@ -264,8 +266,8 @@ pub enum Request {
         /// Name of the generation to join.
         generation: String,
     },
-    /// A node announces itself (or a changed address) to the cluster. Node certificate required, and its
-    /// identity must match `node.id`.
+    /// A node announces itself (or a changed address) to the cluster. Node certificate required, its identity
+    /// must match `node.id`, and only the Raft leader registers: others answer `RegisterWithLeader`.
     RegisterNode {
         /// The node as it describes itself.
         node: NodeAnnouncement,
@@ -388,6 +390,19 @@ pub enum Request {
         /// Map epoch the node must have applied first.
         min_epoch: Epoch,
     },
+    /// The tokens an operator may see (all, or one tenant's) or a tenant admin may see (its tenant's): ids,
+    /// roles, labels and expiry, never the secrets.
+    ListTokens {
+        /// Only this tenant's tokens (an operator's filter; ignored for a tenant admin).
+        tenant: Option<TenantId>,
+    },
+    /// Revoke a token by its id (an operator: any token; a tenant admin: its tenant's).
+    RevokeToken {
+        /// The token's id, as `ListTokens` shows it.
+        id: [u8; 8],
+    },
+    /// The audit log: token, tenant, node and key file changes (operator role).
+    ListAudit,
 }
 
 impl Request {
@@ -428,6 +443,9 @@ impl Request {
             Request::PutShards { .. } => "put_shards",
             Request::Generation(_) => "generation",
             Request::ScanShards { .. } => "scan_shards",
+            Request::ListTokens { .. } => "list_tokens",
+            Request::RevokeToken { .. } => "revoke_token",
+            Request::ListAudit => "list_audit",
         }
     }
 
@@ -505,6 +523,8 @@ pub enum Response {
     TenantCreated {
         /// The new tenant's id.
         tenant: TenantId,
+        /// Its first admin token, shown once: the only tenant token an operator ever obtains.
+        admin_token: Secret,
     },
     /// Answer to `CreateToken` and `CreateJoinToken`. Shown once; the cluster keeps only a digest.
     TokenCreated {
@@ -586,6 +606,16 @@ pub enum Response {
         /// Keys with their headers; fewer than the limit means the scan is complete.
         entries: Vec<(ShardKey, ShardHeader)>,
     },
+    /// Answer to `ListTokens`.
+    Tokens(Vec<TokenInfo>),
+    /// Answer to `RegisterNode` from a node that is not the Raft leader: a node registers only with the leader
+    /// (the leader must see the certificate of the node it registers), so ask it there.
+    RegisterWithLeader {
+        /// The leader's address, if known.
+        addr: Option<String>,
+    },
+    /// Answer to `ListAudit`, oldest first.
+    Audit(Vec<AuditEntry>),
 }
 
 #[cfg(test)]
@@ -603,7 +633,7 @@ mod tests {
             proptest::collection::vec(id.clone(), 0..50).prop_map(|ids| Request::HasBlobs { ids }),
             id.clone().prop_map(|id| Request::PutBlob { id }),
             (".{0,40}", any::<u64>()).prop_map(|(label, t)| Request::CreateToken {
-                tenant: TenantId(t),
+                tenant: Some(TenantId(t)),
                 roles: RoleSet::of(&[Role::Backup]),
                 ttl_secs: Some(t),
                 label

@@ -1,12 +1,14 @@
 //! `strata admin ...`: operator commands.
 
 use clap::Subcommand;
+use strata_client::cluster::Credential;
 use strata_client::size::parse_duration_secs;
+use strata_proto::TenantId;
 use strata_proto::status::ClusterStatus;
-use strata_proto::{Role, RoleSet, TenantId};
 
 use super::Ctx;
 use super::generation_cmd::{self, GenerationCommand};
+use super::tokens::{self, print_token, render_audit};
 
 /// Operator commands (they need `operator_token` in the profile).
 #[derive(Subcommand)]
@@ -16,9 +18,11 @@ pub enum AdminCommand {
     /// Manage tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
-    /// Manage tenant tokens.
+    /// Operator tokens; list or revoke any token (a stolen device's, a former operator's).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// The audit log: who created or revoked tokens, created tenants, admitted nodes, replaced key files.
+    Audit,
     /// Manage storage generations: add, list, drain, pause, resume, cancel, drop; set the move rate.
     #[command(subcommand)]
     Generation(GenerationCommand),
@@ -33,39 +37,38 @@ pub enum AdminCommand {
 /// Tenant commands.
 #[derive(Subcommand)]
 pub enum TenantCommand {
-    /// Create a tenant (a dedup and access domain) and print its id.
+    /// Create a tenant (a dedup and access domain) and print its id and its first admin token, once: hand
+    /// the token to the tenant's owner, who creates the devices' tokens with `strata token create`. An
+    /// operator never obtains another token of the tenant.
     Create {
         /// Unique name.
         name: String,
     },
 }
 
-/// Token commands.
+/// Operator token commands.
 #[derive(Subcommand)]
 pub enum TokenCommand {
-    /// Create a token for a tenant and print it (it is shown only once).
+    /// Create another operator token and print it (it is shown only once).
     Create {
-        /// Tenant id (as printed by `tenant create`).
-        #[arg(long)]
-        tenant: u64,
-        /// Role to grant: backup (append and read), restore (read) or admin (everything in the tenant). Repeatable.
-        #[arg(long = "role", required = true, value_parser = parse_role)]
-        roles: Vec<Role>,
-        /// Lifetime (e.g. 90d); without it the token does not expire.
-        #[arg(long, value_parser = parse_duration_secs)]
+        /// Lifetime (e.g. 90d, or `never`) [default: never].
+        #[arg(long, value_parser = tokens::parse_ttl)]
         ttl: Option<u64>,
-        /// Label shown to operators (device name, purpose).
-        #[arg(long, default_value = "")]
+        /// Label shown in lists and the audit log (who holds it).
+        #[arg(long)]
         label: String,
     },
-}
-
-fn parse_role(s: &str) -> Result<Role, String> {
-    match Role::parse(s) {
-        Some(Role::Operator) => Err("operator tokens are created with the cluster, not per tenant".into()),
-        Some(r) => Ok(r),
-        None => Err(format!("unknown role {s:?} (backup, restore, admin)")),
-    }
+    /// List tokens (ids, tenants, roles, labels, expiry; never the secrets).
+    List {
+        /// Only this tenant's tokens.
+        #[arg(long)]
+        tenant: Option<u64>,
+    },
+    /// Revoke a token by the id `token list` shows; it stops working on every node at once.
+    Revoke {
+        /// The token's id (16 hex digits).
+        id: String,
+    },
 }
 
 /// Runs an admin command.
@@ -81,20 +84,34 @@ pub async fn run(ctx: &Ctx, cmd: AdminCommand) -> anyhow::Result<()> {
             }
         }
         AdminCommand::Tenant(TenantCommand::Create { name }) => {
-            let id = client.create_tenant(&name).await?;
+            let (id, admin) = client.create_tenant(&name).await?;
             if ctx.json {
-                println!("{}", serde_json::json!({ "tenant": id.0, "name": name }));
+                println!("{}", serde_json::json!({ "tenant": id.0, "name": name, "admin_token": admin.expose() }));
             } else {
-                println!("created tenant {name:?} with id {}", id.0);
+                println!("created tenant {name:?} with id {}; its first admin token (shown once):", id.0);
+                println!("{}", admin.expose());
+                eprintln!("Hand it to the tenant's owner: with it in a profile, `strata init` creates the key and");
+                eprintln!("`strata token create --role backup --label LAPTOP` makes each device's token.");
             }
         }
-        AdminCommand::Token(TokenCommand::Create { tenant, roles, ttl, label }) => {
-            let token = client.create_token(TenantId(tenant), RoleSet::of(&roles), ttl, &label).await?;
+        AdminCommand::Token(TokenCommand::Create { ttl, label }) => {
+            let token = client.create_operator_token(ttl.or(Some(0)), &label).await?;
+            print_token(ctx.json, &token, None);
+        }
+        AdminCommand::Token(TokenCommand::List { tenant }) => {
+            let list = client.list_tokens(Credential::Operator, tenant.map(TenantId)).await?;
+            tokens::print_list(ctx.json, &list)?;
+        }
+        AdminCommand::Token(TokenCommand::Revoke { id }) => {
+            client.revoke_token(Credential::Operator, tokens::parse_id(&id)?).await?;
+            tokens::print_revoked(ctx.json, &id);
+        }
+        AdminCommand::Audit => {
+            let log = client.audit_log().await?;
             if ctx.json {
-                println!("{}", serde_json::json!({ "tenant": tenant, "token": token.expose() }));
+                println!("{}", serde_json::to_string_pretty(&log)?);
             } else {
-                println!("{}", token.expose());
-                eprintln!("(shown once: the cluster keeps only a digest)");
+                print!("{}", render_audit(&log));
             }
         }
         AdminCommand::Generation(cmd) => generation_cmd::run(ctx, &client, cmd).await?,

@@ -12,6 +12,7 @@ mod progress_ui;
 mod prune;
 mod repo_cmds;
 mod restore_cmd;
+mod tokens;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -78,6 +79,9 @@ enum Command {
     /// Manage the repository key.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Tokens of this tenant's devices (needs the tenant's admin token): create, list, revoke.
+    #[command(subcommand)]
+    Token(tokens::TenantTokenCommand),
     /// Operator commands: cluster status, tenants, tokens, joining nodes.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
@@ -205,6 +209,7 @@ pub fn main() -> i32 {
             Command::Check(a) => check::run(&ctx, a).await,
             Command::Prune => prune::run(&ctx).await,
             Command::Key(KeyCommand::Passwd { new_password_file }) => repo_cmds::passwd(&ctx, new_password_file).await,
+            Command::Token(c) => tokens::run(&ctx, c).await.map(|()| exit::OK),
             Command::Admin(c) => admin::run(&ctx, c).await.map(|()| exit::OK),
             Command::Bench(c) => bench::run(&ctx, c).await.map(|()| exit::OK),
         }

@@ -55,7 +55,11 @@ pub async fn collect(ctx: &NodeContext, tenant: TenantId) -> Result<GcReport, Wi
     }
 
     ctx.meta.read_barrier().await.map_err(|e| e.to_wire())?;
-    let fence: Vec<SessionId> = ctx.meta.reader.read(|s| s.open_sessions(tenant, crate::server::now_ms()));
+    // Every session of the tenant the replicated state holds, whatever this node's clock says about its lease:
+    // a node whose clock runs ahead must not skip a live backup. Expired sessions leave the state when the
+    // leader expires them.
+    let fence: Vec<SessionId> =
+        ctx.meta.reader.read(|s| s.sessions.iter().filter(|(_, r)| r.tenant == tenant).map(|(id, _)| *id).collect());
     report.sessions_waited_for = fence.len() as u64;
     wait_for_sessions(ctx, &fence).await?;
 

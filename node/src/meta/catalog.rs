@@ -15,6 +15,12 @@ pub const MAX_SUMMARY_BYTES: usize = 64 << 10;
 pub const MAX_REF_BLOBS: usize = 4096;
 /// Largest key file accepted.
 pub const MAX_KEY_FILE_BYTES: usize = 4096;
+/// Replaced key files kept per tenant.
+pub const KEY_FILE_HISTORY: usize = 16;
+/// Upload sessions one tenant may have open at once (a fleet backing up together).
+pub const MAX_OPEN_SESSIONS_PER_TENANT: usize = 1024;
+/// Snapshots one tenant may keep (years of hourly backups of a few devices; forget old ones beyond).
+pub const MAX_SNAPSHOTS_PER_TENANT: usize = 20_000;
 
 impl MetaState {
     fn owned_session(&self, tenant: TenantId, session: SessionId, now_ms: Option<u64>) -> Result<&SessionRecord, MetaResponse> {
@@ -28,12 +34,20 @@ impl MetaState {
         }
     }
 
-    pub(super) fn open_session(&mut self, tenant: TenantId, now_ms: u64, lease_ms: u64) -> MetaResponse {
+    pub(super) fn open_session(&mut self, tenant: TenantId, id: SessionId, now_ms: u64, lease_ms: u64) -> MetaResponse {
         if !self.tenants.contains_key(&tenant) {
             return MetaResponse::reject(ErrorCode::NotFound, format!("{tenant} does not exist"));
         }
-        let id = SessionId(self.next_session_id);
-        self.next_session_id += 1;
+        if self.sessions.contains_key(&id) {
+            return MetaResponse::reject(ErrorCode::Conflict, "this session id is taken; open another");
+        }
+        let open = self.sessions.values().filter(|s| s.tenant == tenant && !s.expired(now_ms)).count();
+        if open >= MAX_OPEN_SESSIONS_PER_TENANT {
+            return MetaResponse::reject(
+                ErrorCode::Unavailable,
+                format!("{tenant} has {MAX_OPEN_SESSIONS_PER_TENANT} upload sessions open, the limit; retry when some have finished"),
+            );
+        }
         self.sessions.insert(id, SessionRecord { tenant, opened_ms: now_ms, renewed_ms: now_ms, lease_ms });
         MetaResponse::Session(id)
     }
@@ -77,6 +91,15 @@ impl MetaState {
                 format!("snapshot summary is limited to {MAX_SUMMARY_BYTES} bytes and {MAX_REF_BLOBS} reference blobs"),
             );
         }
+        if self.snapshots.get(&tenant).map_or(0, |c| c.len()) >= MAX_SNAPSHOTS_PER_TENANT {
+            return MetaResponse::reject(
+                ErrorCode::TooLarge,
+                format!("{tenant} keeps {MAX_SNAPSHOTS_PER_TENANT} snapshots, the limit; forget old ones (`strata forget`)"),
+            );
+        }
+        if !record.ref_digests.is_empty() && record.ref_digests.len() != record.refs.len() {
+            return MetaResponse::reject(ErrorCode::BadRequest, "a snapshot needs one digest per reference list");
+        }
         let stored = SnapshotRecord { committed_ms: now_ms, ..record.clone() };
         self.snapshots.entry(tenant).or_default().insert(record.id, stored);
         self.sessions.remove(&session);
@@ -103,6 +126,32 @@ impl MetaState {
             }
         }
         self.key_files.insert(tenant, KeyFileRecord { text: text.to_owned(), check });
+        MetaResponse::Ok
+    }
+
+    /// Stores a key file like `put_key_file`, keeping the one it replaces (a wrong password typed into `key
+    /// passwd` by someone holding the key must not lose the tenant its only way back).
+    pub(super) fn store_key_file(
+        &mut self,
+        tenant: TenantId,
+        text: &str,
+        check: Digest,
+        proof: Option<Digest>,
+        now_ms: u64,
+    ) -> MetaResponse {
+        let previous = self.key_files.get(&tenant).cloned();
+        match self.put_key_file(tenant, text, check, proof) {
+            MetaResponse::Ok => {}
+            refused => return refused,
+        }
+        if let Some(old) = previous {
+            let history = self.key_file_history.entry(tenant).or_default();
+            history.push(old);
+            if history.len() > KEY_FILE_HISTORY {
+                history.remove(0);
+            }
+            self.audit(now_ms, super::authority::Actor::TenantAdmin(tenant), "replaced the tenant's key file (the old one is kept)".into());
+        }
         MetaResponse::Ok
     }
 
@@ -140,7 +189,7 @@ mod tests {
     }
 
     fn open(s: &mut MetaState, tenant: TenantId, now_ms: u64) -> SessionId {
-        match s.apply(&MetaCommand::OpenSession { tenant, now_ms, lease_ms: 1000 }) {
+        match s.apply(&MetaCommand::OpenSession { tenant, session: SessionId(now_ms + 1000), now_ms, lease_ms: 1000 }) {
             MetaResponse::Session(id) => id,
             other => panic!("{other:?}"),
         }

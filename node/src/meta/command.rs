@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::authority::Actor;
 use super::legacy::SnapshotRecordV1;
 use strata_proto::{
     EcProfile, Epoch, ErrorCode, NodeAnnouncement, NodeId, NodeSet, NodeState, PartitionId, PartitionPlacement, RoleSet, SessionId,
@@ -39,7 +40,7 @@ pub enum MetaCommand {
     Init(InitCluster),
     /// Add a node or update its address, zone or capacity.
     RegisterNode(NodeAnnouncement),
-    /// Allocate a node id for a joining node.
+    /// Allocate a node id for a joining node (old log entries only; joins now use [`MetaCommand::AdmitNode`]).
     ReserveNodeId,
     /// Record a one-time join token.
     CreateJoinToken {
@@ -48,7 +49,7 @@ pub enum MetaCommand {
         /// When it stops being valid.
         expires_at_ms: u64,
     },
-    /// Use up a join token; refused if unknown, used or expired.
+    /// Use up a join token; refused if unknown, used or expired (old log entries only).
     ConsumeJoinToken {
         /// Its digest.
         digest: Digest,
@@ -62,7 +63,7 @@ pub enum MetaCommand {
         /// Proposer's clock.
         now_ms: u64,
     },
-    /// Record a token (tenant token, or operator token when `tenant` is `None`).
+    /// Record a token (old log entries only; tokens are now issued with [`MetaCommand::IssueToken`]).
     CreateToken {
         /// Its digest.
         digest: Digest,
@@ -86,8 +87,9 @@ pub enum MetaCommand {
     },
     /// Does nothing; used to commit an entry of the leader's term.
     Noop,
-    /// Open an upload session.
-    OpenSession {
+    /// Open an upload session with the next sequential id (old log entries only; see
+    /// [`MetaCommand::OpenSession`]).
+    OpenSessionV1 {
         /// Tenant.
         tenant: TenantId,
         /// Proposer's clock.
@@ -130,7 +132,7 @@ pub enum MetaCommand {
         /// Snapshots.
         ids: Vec<SnapshotId>,
     },
-    /// Store a tenant's wrapped key file.
+    /// Store a tenant's wrapped key file (old log entries only; see [`MetaCommand::StoreKeyFile`]).
     PutKeyFile {
         /// Tenant.
         tenant: TenantId,
@@ -197,6 +199,81 @@ pub enum MetaCommand {
         /// Proposer's clock.
         now_ms: u64,
     },
+    /// Admit a joining node in one step: use up its join token, give it the next node id and register it.
+    AdmitNode {
+        /// Digest of the join token it presented.
+        join_digest: Digest,
+        /// Proposer's clock.
+        now_ms: u64,
+        /// Address it will listen on.
+        addr: String,
+        /// Failure domain.
+        zone: String,
+        /// Capacity offered.
+        capacity_bytes: u64,
+        /// Generation it joins.
+        generation: String,
+    },
+    /// Record a token, with who issued it (kept in the audit log).
+    IssueToken {
+        /// Its digest.
+        digest: Digest,
+        /// Tenant it is scoped to; `None` for an operator token.
+        tenant: Option<TenantId>,
+        /// Roles granted.
+        roles: RoleSet,
+        /// Expiry, if any.
+        expires_at_ms: Option<u64>,
+        /// Operator-visible label.
+        label: String,
+        /// Proposer's clock.
+        now_ms: u64,
+        /// Who issued it.
+        issuer: Actor,
+    },
+    /// Revoke the token whose id ([`token_id`]) is `id`; a tenant admin may only revoke its tenant's tokens.
+    RevokeToken {
+        /// The token's id.
+        id: TokenId,
+        /// The revoker's tenant, which the token must belong to (`None`: an operator, any token).
+        tenant: Option<TenantId>,
+        /// Who revokes it.
+        by: Actor,
+        /// Proposer's clock.
+        now_ms: u64,
+    },
+    /// Open an upload session under an id the proposer drew at random (ids cannot be guessed).
+    OpenSession {
+        /// Tenant.
+        tenant: TenantId,
+        /// The new session's id.
+        session: SessionId,
+        /// Proposer's clock.
+        now_ms: u64,
+        /// Lease: the session expires this long after its last renewal.
+        lease_ms: u64,
+    },
+    /// Store a tenant's wrapped key file, keeping the one it replaces in the key file history.
+    StoreKeyFile {
+        /// Tenant.
+        tenant: TenantId,
+        /// Key file text.
+        text: String,
+        /// Digest of the update key of this key file.
+        check: Digest,
+        /// The update key of the key file being replaced.
+        proof: Option<Digest>,
+        /// Proposer's clock.
+        now_ms: u64,
+    },
+}
+
+/// A token's public id: the first eight bytes of its digest, shown in lists and used to revoke it.
+pub type TokenId = [u8; 8];
+
+/// The public id of the token with digest `digest`.
+pub fn token_id(digest: &Digest) -> TokenId {
+    digest[..8].try_into().expect("8 of 32 bytes")
 }
 
 /// A life-cycle step of a storage generation.

@@ -6,6 +6,7 @@
 //! leadership and returns its commit index; the local replica waits until it has applied that far). Raft
 //! never holds per-chunk data, only the small tables of [`state::MetaState`].
 
+pub mod authority;
 pub mod catalog;
 pub mod command;
 pub mod generations;
@@ -19,6 +20,7 @@ pub mod state_machine;
 mod state_v1;
 mod state_v2;
 mod state_v3;
+pub mod tokens;
 pub mod types;
 
 use std::collections::BTreeMap;
@@ -31,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use strata_client::RpcPool;
 use strata_proto::{ErrorCode, NodeId, Request, WireError};
 
+use self::authority::{Origin, Principal, check_proposal, principal_of};
 use self::command::{MetaCommand, MetaResponse};
 use self::log_store::LogStore;
 use self::network::RaftNetworkFactoryImpl;
@@ -73,8 +76,13 @@ impl MetaError {
 /// A metadata request forwarded to the leader.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ForwardRequest {
-    /// Propose a command.
-    Write(MetaCommand),
+    /// Propose a command on behalf of `origin`; the leader checks the credential itself.
+    Write {
+        /// The command.
+        cmd: MetaCommand,
+        /// Whose command it is.
+        origin: Origin,
+    },
     /// Return the index a linearizable read must wait for.
     ReadIndex,
 }
@@ -114,6 +122,7 @@ impl Meta {
         pool: Arc<RpcPool>,
         settings: &RaftSettings,
         cluster_name: &str,
+        max_body_bytes: u64,
     ) -> Result<Self, MetaError> {
         let config = openraft::Config {
             cluster_name: cluster_name.to_owned(),
@@ -123,6 +132,9 @@ impl Meta {
             install_snapshot_timeout: 10_000,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_logs_since_last),
             max_in_snapshot_log_to_keep: 200,
+            // A replication batch of full entries must stay below the body limit peers accept, or followers
+            // refuse every AppendEntries once the log holds large entries.
+            max_payload_entries: (max_body_bytes / 2 / authority::MAX_ENTRY_BYTES as u64).clamp(1, 300),
             ..Default::default()
         }
         .validate()
@@ -155,15 +167,44 @@ impl Meta {
         self.raft.metrics().borrow().current_leader
     }
 
-    fn leader_addr(&self, leader: u64) -> Option<String> {
+    /// The address of node `leader` in the Raft membership.
+    pub fn leader_addr(&self, leader: u64) -> Option<String> {
         let metrics = self.raft.metrics();
         let m = metrics.borrow();
         m.membership_config.membership().get_node(&leader).map(|n| n.addr.clone())
     }
 
-    /// Proposes `cmd` through the leader and returns its result. Refusals become [`MetaError::Rejected`].
+    /// Registers node `node`, which asked this node (the leader) over a connection that showed its certificate.
+    /// Refused unless this node is the leader: anywhere else the request would reach the leader as this node's.
+    pub async fn register_for(&self, node: NodeId, cmd: MetaCommand) -> Result<MetaResponse, MetaError> {
+        let now = crate::server::now_ms();
+        self.reader
+            .read(|s| principal_of(s, &Origin::Node, node, now).and_then(|p| check_proposal(s, &p, &cmd)))
+            .map_err(MetaError::Rejected)?;
+        match self.raft.client_write(cmd).await {
+            Ok(resp) => match resp.data {
+                MetaResponse::Rejected(e) => Err(MetaError::Rejected(e)),
+                r => Ok(r),
+            },
+            Err(e) => Err(MetaError::Raft(e.to_string())),
+        }
+    }
+
+    /// Proposes a command of this node's own (`Origin::Node`) through the leader and returns its result.
+    /// Refusals become [`MetaError::Rejected`].
     pub async fn write(&self, cmd: MetaCommand) -> Result<MetaResponse, MetaError> {
-        match self.propose(ForwardRequest::Write(cmd)).await? {
+        self.write_as(Origin::Node, cmd).await
+    }
+
+    /// Proposes `cmd` on behalf of `origin` (the credential a client presented, or this node). The command is
+    /// checked here against the principal behind `origin` ([`authority`]) and again by the leader, so nothing
+    /// a caller may not do reaches the log. Refusals become [`MetaError::Rejected`].
+    pub async fn write_as(&self, origin: Origin, cmd: MetaCommand) -> Result<MetaResponse, MetaError> {
+        let now = crate::server::now_ms();
+        self.reader
+            .read(|s| principal_of(s, &origin, self.node_id, now).and_then(|p| check_proposal(s, &p, &cmd)))
+            .map_err(MetaError::Rejected)?;
+        match self.propose(ForwardRequest::Write { cmd, origin }).await? {
             ForwardReply::Written(MetaResponse::Rejected(e)) => Err(MetaError::Rejected(e)),
             ForwardReply::Written(r) => Ok(r),
             other => Err(MetaError::Forward(format!("unexpected reply {other:?}"))),
@@ -190,7 +231,7 @@ impl Meta {
         let mut last_error = String::from("no leader known");
         while started.elapsed() < LEADER_DEADLINE {
             let reply = match self.leader() {
-                Some(l) if l == self.node_id.0 => self.handle_as_leader(&req).await,
+                Some(l) if l == self.node_id.0 => self.handle_as_leader(&req, self.node_id).await,
                 Some(l) => match self.leader_addr(l) {
                     Some(addr) => self.forward(&addr, &req).await.unwrap_or_else(|e| ForwardReply::Failed(e.to_string())),
                     None => ForwardReply::NotLeader(None),
@@ -214,14 +255,20 @@ impl Meta {
         postcard::from_bytes(&reply.body).map_err(|e| format!("malformed forward reply: {e}"))
     }
 
-    /// Serves a forwarded request (the leader side of `Meta::propose`).
-    pub async fn handle_as_leader(&self, req: &ForwardRequest) -> ForwardReply {
+    /// Serves a forwarded request (the leader side of `Meta::propose`) that arrived from node `via`: a write is
+    /// checked against the credential that came with it before it is proposed.
+    pub async fn handle_as_leader(&self, req: &ForwardRequest, via: NodeId) -> ForwardReply {
         match req {
-            ForwardRequest::Write(cmd) => match self.raft.client_write(cmd.clone()).await {
-                Ok(resp) => ForwardReply::Written(resp.data),
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => ForwardReply::NotLeader(f.leader_id),
-                Err(e) => ForwardReply::Failed(e.to_string()),
-            },
+            ForwardRequest::Write { cmd, origin } => {
+                if let Err(e) = self.leader_check(origin, via, cmd).await {
+                    return ForwardReply::Written(MetaResponse::Rejected(e));
+                }
+                match self.raft.client_write(cmd.clone()).await {
+                    Ok(resp) => ForwardReply::Written(resp.data),
+                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => ForwardReply::NotLeader(f.leader_id),
+                    Err(e) => ForwardReply::Failed(e.to_string()),
+                }
+            }
             ForwardRequest::ReadIndex => match self.raft.get_read_log_id().await {
                 Ok((read, _applied)) => ForwardReply::ReadIndex(read.map(|l| l.index)),
                 Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => ForwardReply::NotLeader(f.leader_id),
@@ -230,26 +277,67 @@ impl Meta {
         }
     }
 
-    /// Serves a Raft RPC from a peer: decodes the body, runs it, returns the encoded result.
-    pub async fn handle_raft(&self, rpc: strata_proto::RaftRpc, body: &[u8]) -> Result<Vec<u8>, WireError> {
+    /// Serves a Raft RPC from peer `from`: decodes the body, checks that the vote in it is `from`'s own (a node
+    /// certificate speaks for its node only: no node can campaign or lead in another's name), runs it and
+    /// returns the encoded result.
+    pub async fn handle_raft(&self, rpc: strata_proto::RaftRpc, body: &[u8], from: NodeId) -> Result<Vec<u8>, WireError> {
         let bad = |e: postcard::Error| WireError::new(ErrorCode::BadRequest, format!("malformed raft {rpc:?} body: {e}"));
+        let own = |vote: &openraft::Vote<u64>| -> Result<(), WireError> {
+            match vote.leader_id().voted_for() {
+                Some(n) if n == from.0 => Ok(()),
+                other => Err(WireError::new(
+                    ErrorCode::PermissionDenied,
+                    format!("{from} sent a Raft {rpc:?} in the name of node {}", other.map_or("none".into(), |n| n.to_string())),
+                )),
+            }
+        };
         let encoded = match rpc {
             strata_proto::RaftRpc::AppendEntries => {
-                postcard::to_stdvec(&self.raft.append_entries(postcard::from_bytes(body).map_err(bad)?).await)
+                let req: openraft::raft::AppendEntriesRequest<types::TypeConfig> = postcard::from_bytes(body).map_err(bad)?;
+                own(&req.vote)?;
+                postcard::to_stdvec(&self.raft.append_entries(req).await)
             }
-            strata_proto::RaftRpc::Vote => postcard::to_stdvec(&self.raft.vote(postcard::from_bytes(body).map_err(bad)?).await),
+            strata_proto::RaftRpc::Vote => {
+                let req: openraft::raft::VoteRequest<u64> = postcard::from_bytes(body).map_err(bad)?;
+                own(&req.vote)?;
+                postcard::to_stdvec(&self.raft.vote(req).await)
+            }
             strata_proto::RaftRpc::InstallSnapshot => {
-                postcard::to_stdvec(&self.raft.install_snapshot(postcard::from_bytes(body).map_err(bad)?).await)
+                let req: openraft::raft::InstallSnapshotRequest<types::TypeConfig> = postcard::from_bytes(body).map_err(bad)?;
+                own(&req.vote)?;
+                postcard::to_stdvec(&self.raft.install_snapshot(req).await)
             }
         };
         encoded.map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))
     }
 
-    /// Serves a `Request::Meta` body.
-    pub async fn handle_forward(&self, body: &[u8]) -> Result<Vec<u8>, WireError> {
+    /// The leader's own check of a write: the principal is derived from the credential that came with it (a
+    /// token is looked up in the leader's state, caught up to its commit index first if it is not there yet).
+    async fn leader_check(&self, origin: &Origin, via: NodeId, cmd: &MetaCommand) -> Result<(), WireError> {
+        let now = crate::server::now_ms();
+        let check = |s: &state::MetaState| -> Result<Principal, WireError> {
+            let p = principal_of(s, origin, via, now)?;
+            check_proposal(s, &p, cmd)?;
+            Ok(p)
+        };
+        match self.reader.read(check) {
+            Err(e) if e.code == ErrorCode::Unauthenticated && matches!(origin, Origin::Token(_)) => {
+                // Created a moment ago and committed, but not applied here yet.
+                if let Ok((read, _)) = self.raft.get_read_log_id().await {
+                    let _ =
+                        self.raft.wait(Some(Duration::from_secs(5))).applied_index_at_least(read.map(|l| l.index), "token lookup").await;
+                }
+                self.reader.read(check).map(|_| ())
+            }
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// Serves a `Request::Meta` body forwarded by node `via`.
+    pub async fn handle_forward(&self, body: &[u8], via: NodeId) -> Result<Vec<u8>, WireError> {
         let req: ForwardRequest =
             postcard::from_bytes(body).map_err(|e| WireError::new(ErrorCode::BadRequest, format!("malformed metadata request: {e}")))?;
-        let reply = self.handle_as_leader(&req).await;
+        let reply = self.handle_as_leader(&req, via).await;
         postcard::to_stdvec(&reply).map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))
     }
 

@@ -4,7 +4,7 @@
 //! and join tokens. It is small by construction: no per-chunk data ever enters it. `apply` is pure; the Raft
 //! state machine wraps it with persistence and snapshotting. Persisted encodings start with a format version.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 use strata_proto::cluster_map::{Generation, GenerationState, NodeDescriptor, NodeState};
@@ -13,6 +13,7 @@ use strata_proto::{
     SnapshotRecord, TenantId,
 };
 
+use super::authority::Actor;
 use super::command::{Digest, InitCluster, MetaCommand, MetaResponse};
 use super::generations::MigrationSettings;
 
@@ -72,6 +73,23 @@ pub struct MetaState {
     pub next_session_id: u64,
     /// Migration knobs: paused generations, rate override.
     pub migration: MigrationSettings,
+    /// Tenants whose first admin token an operator has issued (operators issue no other tenant tokens).
+    pub bootstrapped: BTreeSet<TenantId>,
+    /// Key files replaced by a newer one, per tenant, oldest first (at most `KEY_FILE_HISTORY`).
+    pub key_file_history: BTreeMap<TenantId, Vec<KeyFileRecord>>,
+    /// Security-relevant changes (tokens, tenants, nodes, key files), oldest first, bounded.
+    pub audit: VecDeque<AuditRecord>,
+}
+
+/// One entry of the audit log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// When, ms since the Unix epoch (the proposer's clock).
+    pub at_ms: u64,
+    /// Who.
+    pub actor: Actor,
+    /// What, in words.
+    pub what: String,
 }
 
 /// An open upload session.
@@ -118,6 +136,9 @@ impl Default for MetaState {
             key_files: BTreeMap::new(),
             next_session_id: 1,
             migration: MigrationSettings::default(),
+            bootstrapped: BTreeSet::new(),
+            key_file_history: BTreeMap::new(),
+            audit: VecDeque::new(),
         }
     }
 }
@@ -169,7 +190,12 @@ impl MetaState {
             }
             MetaCommand::SetPlacement { expected_epoch, partitions } => self.set_placement(*expected_epoch, partitions),
             MetaCommand::Noop => MetaResponse::Ok,
-            MetaCommand::OpenSession { tenant, now_ms, lease_ms } => self.open_session(*tenant, *now_ms, *lease_ms),
+            MetaCommand::OpenSessionV1 { tenant, now_ms, lease_ms } => {
+                let id = SessionId(self.next_session_id);
+                self.next_session_id += 1;
+                self.open_session(*tenant, id, *now_ms, *lease_ms)
+            }
+            MetaCommand::OpenSession { tenant, session, now_ms, lease_ms } => self.open_session(*tenant, *session, *now_ms, *lease_ms),
             MetaCommand::RenewSession { tenant, session, now_ms } => self.renew_session(*tenant, *session, *now_ms),
             MetaCommand::CloseSession { tenant, session } => self.close_session(*tenant, *session),
             MetaCommand::CommitSnapshotV1 { tenant, session, record, now_ms } => {
@@ -185,7 +211,44 @@ impl MetaState {
             MetaCommand::StartMoves { expected_epoch, moves } => self.start_moves(*expected_epoch, moves),
             MetaCommand::CompleteMove { partition, target } => self.complete_move(*partition, target),
             MetaCommand::SetNodeState { node, state } => self.set_node_state(*node, *state),
+            MetaCommand::AdmitNode { join_digest, now_ms, addr, zone, capacity_bytes, generation } => {
+                self.admit_node(join_digest, *now_ms, addr, zone, *capacity_bytes, generation)
+            }
+            MetaCommand::IssueToken { digest, tenant, roles, expires_at_ms, label, now_ms, issuer } => {
+                let token = super::tokens::NewToken { digest, tenant: *tenant, roles: *roles, expires_at_ms: *expires_at_ms, label };
+                self.issue_token(token, *now_ms, issuer.clone())
+            }
+            MetaCommand::RevokeToken { id, tenant, by, now_ms } => self.revoke_token(id, *tenant, by.clone(), *now_ms),
+            MetaCommand::StoreKeyFile { tenant, text, check, proof, now_ms } => self.store_key_file(*tenant, text, *check, *proof, *now_ms),
         }
+    }
+
+    /// Admits a joining node: uses up its join token, gives it the next id and registers it, or refuses all of it.
+    fn admit_node(
+        &mut self,
+        join_digest: &Digest,
+        now_ms: u64,
+        addr: &str,
+        zone: &str,
+        capacity_bytes: u64,
+        generation: &str,
+    ) -> MetaResponse {
+        match self.join_tokens.get(join_digest) {
+            None => return MetaResponse::reject(ErrorCode::Unauthenticated, "unknown or already used join token"),
+            Some(expiry) if *expiry <= now_ms => {
+                return MetaResponse::reject(ErrorCode::TokenExpired, "the join token has expired; create a new one");
+            }
+            Some(_) => {}
+        }
+        let id = NodeId(self.next_node_id);
+        let announcement = NodeAnnouncement { id, addr: addr.into(), zone: zone.into(), capacity_bytes, generation: generation.into() };
+        match self.register_node(&announcement) {
+            MetaResponse::Epoch(_) => {}
+            refused => return refused,
+        }
+        self.join_tokens.remove(join_digest);
+        self.audit(now_ms, Actor::Node(id), format!("joined generation {generation:?} from {addr} in zone {zone:?} with a join token"));
+        MetaResponse::NodeId(id)
     }
 
     fn init(&mut self, init: &InitCluster) -> MetaResponse {

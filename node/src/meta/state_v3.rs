@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use strata_proto::{ClusterMap, SessionId, SnapshotId, SnapshotRecord, TenantId};
+use strata_proto::{ClusterMap, Role, SessionId, SnapshotId, SnapshotRecord, TenantId};
 
 use super::command::Digest;
 use super::generations::MigrationSettings;
@@ -43,7 +43,6 @@ pub fn decode(payload: &[u8]) -> Result<MetaState, String> {
         cluster_name: v3.cluster_name,
         map: v3.map,
         tenants: v3.tenants,
-        tokens: v3.tokens,
         join_tokens: v3.join_tokens,
         next_node_id: v3.next_node_id,
         next_tenant_id: v3.next_tenant_id,
@@ -52,6 +51,11 @@ pub fn decode(payload: &[u8]) -> Result<MetaState, String> {
         key_files: v3.key_files,
         next_session_id: v3.next_session_id,
         migration: v3.migration,
+        // Before the bootstrap rule, operators issued tenant tokens at will: a tenant with an admin token has
+        // had its bootstrap.
+        bootstrapped: v3.tokens.values().filter(|t| t.roles.allows(Role::Admin)).filter_map(|t| t.tenant).collect(),
+        tokens: v3.tokens,
+        ..MetaState::default()
     })
 }
 

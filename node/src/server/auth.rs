@@ -1,19 +1,23 @@
 //! Who is calling: a node (by its certificate), a tenant or an operator (by token), or nobody.
 //!
-//! Node-to-node requests require a certificate signed by the cluster CA (checked by TLS) that names a node.
-//! Client requests carry a bearer token, looked up by digest in the replicated state. A token this replica does
-//! not know yet may have been created a moment ago through another node, so before refusing it the node catches
-//! up with the leader once (rate-limited, so garbage tokens cannot turn into a flood of Raft reads).
+//! Node-to-node requests require a certificate signed by the cluster CA (checked by TLS) that names a node, and
+//! that node must be a member the cluster has not removed: a retired node's certificate opens nothing. Client
+//! requests carry a bearer token, looked up by digest in the replicated state. A token (or node) this replica
+//! does not know yet may have been created a moment ago through another node, so before refusing it the node
+//! catches up with the leader once (rate-limited, so garbage cannot turn into a flood of Raft reads). The
+//! caller keeps its credential, so a metadata write made on its behalf carries it to the leader, which checks
+//! it again (`meta::authority`).
 
 use std::time::{Duration, Instant};
 
-use strata_proto::{ErrorCode, NodeId, Request, Role, RoleSet, Secret, TenantId, WireError};
+use strata_proto::{ErrorCode, NodeId, NodeState, Request, Role, RoleSet, Secret, TenantId, WireError};
 
 use crate::context::NodeContext;
+use crate::meta::authority::{Actor, Origin};
 use crate::meta::state::TokenProblem;
 
 /// The authenticated caller of a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
     /// Another node of this cluster.
     Node(NodeId),
@@ -23,11 +27,16 @@ pub enum Caller {
         tenant: TenantId,
         /// Its roles.
         roles: RoleSet,
+        /// The token itself, forwarded with metadata writes made on its behalf.
+        token: Secret,
     },
     /// An operator token.
-    Operator,
-    /// A node asking to join, with the digest of the join token it presented.
-    Joining([u8; 32]),
+    Operator {
+        /// The token itself.
+        token: Secret,
+    },
+    /// A node asking to join, with the join token it presented.
+    Joining(Secret),
     /// No credentials (only `Ping`).
     Anonymous,
 }
@@ -43,20 +52,19 @@ pub fn now_ms() -> u64 {
 /// Authenticates the caller of `request`.
 pub async fn authenticate(ctx: &NodeContext, peer: Option<NodeId>, auth: Option<&Secret>, request: &Request) -> Result<Caller, WireError> {
     if request.is_internal() {
-        return peer.map(Caller::Node).ok_or_else(|| {
+        let node = peer.ok_or_else(|| {
             WireError::new(
                 ErrorCode::PermissionDenied,
                 format!("{} is for cluster nodes only: a node certificate is required", request.op_name()),
             )
-        });
+        })?;
+        return member(ctx, node, request).await.map(|()| Caller::Node(node));
     }
     if matches!(request, Request::Ping) {
         return Ok(Caller::Anonymous);
     }
     if matches!(request, Request::Join { .. }) {
-        return auth
-            .map(|s| Caller::Joining(s.digest()))
-            .ok_or_else(|| WireError::new(ErrorCode::Unauthenticated, "join requires a join token"));
+        return auth.cloned().map(Caller::Joining).ok_or_else(|| WireError::new(ErrorCode::Unauthenticated, "join requires a join token"));
     }
     let Some(secret) = auth else {
         return Err(WireError::new(ErrorCode::Unauthenticated, format!("{} requires a token", request.op_name())));
@@ -71,12 +79,42 @@ pub async fn authenticate(ctx: &NodeContext, peer: Option<NodeId>, auth: Option<
     }
     match lookup {
         Ok(t) => Ok(match t.tenant {
-            Some(tenant) => Caller::Tenant { tenant, roles: t.roles },
-            None if t.roles.allows(Role::Operator) => Caller::Operator,
+            Some(tenant) => Caller::Tenant { tenant, roles: t.roles, token: secret.clone() },
+            None if t.roles.allows(Role::Operator) => Caller::Operator { token: secret.clone() },
             None => return Err(WireError::new(ErrorCode::PermissionDenied, "token has no tenant and no operator role")),
         }),
-        Err(TokenProblem::Unknown) => Err(WireError::new(ErrorCode::Unauthenticated, "unknown token")),
+        Err(TokenProblem::Unknown) => Err(WireError::new(ErrorCode::Unauthenticated, "unknown or revoked token")),
         Err(TokenProblem::Expired) => Err(WireError::new(ErrorCode::TokenExpired, "the token has expired; ask an operator for a new one")),
+    }
+}
+
+/// Whether `node` may make internal requests: a member the cluster has not removed. A node this replica does
+/// not know yet may only announce itself, forward metadata writes (which the leader authorizes against the
+/// node's membership) or take part in Raft (a replica that has not caught up knows nobody), after one
+/// catch-up read.
+async fn member(ctx: &NodeContext, node: NodeId, request: &Request) -> Result<(), WireError> {
+    let state = |ctx: &NodeContext| ctx.meta.reader.read(|s| s.map.nodes.get(&node).map(|n| n.state));
+    // Registering (directly or forwarded to the leader, which checks the node only registers itself) and
+    // Raft are how a node becomes known in the first place: they need no catch-up read, which would stall a
+    // replica that does not know its leader yet.
+    let bootstrap = matches!(request, Request::RegisterNode { .. } | Request::Raft { .. } | Request::Meta);
+    let mut known = state(ctx);
+    if known.is_none() && !bootstrap && barrier_allowed(ctx) {
+        if let Err(e) = ctx.meta.read_barrier().await {
+            tracing::debug!(error = %e, "read barrier for an unknown node failed");
+        }
+        known = state(ctx);
+    }
+    match known {
+        Some(NodeState::Removed) => {
+            Err(WireError::new(ErrorCode::PermissionDenied, format!("{node} was removed from the cluster; its certificate opens nothing")))
+        }
+        Some(_) => Ok(()),
+        None if bootstrap => Ok(()),
+        None => Err(WireError::new(
+            ErrorCode::PermissionDenied,
+            format!("{node} is not a member of this cluster (yet): {} refused", request.op_name()),
+        )),
     }
 }
 
@@ -92,27 +130,48 @@ fn barrier_allowed(ctx: &NodeContext) -> bool {
 
 impl Caller {
     /// The tenant, if the caller's roles satisfy `allowed`.
-    pub fn tenant_with(self, what: &str, allowed: impl Fn(RoleSet) -> bool) -> Result<TenantId, WireError> {
+    pub fn tenant_with(&self, what: &str, allowed: impl Fn(RoleSet) -> bool) -> Result<TenantId, WireError> {
         match self {
-            Caller::Tenant { tenant, roles } if allowed(roles) => Ok(tenant),
+            Caller::Tenant { tenant, roles, .. } if allowed(*roles) => Ok(*tenant),
             Caller::Tenant { .. } => Err(WireError::new(ErrorCode::PermissionDenied, format!("this token may not {what}"))),
             _ => Err(WireError::new(ErrorCode::PermissionDenied, format!("{what} needs a tenant token"))),
         }
     }
 
     /// Succeeds for operators.
-    pub fn operator(self, what: &str) -> Result<(), WireError> {
+    pub fn operator(&self, what: &str) -> Result<(), WireError> {
         match self {
-            Caller::Operator => Ok(()),
+            Caller::Operator { .. } => Ok(()),
             _ => Err(WireError::new(ErrorCode::PermissionDenied, format!("{what} needs an operator token"))),
         }
     }
 
     /// The calling node.
-    pub fn node(self) -> Result<NodeId, WireError> {
+    pub fn node(&self) -> Result<NodeId, WireError> {
         match self {
-            Caller::Node(n) => Ok(n),
+            Caller::Node(n) => Ok(*n),
             _ => Err(WireError::new(ErrorCode::PermissionDenied, "node certificate required")),
+        }
+    }
+
+    /// The credential a metadata write made on this caller's behalf carries to the leader.
+    pub fn origin(&self) -> Origin {
+        match self {
+            Caller::Node(_) => Origin::Node,
+            Caller::Tenant { token, .. } | Caller::Operator { token } => Origin::Token(token.clone()),
+            Caller::Joining(secret) => Origin::Join(secret.clone()),
+            // Never authorises anything: the leader finds no such token.
+            Caller::Anonymous => Origin::Token(Secret(String::new())),
+        }
+    }
+
+    /// Who acts, for the audit log: an operator or a tenant admin.
+    pub fn actor(&self) -> Result<Actor, WireError> {
+        match self {
+            Caller::Operator { .. } => Ok(Actor::Operator),
+            Caller::Tenant { tenant, roles, .. } if roles.allows(Role::Admin) => Ok(Actor::TenantAdmin(*tenant)),
+            Caller::Node(n) => Ok(Actor::Node(*n)),
+            _ => Err(WireError::new(ErrorCode::PermissionDenied, "this needs an operator token or a tenant admin token")),
         }
     }
 }

@@ -22,20 +22,32 @@ fn ok(r: Response) -> Reply {
 
 /// Serves one catalog request.
 pub async fn dispatch(ctx: &NodeContext, caller: Caller, request: Request) -> Reply {
+    let writes = !matches!(request, Request::ListSnapshots | Request::GetKeyFile | Request::CollectGarbage);
+    if let (true, Caller::Tenant { tenant, .. }) = (writes, &caller)
+        && !ctx.catalog_rate.try_take(*tenant)
+    {
+        return Err(WireError::new(
+            ErrorCode::Unavailable,
+            format!(
+                "{tenant} made {} catalog changes through this node in the last minute, the limit; retry shortly",
+                ctx.config.limits.catalog_writes_per_minute_per_tenant
+            ),
+        ));
+    }
     match request {
         Request::OpenSession => open(ctx, caller).await,
         Request::RenewSession { session } => match caller.tenant_with("renew sessions", RoleSet::can_append) {
-            Ok(tenant) => write(ctx, MetaCommand::RenewSession { tenant, session, now_ms: now_ms() }).await,
+            Ok(tenant) => write(ctx, &caller, MetaCommand::RenewSession { tenant, session, now_ms: now_ms() }).await,
             Err(e) => Err(e),
         },
         Request::AbortSession { session } => match caller.tenant_with("close sessions", RoleSet::can_append) {
-            Ok(tenant) => write(ctx, MetaCommand::CloseSession { tenant, session }).await,
+            Ok(tenant) => write(ctx, &caller, MetaCommand::CloseSession { tenant, session }).await,
             Err(e) => Err(e),
         },
         Request::CommitSnapshot { session, snapshot } => commit(ctx, caller, session, snapshot).await,
         Request::ListSnapshots => list(ctx, caller).await,
         Request::ForgetSnapshots { ids } => match caller.tenant_with("forget snapshots", RoleSet::can_delete) {
-            Ok(tenant) => match ctx.meta.write(MetaCommand::ForgetSnapshots { tenant, ids }).await {
+            Ok(tenant) => match ctx.meta.write_as(caller.origin(), MetaCommand::ForgetSnapshots { tenant, ids }).await {
                 Ok(MetaResponse::Count(count)) => ok(Response::Forgotten { count }),
                 Ok(other) => Err(WireError::new(ErrorCode::Internal, format!("unexpected result {other:?}"))),
                 Err(e) => Err(e.to_wire()),
@@ -47,24 +59,30 @@ pub async fn dispatch(ctx: &NodeContext, caller: Caller, request: Request) -> Re
             Ok(tenant) => crate::gc::collect(ctx, tenant).await.map(|report| (Response::GarbageCollected(report), Bytes::new())),
             Err(e) => Err(e),
         },
-        Request::PutKeyFile { text, check, proof } => match caller.tenant_with("store key files", RoleSet::can_append) {
-            Ok(tenant) => write(ctx, MetaCommand::PutKeyFile { tenant, text, check, proof }).await,
-            Err(e) => Err(e),
-        },
+        // The key file is what makes the data readable: only a tenant admin stores or replaces it (a device's
+        // backup token must not be able to lock its tenant out), and the replaced one is kept.
+        Request::PutKeyFile { text, check, proof } => {
+            match caller.tenant_with("store key files (a tenant admin token is needed)", RoleSet::can_delete) {
+                Ok(tenant) => write(ctx, &caller, MetaCommand::StoreKeyFile { tenant, text, check, proof, now_ms: now_ms() }).await,
+                Err(e) => Err(e),
+            }
+        }
         other => Err(WireError::new(ErrorCode::Internal, format!("{} is not a catalog request", other.op_name()))),
     }
 }
 
-async fn write(ctx: &NodeContext, cmd: MetaCommand) -> Reply {
-    ctx.meta.write(cmd).await.map_err(|e| e.to_wire())?;
+async fn write(ctx: &NodeContext, caller: &Caller, cmd: MetaCommand) -> Reply {
+    ctx.meta.write_as(caller.origin(), cmd).await.map_err(|e| e.to_wire())?;
     ok(Response::Ok)
 }
 
 async fn open(ctx: &NodeContext, caller: Caller) -> Reply {
     let tenant = caller.tenant_with("open upload sessions", RoleSet::can_append)?;
+    // A random id: nobody can name another tenant's session, or guess the next one.
+    let session = strata_proto::SessionId(rand::random());
     match ctx
         .meta
-        .write(MetaCommand::OpenSession { tenant, now_ms: now_ms(), lease_ms: SESSION_LEASE_MS })
+        .write_as(caller.origin(), MetaCommand::OpenSession { tenant, session, now_ms: now_ms(), lease_ms: SESSION_LEASE_MS })
         .await
         .map_err(|e| e.to_wire())?
     {
@@ -76,7 +94,7 @@ async fn open(ctx: &NodeContext, caller: Caller) -> Reply {
 async fn commit(ctx: &NodeContext, caller: Caller, session: strata_proto::SessionId, snapshot: strata_proto::SnapshotRecord) -> Reply {
     let tenant = caller.tenant_with("commit snapshots", RoleSet::can_append)?;
     ctx.coordinator.verify_complete(tenant, &snapshot.refs, &snapshot.ref_digests).await?;
-    write(ctx, MetaCommand::CommitSnapshot { tenant, session, record: snapshot, now_ms: now_ms() }).await
+    write(ctx, &caller, MetaCommand::CommitSnapshot { tenant, session, record: snapshot, now_ms: now_ms() }).await
 }
 
 async fn list(ctx: &NodeContext, caller: Caller) -> Reply {

@@ -4,10 +4,11 @@
 use strata_proto::{ErrorCode, GenerationOp, NodeState, WireError};
 
 use crate::context::NodeContext;
+use crate::meta::authority::Origin;
 use crate::meta::command::{GenerationStep, MetaCommand, MetaResponse};
 
 /// Carries out one generation action; returns the message for the operator.
-pub async fn handle(ctx: &NodeContext, op: GenerationOp) -> Result<String, WireError> {
+pub async fn handle(ctx: &NodeContext, origin: Origin, op: GenerationOp) -> Result<String, WireError> {
     let (cmd, name) = match &op {
         GenerationOp::Add { name, profile } => (MetaCommand::AddGeneration { name: name.clone(), profile: *profile }, name.clone()),
         GenerationOp::Drain { name } => step(name, GenerationStep::Drain),
@@ -20,7 +21,7 @@ pub async fn handle(ctx: &NodeContext, op: GenerationOp) -> Result<String, WireE
             (cmd, String::new())
         }
     };
-    match ctx.meta.write(cmd).await.map_err(|e| e.to_wire())? {
+    match ctx.meta.write_as(origin, cmd).await.map_err(|e| e.to_wire())? {
         MetaResponse::Ok | MetaResponse::Epoch(_) => {}
         other => return Err(WireError::new(ErrorCode::Internal, format!("unexpected result {other:?}"))),
     }

@@ -1,13 +1,13 @@
 //! One function per request: check the caller's rights, call the coordinator, the store or Raft, shape the reply.
 
 use bytes::Bytes;
-use strata_proto::{ErrorCode, GcAction, Request, Response, Role, RoleSet, WireError, WriteMode};
+use strata_proto::{ErrorCode, GcAction, Request, Response, RoleSet, WireError, WriteMode};
 
-use super::auth::{Caller, now_ms};
+use super::auth::Caller;
 use super::{join, status};
 use crate::context::NodeContext;
 use crate::custody::CustodyError;
-use crate::meta::command::{MetaCommand, MetaResponse};
+use crate::meta::command::MetaCommand;
 use crate::store::{ShardWrite, StoreError};
 
 type Reply = Result<(Response, Bytes), WireError>;
@@ -178,56 +178,25 @@ pub async fn dispatch(ctx: &NodeContext, caller: Caller, request: Request, body:
             caller.operator("status")?;
             ok(Response::Status(Box::new(status::cluster_status(ctx))))
         }
-        Request::CreateTenant { name } => {
-            caller.operator("creating tenants")?;
-            match ctx.meta.write(MetaCommand::CreateTenant { name, now_ms: now_ms() }).await.map_err(meta_error)? {
-                MetaResponse::TenantId(tenant) => ok(Response::TenantCreated { tenant }),
-                other => Err(WireError::new(ErrorCode::Internal, format!("unexpected result {other:?}"))),
-            }
-        }
-        Request::CreateToken { tenant, roles, ttl_secs, label } => {
-            match caller {
-                Caller::Operator => {}
-                Caller::Tenant { tenant: own, roles: mine }
-                    if own == tenant && mine.allows(Role::Admin) && !roles.allows(Role::Admin) && !roles.allows(Role::Operator) => {}
-                _ => {
-                    return Err(WireError::new(
-                        ErrorCode::PermissionDenied,
-                        "creating this token needs an operator token (tenant admins may create backup and restore tokens for their tenant)",
-                    ));
-                }
-            }
-            if roles.allows(Role::Operator) {
-                return Err(WireError::new(
-                    ErrorCode::BadRequest,
-                    "operator tokens are not scoped to a tenant; create them without a tenant",
-                ));
-            }
-            let token = join::new_secret("stk1");
-            let expires_at_ms = ttl_secs.map(|t| now_ms().saturating_add(t.saturating_mul(1000)));
-            let cmd =
-                MetaCommand::CreateToken { digest: token.digest(), tenant: Some(tenant), roles, expires_at_ms, label, now_ms: now_ms() };
-            ctx.meta.write(cmd).await.map_err(meta_error)?;
-            ok(Response::TokenCreated { token })
-        }
-        Request::CreateJoinToken { ttl_secs } => {
-            caller.operator("creating join tokens")?;
-            let token = join::JoinToken::create(&ctx.ca_pem)?;
-            let cmd = MetaCommand::CreateJoinToken {
-                digest: token.secret().digest(),
-                expires_at_ms: now_ms().saturating_add(ttl_secs.saturating_mul(1000)),
-            };
-            ctx.meta.write(cmd).await.map_err(meta_error)?;
-            ok(Response::TokenCreated { token: token.secret() })
-        }
+        credentials @ (Request::CreateTenant { .. }
+        | Request::CreateToken { .. }
+        | Request::CreateJoinToken { .. }
+        | Request::ListTokens { .. }
+        | Request::RevokeToken { .. }
+        | Request::ListAudit) => super::credentials::dispatch(ctx, caller, credentials).await,
         Request::Join { .. } => join::handle(ctx, request, caller).await,
         Request::RegisterNode { node } => {
             let from = caller.node()?;
             if from != node.id {
                 return Err(WireError::new(ErrorCode::PermissionDenied, format!("{from} may not register {}", node.id)));
             }
-            ctx.meta.write(MetaCommand::RegisterNode(node)).await.map_err(meta_error)?;
-            ok(Response::Ok)
+            match ctx.meta.leader() {
+                Some(l) if l == ctx.id.0 => {
+                    ctx.meta.register_for(from, MetaCommand::RegisterNode(node)).await.map_err(meta_error)?;
+                    ok(Response::Ok)
+                }
+                leader => ok(Response::RegisterWithLeader { addr: leader.and_then(|l| ctx.meta.leader_addr(l)) }),
+            }
         }
         Request::PutShards { shards, epoch, mode } => {
             caller.node()?;
@@ -259,7 +228,7 @@ pub async fn dispatch(ctx: &NodeContext, caller: Caller, request: Request, body:
         }
         Request::Generation(op) => {
             caller.operator("managing generations")?;
-            ok(Response::Generation { message: super::generation::handle(ctx, op).await? })
+            ok(Response::Generation { message: super::generation::handle(ctx, caller.origin(), op).await? })
         }
         Request::GetShard { key } => {
             caller.node()?;
@@ -320,12 +289,12 @@ pub async fn dispatch(ctx: &NodeContext, caller: Caller, request: Request, body:
             ok(Response::GcShards { shards, bytes })
         }
         Request::Raft { rpc } => {
-            caller.node()?;
-            Ok((Response::Raft, Bytes::from(ctx.meta.handle_raft(rpc, &body).await?)))
+            let from = caller.node()?;
+            Ok((Response::Raft, Bytes::from(ctx.meta.handle_raft(rpc, &body, from).await?)))
         }
         Request::Meta => {
-            caller.node()?;
-            Ok((Response::Raft, Bytes::from(ctx.meta.handle_forward(&body).await?)))
+            let from = caller.node()?;
+            Ok((Response::Raft, Bytes::from(ctx.meta.handle_forward(&body, from).await?)))
         }
     }
 }

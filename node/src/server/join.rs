@@ -6,7 +6,7 @@
 //! a certificate signing request, so its private key never leaves it.
 
 use bytes::Bytes;
-use strata_proto::{ErrorCode, NodeAnnouncement, Request, Response, Secret, WireError};
+use strata_proto::{ErrorCode, Request, Response, Secret, WireError};
 
 use super::auth::{Caller, now_ms};
 use crate::context::NodeContext;
@@ -65,14 +65,22 @@ impl JoinToken {
     }
 }
 
-/// Serves `Request::Join`.
+/// Serves `Request::Join`. Everything that can be checked without writing is checked first, the join token
+/// included (an unknown token never reaches the Raft log); then one command uses the token up, assigns the
+/// node id and registers the node, and the certificate is signed for that id.
 pub async fn handle(ctx: &NodeContext, request: Request, caller: Caller) -> Result<(Response, Bytes), WireError> {
     let Request::Join { csr_der, addr, zone, capacity_bytes, generation } = request else {
         return Err(WireError::new(ErrorCode::Internal, "join handler called for another request"));
     };
-    let Caller::Joining(digest) = caller else {
+    let Caller::Joining(secret) = &caller else {
         return Err(WireError::new(ErrorCode::Unauthenticated, "join requires a join token"));
     };
+    if !ctx.join_rate.try_take() {
+        return Err(WireError::new(
+            ErrorCode::Unavailable,
+            format!("this node serves at most {} join requests a minute; retry shortly", ctx.config.limits.join_requests_per_minute),
+        ));
+    }
     let Some(ca) = &ctx.ca else {
         return Err(WireError::new(
             ErrorCode::PermissionDenied,
@@ -82,6 +90,7 @@ pub async fn handle(ctx: &NodeContext, request: Request, caller: Caller) -> Resu
             ),
         ));
     };
+    check_join_token(ctx, &secret.digest()).await?;
     if ctx.meta.reader.read(|s| s.map.generation_by_name(&generation).is_none()) {
         return Err(WireError::new(ErrorCode::NotFound, format!("generation {generation:?} does not exist")));
     }
@@ -89,19 +98,33 @@ pub async fn handle(ctx: &NodeContext, request: Request, caller: Caller) -> Resu
     {
         return Err(WireError::new(ErrorCode::BadRequest, "join needs an address (host:port), a zone and a positive capacity"));
     }
-    // Everything that can be checked is checked before the one-time token is used up.
     pki::check_csr(&csr_der).map_err(|e| WireError::new(ErrorCode::BadRequest, e.to_string()))?;
-    ctx.meta.write(MetaCommand::ConsumeJoinToken { digest, now_ms: now_ms() }).await.map_err(|e| e.to_wire())?;
-    let node_id = match ctx.meta.write(MetaCommand::ReserveNodeId).await.map_err(|e| e.to_wire())? {
+    let cmd =
+        MetaCommand::AdmitNode { join_digest: secret.digest(), now_ms: now_ms(), addr: addr.clone(), zone, capacity_bytes, generation };
+    let node_id = match ctx.meta.write_as(caller.origin(), cmd).await.map_err(|e| e.to_wire())? {
         MetaResponse::NodeId(n) => n,
         other => return Err(WireError::new(ErrorCode::Internal, format!("unexpected result {other:?}"))),
     };
     let cert_pem = pki::sign_csr(ca, &csr_der, node_id).map_err(|e| WireError::new(ErrorCode::BadRequest, e.to_string()))?;
-    let announcement = NodeAnnouncement { id: node_id, addr, zone, capacity_bytes, generation };
-    ctx.meta.write(MetaCommand::RegisterNode(announcement)).await.map_err(|e| e.to_wire())?;
     let seeds = ctx.meta.reader.read(|s| s.map.nodes.values().filter(|n| n.id != node_id).map(|n| n.addr.clone()).collect());
-    tracing::info!(node = %node_id, "admitted a new node");
+    tracing::info!(node = %node_id, %addr, "admitted a new node");
     Ok((Response::Joined { node_id, cert_pem, ca_pem: ctx.ca_pem.clone(), seeds }, Bytes::new()))
+}
+
+/// Refuses a join token this replica does not hold as valid, after catching up once if it is not known yet
+/// (it may have been created through another node a moment ago). Nothing is written.
+async fn check_join_token(ctx: &NodeContext, digest: &[u8; 32]) -> Result<(), WireError> {
+    let lookup = |ctx: &NodeContext| ctx.meta.reader.read(|s| s.join_tokens.get(digest).copied());
+    let mut expiry = lookup(ctx);
+    if expiry.is_none() {
+        ctx.meta.read_barrier().await.map_err(|e| e.to_wire())?;
+        expiry = lookup(ctx);
+    }
+    match expiry {
+        None => Err(WireError::new(ErrorCode::Unauthenticated, "unknown or already used join token")),
+        Some(t) if t <= now_ms() => Err(WireError::new(ErrorCode::TokenExpired, "the join token has expired; create a new one")),
+        Some(_) => Ok(()),
+    }
 }
 
 #[cfg(test)]

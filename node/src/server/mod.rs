@@ -12,9 +12,11 @@
 mod admission;
 mod auth;
 mod catalog;
+mod credentials;
 mod generation;
 mod handlers;
 mod join;
+mod rate;
 mod status;
 
 use std::sync::Arc;
@@ -30,6 +32,7 @@ use tokio::sync::watch;
 pub use self::admission::{Admission, Class, Held, Source};
 pub use self::auth::{Caller, now_ms};
 pub use self::join::{JoinToken, new_secret};
+pub use self::rate::{KeyedRate, Rate};
 use crate::context::NodeContext;
 use crate::pki;
 
