@@ -287,10 +287,15 @@ async fn excludes_passwords_roles_overwrite_and_retention() -> anyhow::Result<()
     assert_eq!(decisions.iter().filter(|d| d["keep"] == false).count(), 1, "{dry}");
     assert!(decisions.iter().any(|d| d["reasons"].to_string().contains("tag first")), "{dry}");
     assert_eq!(cli.json(&["snapshots"]).as_array().map(Vec::len), Some(3), "a dry run forgets nothing");
+    // A policy that would forget most snapshots only shows them until confirmed.
+    let unconfirmed = cli.run(&["forget", "--keep-last", "1"]);
+    assert_eq!(unconfirmed.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unconfirmed.stderr).contains("confirm with --yes"), "{unconfirmed:?}");
+    assert!(String::from_utf8_lossy(&unconfirmed.stdout).contains("would forget"), "{unconfirmed:?}");
+    assert_eq!(cli.json(&["snapshots"]).as_array().map(Vec::len), Some(3), "nothing was forgotten without --yes");
 
     // A backup-only token (a laptop's) can back up but never forget or prune.
-    let op = cluster.operator().await?;
-    let backup_only = op.create_token(cli.tenant, strata_proto::RoleSet::of(&[strata_proto::Role::Backup]), None, "laptop").await?;
+    let backup_only = cluster.device_token(&cli.admin_token(), &[strata_proto::Role::Backup], "laptop").await?;
     let laptop_dir = work.path().join("backup-only");
     std::fs::create_dir_all(&laptop_dir)?;
     let mut laptop_profile = strata_client::Profile::load(&cli.profile)?;
@@ -299,7 +304,7 @@ async fn excludes_passwords_roles_overwrite_and_retention() -> anyhow::Result<()
     let laptop =
         strata_chaos::TenantCli { profile: laptop_dir.join("profile.toml"), password_file: cli.password_file.clone(), tenant: cli.tenant };
     laptop.json(&["backup", source.to_str().unwrap()]);
-    let denied = laptop.run(&["forget", "--keep-last", "1"]);
+    let denied = laptop.run(&["forget", "--keep-last", "1", "--yes"]);
     assert_eq!(denied.status.code(), Some(12), "{}", String::from_utf8_lossy(&denied.stderr));
     assert_eq!(laptop.run(&["prune"]).status.code(), Some(12));
 

@@ -1,19 +1,23 @@
 //! Turning a chunk into the opaque blob the cluster stores, and back: compress, encrypt, authenticate.
 //!
-//! Sealing: zstd (kept only when it makes the chunk smaller), then AES-256-GCM. The nonce is derived from the
-//! chunk id with a key of its own, so sealing is deterministic (the same chunk always gives the same blob,
-//! which keeps retried uploads idempotent) and a nonce never repeats for different plaintexts (different
-//! chunks have different ids). The chunk id is the associated data, so a blob returned under the wrong id fails
-//! to open. Opening checks, after decryption, that the keyed hash of the plaintext is the chunk id.
+//! Sealing: zstd (kept only when it makes the chunk smaller), then AES-256-GCM. The nonce is a keyed hash of
+//! exactly what is sealed (format version, flags, chunk id and the compressed body), a synthetic IV: sealing
+//! is deterministic (the same bytes always give the same blob, which keeps retried uploads idempotent), and
+//! a nonce repeats only for identical plaintexts, even when another build's zstd compresses a chunk to other
+//! bytes. The chunk id, version and flags are the associated data, so a blob returned under the wrong id or
+//! with an edited header fails to open. Opening checks, after decryption, that the keyed hash of the
+//! plaintext is the chunk id.
 //!
-//! Format (version 1): `version (1) | flags (1, bit 0 = zstd) | nonce (12) | ciphertext | tag (16)`.
+//! Format: `version (1) | flags (1, bit 0 = zstd) | nonce (12) | ciphertext | tag (16)`. Version 2 is written;
+//! version 1 (nonce derived from the chunk id alone, the id as associated data) is still read.
 
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use strata_proto::ChunkId;
 
 use crate::keys::MasterKey;
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+const VERSION_1: u8 = 1;
 const FLAG_ZSTD: u8 = 1;
 const HEADER_LEN: usize = 2 + NONCE_LEN;
 const TAG_LEN: usize = 16;
@@ -78,9 +82,22 @@ impl BlobCodec {
         &self.ids
     }
 
-    fn nonce(&self, id: &ChunkId) -> [u8; NONCE_LEN] {
-        let full = blake3::keyed_hash(&self.nonce_key, &id.0);
-        full.as_bytes()[..NONCE_LEN].try_into().expect("12 of 32 bytes")
+    /// The nonce of a version 2 blob: a keyed hash of everything sealed.
+    fn nonce(&self, id: &ChunkId, flags: u8, body: &[u8]) -> [u8; NONCE_LEN] {
+        let mut h = blake3::Hasher::new_keyed(&self.nonce_key);
+        h.update(&[VERSION, flags]);
+        h.update(&id.0);
+        h.update(body);
+        h.finalize().as_bytes()[..NONCE_LEN].try_into().expect("12 of 32 bytes")
+    }
+
+    /// Associated data of a blob: the id, and from version 2 on the version and flags bytes.
+    fn aad(id: &ChunkId, version: u8, flags: u8) -> Vec<u8> {
+        let mut aad = id.0.to_vec();
+        if version >= VERSION {
+            aad.extend_from_slice(&[version, flags]);
+        }
+        aad
     }
 
     /// The chunk compressed, if compression is on and makes it smaller (the first step of [`Self::seal`]).
@@ -95,14 +112,18 @@ impl BlobCodec {
             Some(c) => (FLAG_ZSTD, c),
             None => (0, chunk),
         };
-        let nonce = self.nonce(id);
+        let nonce = self.nonce(id, flags, body);
         let mut out = Vec::with_capacity(HEADER_LEN + body.len() + TAG_LEN);
         out.extend_from_slice(&[VERSION, flags]);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(body);
         let tag = self
             .aead
-            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(&id.0), &mut out[HEADER_LEN..])
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(Self::aad(id, VERSION, flags)),
+                &mut out[HEADER_LEN..],
+            )
             .expect("AES-GCM sealing fails only for inputs over 64 GiB");
         out.extend_from_slice(tag.as_ref());
         out
@@ -114,14 +135,18 @@ impl BlobCodec {
         if blob.len() < HEADER_LEN + TAG_LEN {
             return Err(BlobError::Malformed { id: shown(), reason: format!("{} bytes is shorter than any blob", blob.len()) });
         }
-        if blob[0] != VERSION {
-            return Err(BlobError::Malformed { id: shown(), reason: format!("unknown blob format version {}", blob[0]) });
+        let version = blob[0];
+        if version != VERSION && version != VERSION_1 {
+            return Err(BlobError::Malformed { id: shown(), reason: format!("unknown blob format version {version}") });
         }
         let flags = blob[1];
+        if flags & !FLAG_ZSTD != 0 {
+            return Err(BlobError::Malformed { id: shown(), reason: format!("unknown flags {flags:#04x}") });
+        }
         let nonce: [u8; NONCE_LEN] = blob[2..HEADER_LEN].try_into().expect("checked length");
         let plain_len = self
             .aead
-            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(&id.0), &mut blob[HEADER_LEN..])
+            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(Self::aad(id, version, flags)), &mut blob[HEADER_LEN..])
             .map_err(|_| BlobError::Authentication(shown()))?
             .len();
         let body = &blob[HEADER_LEN..HEADER_LEN + plain_len];
@@ -185,6 +210,46 @@ mod tests {
         version[0] = 9;
         assert!(matches!(c.open(&id, version, 1 << 20), Err(BlobError::Malformed { .. })));
         assert!(matches!(c.open(&id, vec![1, 2, 3], 1 << 20), Err(BlobError::Malformed { .. })));
+    }
+
+    /// Seals as format version 1 did, to check old blobs still open.
+    fn seal_v1(c: &BlobCodec, id: &ChunkId, chunk: &[u8]) -> Vec<u8> {
+        let nonce: [u8; NONCE_LEN] = blake3::keyed_hash(&c.nonce_key, &id.0).as_bytes()[..NONCE_LEN].try_into().unwrap();
+        let mut out = vec![VERSION_1, 0];
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(chunk);
+        let tag = c.aead.seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(&id.0), &mut out[HEADER_LEN..]).unwrap();
+        out.extend_from_slice(tag.as_ref());
+        out
+    }
+
+    #[test]
+    fn version_1_blobs_still_open() {
+        let c = codec();
+        let id = c.ids().id(b"written by the previous build");
+        let old = seal_v1(&c, &id, b"written by the previous build");
+        assert_eq!(c.open(&id, old, 1 << 20).unwrap(), b"written by the previous build");
+    }
+
+    #[test]
+    fn nonces_follow_what_is_sealed_and_the_header_is_authenticated() {
+        let c = codec();
+        let chunk = b"compressible compressible compressible compressible".repeat(100);
+        let id = c.ids().id(&chunk);
+        let compressed = c.seal(&id, &chunk);
+        let plain = BlobCodec::new(&MasterKey::from_bytes([7; 32]), 0).seal(&id, &chunk);
+        // The same chunk sealed with and without compression: different bodies, so different nonces (a shared
+        // nonce under different plaintexts would leak their XOR and break GCM's authentication).
+        assert_ne!(compressed[2..HEADER_LEN], plain[2..HEADER_LEN]);
+        // Clearing the zstd flag of a compressed blob (or setting it on a plain one) makes it fail to open.
+        let mut flipped = compressed.clone();
+        flipped[1] ^= FLAG_ZSTD;
+        assert!(matches!(c.open(&id, flipped, 1 << 20), Err(BlobError::Authentication(_))));
+        // Presenting a version 2 blob as version 1 fails too.
+        let mut downgraded = plain.clone();
+        downgraded[0] = VERSION_1;
+        assert!(matches!(c.open(&id, downgraded, 1 << 20), Err(BlobError::Authentication(_))));
+        assert_eq!(c.open(&id, plain, 1 << 20).unwrap(), chunk);
     }
 
     #[test]

@@ -6,10 +6,15 @@
 //! that make up most of a home directory cost a buffer of their own size. The cut points are exactly those
 //! of `fastcdc::v2020` with these sizes and its default normalisation: they are part of what makes chunk ids
 //! stable across versions, which deduplication relies on.
+//!
+//! A repository's [`Chunker`] XORs its gear table with a seed derived from the tenant's key (repositories
+//! created since key file version 2; older ones keep seed 0, FastCDC's own table, so their chunks stay the
+//! same). With the default table, where a file is cut depends only on its contents, so whoever sees chunk
+//! sizes (a node operator) could tell whether a tenant stores a known file; with a secret seed it cannot.
 
 use std::io::Read;
 
-use fastcdc::v2020::FastCDC;
+use fastcdc::v2020::{FastCDC, Normalization};
 
 /// Smallest chunk (except a file's last).
 pub const MIN_CHUNK: usize = 512 << 10;
@@ -18,20 +23,39 @@ pub const AVG_CHUNK: usize = 1 << 20;
 /// Largest chunk.
 pub const MAX_CHUNK: usize = 8 << 20;
 
-/// Splits a stream into chunks; yields each chunk's bytes.
+/// Splits a stream into chunks with FastCDC's own gear table (seed 0); yields each chunk's bytes.
 pub fn chunks<R: Read>(reader: R) -> Chunks<R> {
-    chunks_expecting(reader, 0)
+    Chunker::default().chunks(reader)
 }
 
-/// [`chunks`] for a stream expected to hold `len` bytes (a file's size): the buffer is allocated once at
-/// the size it will need instead of growing by doubling. Any length is still handled correctly.
-pub fn chunks_expecting<R: Read>(reader: R, len: u64) -> Chunks<R> {
-    let capacity = len.min(2 * MAX_CHUNK as u64) as usize;
-    Chunks { reader, buf: Vec::with_capacity(capacity), start: 0, eof: false }
+/// A content-defined chunker with a repository's seed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Chunker {
+    seed: u64,
+}
+
+impl Chunker {
+    /// A chunker whose gear table is XORed with `seed` (0: FastCDC's own table).
+    pub fn with_seed(seed: u64) -> Self {
+        Chunker { seed }
+    }
+
+    /// Splits a stream into chunks; yields each chunk's bytes.
+    pub fn chunks<R: Read>(&self, reader: R) -> Chunks<R> {
+        self.chunks_expecting(reader, 0)
+    }
+
+    /// [`Chunker::chunks`] for a stream expected to hold `len` bytes (a file's size): the buffer is allocated
+    /// once at the size it will need instead of growing by doubling. Any length is still handled correctly.
+    pub fn chunks_expecting<R: Read>(&self, reader: R, len: u64) -> Chunks<R> {
+        let capacity = len.min(2 * MAX_CHUNK as u64) as usize;
+        Chunks { reader, buf: Vec::with_capacity(capacity), start: 0, eof: false, seed: self.seed }
+    }
 }
 
 /// The chunks of a stream, in order; an error ends the iteration.
 pub struct Chunks<R> {
+    seed: u64,
     reader: R,
     /// Bytes read and not yet returned start at `start`.
     buf: Vec<u8>,
@@ -71,7 +95,9 @@ impl<R: Read> Iterator for Chunks<R> {
             return None;
         }
         // FastCDC looks at most MAX_CHUNK bytes ahead, and `fill` provides that many unless the stream ended.
-        let len = FastCDC::new(rest, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK).next().map_or(rest.len(), |c| c.length);
+        let len = FastCDC::with_level_and_seed(rest, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK, Normalization::Level1, self.seed)
+            .next()
+            .map_or(rest.len(), |c| c.length);
         let chunk = rest[..len].to_vec();
         self.start += len;
         Some(Ok(chunk))
@@ -109,7 +135,7 @@ mod tests {
         for (len, seed) in [(0, 3), (100, 4), (MIN_CHUNK, 5), (MIN_CHUNK + 1, 6), (3 * MAX_CHUNK + 12345, 7), (40 << 20, 8)] {
             let input = data(len, seed);
             let ours: Vec<usize> = chunks(&input[..]).map(|c| c.unwrap().len()).collect();
-            let hinted: Vec<usize> = chunks_expecting(&input[..], len as u64 / 2).map(|c| c.unwrap().len()).collect();
+            let hinted: Vec<usize> = Chunker::default().chunks_expecting(&input[..], len as u64 / 2).map(|c| c.unwrap().len()).collect();
             assert_eq!(ours, hinted, "a wrong size hint changed the cuts");
             let reference: Vec<usize> =
                 fastcdc::v2020::StreamCDC::new(&input[..], MIN_CHUNK, AVG_CHUNK, MAX_CHUNK).map(|c| c.unwrap().length).collect();
@@ -137,9 +163,30 @@ mod tests {
                 Ok(n)
             }
         }
-        let results: Vec<_> = chunks_expecting(Failing(100), 100).collect();
+        let results: Vec<_> = Chunker::default().chunks_expecting(Failing(100), 100).collect();
         assert_eq!(results.len(), 1);
         assert!(results[0].as_ref().is_err_and(|e| e.to_string().contains("disk on fire")));
+    }
+
+    #[test]
+    fn a_seed_moves_the_cut_points_and_matches_fastcdc_with_that_seed() {
+        let input = data(24 << 20, 3);
+        let seeded = Chunker::with_seed(0x5eed_5eed_5eed_5eed);
+        let ours: Vec<usize> = seeded.chunks(&input[..]).map(|c| c.unwrap().len()).collect();
+        let reference: Vec<usize> = fastcdc::v2020::StreamCDC::with_level_and_seed(
+            &input[..],
+            MIN_CHUNK,
+            AVG_CHUNK,
+            MAX_CHUNK,
+            Normalization::Level1,
+            0x5eed_5eed_5eed_5eed,
+        )
+        .map(|c| c.unwrap().length)
+        .collect();
+        assert_eq!(ours, reference);
+        let unseeded: Vec<usize> = chunks(&input[..]).map(|c| c.unwrap().len()).collect();
+        assert_ne!(ours, unseeded, "another seed cuts elsewhere, so chunk sizes do not identify a known file");
+        assert_eq!(ours.iter().sum::<usize>(), input.len());
     }
 
     #[test]

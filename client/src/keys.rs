@@ -12,10 +12,25 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use serde::{Deserialize, Serialize};
 
-/// Format version of the key file.
-const KEY_FILE_VERSION: u32 = 1;
-/// Associated data binding the wrapped key to its purpose.
-const WRAP_AAD: &[u8] = b"strata key file v1";
+/// Format version of new key files. Version 2 repositories cut chunks with a per-tenant seed (so chunk
+/// boundaries reveal nothing a node operator could match against known files); version 1 repositories keep
+/// FastCDC's default table, so their chunks stay the same and nothing is uploaded again.
+pub const KEY_FILE_VERSION: u32 = 2;
+/// Key files of this version are still read (and keep their version when rewrapped).
+const KEY_FILE_VERSION_1: u32 = 1;
+/// Most memory a key file may ask Argon2 for: a key file comes from the cluster, and must not be able to make
+/// the client allocate what it likes.
+pub const MAX_KDF_MEMORY_KIB: u32 = 1 << 20;
+/// Most passes a key file may ask for.
+pub const MAX_KDF_ITERATIONS: u32 = 64;
+/// Most lanes a key file may ask for.
+pub const MAX_KDF_PARALLELISM: u32 = 16;
+
+/// Associated data binding the wrapped key to its purpose and to the key file version (so a version 2 file
+/// cannot be passed off as version 1, which would change how chunks are cut).
+fn wrap_aad(version: u32) -> &'static [u8] {
+    if version == KEY_FILE_VERSION_1 { b"strata key file v1" } else { b"strata key file v2" }
+}
 
 /// The tenant's master key. `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
@@ -48,6 +63,11 @@ impl MasterKey {
     /// The key for `purpose`, derived with BLAKE3 (`"chunk id"`, `"blob encryption"`, ...).
     pub fn derive(&self, purpose: &str) -> [u8; 32] {
         blake3::derive_key(&format!("strata 2026-11 {purpose} key v1"), &self.0)
+    }
+
+    /// The tenant's chunker seed (for repositories whose key file is version 2 or later).
+    pub fn chunker_seed(&self) -> u64 {
+        u64::from_le_bytes(self.derive("chunker seed")[..8].try_into().expect("8 of 32 bytes")) | 1
     }
 }
 
@@ -103,6 +123,15 @@ impl fmt::Debug for KeyFile {
 }
 
 fn stretch(password: &[u8], salt: &[u8], kdf: KdfParams) -> Result<LessSafeKey, KeyError> {
+    if kdf.memory_kib > MAX_KDF_MEMORY_KIB || kdf.iterations > MAX_KDF_ITERATIONS || kdf.parallelism > MAX_KDF_PARALLELISM {
+        return Err(KeyError::Invalid(format!(
+            "the key file asks Argon2 for {} MiB, {} passes and {} lanes; this client allows at most {} MiB, {MAX_KDF_ITERATIONS} passes and {MAX_KDF_PARALLELISM} lanes",
+            kdf.memory_kib / 1024,
+            kdf.iterations,
+            kdf.parallelism,
+            MAX_KDF_MEMORY_KIB / 1024
+        )));
+    }
     let params = Params::new(kdf.memory_kib, kdf.iterations, kdf.parallelism, Some(32))
         .map_err(|e| KeyError::Invalid(format!("Argon2 parameters: {e}")))?;
     let mut key = [0u8; 32];
@@ -113,21 +142,35 @@ fn stretch(password: &[u8], salt: &[u8], kdf: KdfParams) -> Result<LessSafeKey, 
 }
 
 impl KeyFile {
-    /// Wraps `master` with `password`.
+    /// Wraps `master` with `password` in a key file of the current version.
     pub fn wrap(master: &MasterKey, password: &[u8], kdf: KdfParams) -> Result<KeyFile, KeyError> {
+        Self::wrap_version(master, password, kdf, KEY_FILE_VERSION)
+    }
+
+    /// Wraps `master` with `password` in a key file of `version` (a rewrap keeps the repository's version).
+    pub fn wrap_version(master: &MasterKey, password: &[u8], kdf: KdfParams, version: u32) -> Result<KeyFile, KeyError> {
+        if version != KEY_FILE_VERSION && version != KEY_FILE_VERSION_1 {
+            return Err(KeyError::Invalid(format!("key file version {version} is not supported")));
+        }
         let salt: [u8; 16] = rand::random();
         let nonce: [u8; NONCE_LEN] = rand::random();
         let key = stretch(password, &salt, kdf)?;
         let mut wrapped = master.0.to_vec();
-        key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(WRAP_AAD), &mut wrapped).expect("sealing 32 bytes");
-        Ok(KeyFile { version: KEY_FILE_VERSION, kdf, salt: hex::encode(salt), nonce: hex::encode(nonce), wrapped: hex::encode(wrapped) })
+        key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(wrap_aad(version)), &mut wrapped)
+            .expect("sealing 32 bytes");
+        Ok(KeyFile { version, kdf, salt: hex::encode(salt), nonce: hex::encode(nonce), wrapped: hex::encode(wrapped) })
+    }
+
+    /// The seed this repository's chunker uses: 0 (FastCDC's own table) for version 1 repositories.
+    pub fn chunker_seed(&self, master: &MasterKey) -> u64 {
+        if self.version == KEY_FILE_VERSION_1 { 0 } else { master.chunker_seed() }
     }
 
     /// Unwraps the master key; [`KeyError::WrongPassword`] if the password does not fit.
     pub fn unwrap(&self, password: &[u8]) -> Result<MasterKey, KeyError> {
-        if self.version != KEY_FILE_VERSION {
+        if self.version != KEY_FILE_VERSION && self.version != KEY_FILE_VERSION_1 {
             return Err(KeyError::Invalid(format!(
-                "key file version {} is not supported (this build reads {KEY_FILE_VERSION})",
+                "key file version {} is not supported (this build reads {KEY_FILE_VERSION_1} and {KEY_FILE_VERSION})",
                 self.version
             )));
         }
@@ -141,7 +184,7 @@ impl KeyFile {
         }
         let key = stretch(password, &salt, self.kdf)?;
         let plain = key
-            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(WRAP_AAD), &mut wrapped)
+            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(wrap_aad(self.version)), &mut wrapped)
             .map_err(|_| KeyError::WrongPassword)?;
         Ok(MasterKey(plain.try_into().expect("32 bytes after the tag")))
     }
@@ -185,8 +228,11 @@ mod tests {
     fn damaged_files_are_invalid_not_panics() {
         let file = KeyFile::wrap(&MasterKey::generate(), b"p", KdfParams::FOR_TESTS).unwrap();
         let mut bad = file.clone();
-        bad.version = 2;
+        bad.version = 3;
         assert!(matches!(bad.unwrap(b"p"), Err(KeyError::Invalid(_))));
+        let mut downgraded = file.clone();
+        downgraded.version = 1;
+        assert_eq!(downgraded.unwrap(b"p"), Err(KeyError::WrongPassword), "the version is bound to the wrapped key");
         let mut bad = file.clone();
         bad.nonce = "zz".into();
         assert!(matches!(bad.unwrap(b"p"), Err(KeyError::Invalid(_))));
@@ -195,6 +241,27 @@ mod tests {
         assert!(matches!(bad.unwrap(b"p"), Err(KeyError::Invalid(_))));
         assert!(KeyFile::from_text("not = [toml").is_err());
         assert!(format!("{:?}", MasterKey::generate()).contains("redacted"));
+    }
+
+    #[test]
+    fn a_key_file_cannot_demand_unbounded_work() {
+        let mut file = KeyFile::wrap(&MasterKey::generate(), b"p", KdfParams::FOR_TESTS).unwrap();
+        file.kdf.memory_kib = 64 << 20;
+        let e = file.unwrap(b"p").unwrap_err();
+        assert!(matches!(&e, KeyError::Invalid(m) if m.contains("65536 MiB")), "{e:?}");
+        file.kdf = KdfParams { iterations: 10_000, ..KdfParams::FOR_TESTS };
+        assert!(matches!(file.unwrap(b"p"), Err(KeyError::Invalid(_))));
+    }
+
+    #[test]
+    fn version_1_repositories_keep_their_chunker_and_version() {
+        let master = MasterKey::generate();
+        let v1 = KeyFile::wrap_version(&master, b"p", KdfParams::FOR_TESTS, 1).unwrap();
+        assert_eq!(v1.unwrap(b"p").unwrap(), master);
+        assert_eq!(v1.chunker_seed(&master), 0, "old repositories cut chunks as before");
+        let v2 = KeyFile::wrap(&master, b"p", KdfParams::FOR_TESTS).unwrap();
+        assert_ne!(v2.chunker_seed(&master), 0);
+        assert_ne!(master.chunker_seed(), MasterKey::generate().chunker_seed(), "each tenant cuts its own way");
     }
 
     #[test]

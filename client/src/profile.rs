@@ -12,8 +12,8 @@ use strata_proto::Secret;
 /// Environment variable naming the profile file.
 pub const PROFILE_ENV: &str = "STRATA_PROFILE";
 
-/// A client profile.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A client profile. `Debug` never shows its tokens.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Profile {
     /// Cluster CA certificate (PEM file); the only certificate authority the client trusts.
@@ -39,6 +39,21 @@ pub struct Profile {
 
 fn default_request_timeout_ms() -> u64 {
     60_000
+}
+
+impl std::fmt::Debug for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |t: &Option<String>| t.as_ref().map(|_| "<redacted>");
+        f.debug_struct("Profile")
+            .field("ca_cert", &self.ca_cert)
+            .field("nodes", &self.nodes)
+            .field("token", &redacted(&self.token))
+            .field("operator_token", &redacted(&self.operator_token))
+            .field("key_file", &self.key_file)
+            .field("request_timeout_ms", &self.request_timeout_ms)
+            .field("base_dir", &self.base_dir)
+            .finish()
+    }
 }
 
 /// Why a profile cannot be used.
@@ -186,6 +201,18 @@ mod tests {
         let prof = Profile::load(&p).unwrap();
         assert_eq!(prof.ca_cert_path(), d.path().join("ca.pem"));
         assert_eq!(prof.request_timeout_ms, 60_000);
+    }
+
+    #[test]
+    fn debug_never_shows_tokens() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(
+            d.path(),
+            "ca_cert = \"ca.pem\"\nnodes = [\"a:1\"]\ntoken = \"stk1_secret_tenant\"\noperator_token = \"stk1_secret_op\"\n",
+        );
+        let shown = format!("{:?}", Profile::load(&p).unwrap());
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! - `keep_last n` keeps the n newest;
 //! - `keep_hourly/daily/weekly/monthly/yearly n` keep the newest snapshot of each of the n most recent hours
 //!   (days, ISO weeks, months, years) that have a snapshot;
-//! - `keep_within d` keeps every snapshot taken within d of the group's newest one;
+//! - `keep_within d` keeps every snapshot taken within d of the group's newest one, where d is written as
+//!   restic writes it (`1y5m7d2h`: years, **months**, days, hours) and subtracted on the calendar as restic does;
 //! - `keep_tags` keeps every snapshot carrying one of the tags.
 //!
 //! Calendar buckets are computed in UTC. A snapshot is kept if any rule keeps it, and the reasons are returned
@@ -45,8 +46,8 @@ pub struct Policy {
     pub keep_monthly: Option<usize>,
     /// Likewise per year.
     pub keep_yearly: Option<usize>,
-    /// Keep everything within this many milliseconds of the group's newest snapshot.
-    pub keep_within_ms: Option<i64>,
+    /// Keep everything taken within this long of the group's newest snapshot.
+    pub keep_within: Option<RetentionDuration>,
     /// Keep every snapshot with one of these tags.
     pub keep_tags: Vec<String>,
 }
@@ -56,6 +57,98 @@ impl Policy {
     pub fn is_empty(&self) -> bool {
         *self == Policy::default()
     }
+}
+
+/// A calendar duration as restic's `--keep-within` takes it: `1y5m7d2h` is one year, five months, seven days
+/// and two hours. `m` is months, as in restic; minutes are not a retention unit (a restic user's `6m` must
+/// never keep six minutes of history).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionDuration {
+    /// Years.
+    pub years: i64,
+    /// Months.
+    pub months: i64,
+    /// Days.
+    pub days: i64,
+    /// Hours.
+    pub hours: i64,
+}
+
+impl RetentionDuration {
+    /// Parses `1y5m7d2h` (any of the parts, each at most once, in that order).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let t = text.trim();
+        let bad = |why: &str| {
+            format!("invalid retention duration {text:?}: {why} (write it as restic does, e.g. 1y5m7d2h: years, months, days, hours)")
+        };
+        if t.is_empty() {
+            return Err(bad("it is empty"));
+        }
+        let mut out = RetentionDuration::default();
+        let mut rest = t;
+        let mut last_unit = 0usize;
+        while !rest.is_empty() {
+            let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| bad("a number needs a unit"))?;
+            if digits == 0 {
+                return Err(bad("each part starts with a number"));
+            }
+            let n: i64 = rest[..digits].parse().map_err(|_| bad("a number is too large"))?;
+            let unit = rest[digits..].chars().next().expect("a unit follows the digits");
+            let (slot, order) = match unit {
+                'y' => (&mut out.years, 1),
+                'm' => (&mut out.months, 2),
+                'd' => (&mut out.days, 3),
+                'h' => (&mut out.hours, 4),
+                'w' | 's' => return Err(bad(&format!("{unit:?} is not a unit here; use days"))),
+                other => return Err(bad(&format!("unknown unit {other:?}"))),
+            };
+            if order <= last_unit {
+                return Err(bad("units must appear once each, in the order y, m, d, h"));
+            }
+            if n > 100_000 {
+                return Err(bad("a number is too large"));
+            }
+            *slot = n;
+            last_unit = order;
+            rest = &rest[digits + unit.len_utf8()..];
+        }
+        Ok(out)
+    }
+
+    /// The time `self` before `time_ms`, on the calendar (UTC): years and months first (a day that does not
+    /// exist in the target month rolls over into the next, as restic's Go `AddDate` does), then days, then hours.
+    pub fn before(&self, time_ms: i64) -> i64 {
+        let secs = time_ms.div_euclid(1000);
+        let (days, in_day_ms) = (secs.div_euclid(86_400), time_ms - secs.div_euclid(86_400) * 86_400_000);
+        let (y, m, d) = civil_from_days(days);
+        let months = y * 12 + i64::from(m) - 1 - (self.years * 12 + self.months);
+        let (ny, nm) = (months.div_euclid(12), months.rem_euclid(12) as u32 + 1);
+        let day = days_from_civil(ny, nm, 1) + i64::from(d) - 1 - self.days;
+        day * 86_400_000 + in_day_ms - self.hours * 3_600_000
+    }
+}
+
+impl std::fmt::Display for RetentionDuration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (n, unit) in [(self.years, "y"), (self.months, "m"), (self.days, "d"), (self.hours, "h")] {
+            if n > 0 {
+                write!(f, "{n}{unit}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Days since 1970-01-01 of a (year, month, day) of the proleptic Gregorian calendar.
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    // Howard Hinnant's algorithm, the inverse of `civil_from_days`.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from(if m > 2 { m - 3 } else { m + 9 });
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 /// How snapshots are grouped before the policy is applied.
@@ -166,10 +259,11 @@ fn judge_group(group: &[&SnapshotInfo], policy: &Policy) -> Vec<Decision> {
             }
         }
     }
-    if let (Some(within), Some(newest)) = (policy.keep_within_ms, group.first()) {
+    if let (Some(within), Some(newest)) = (policy.keep_within, group.first()) {
+        let cutoff = within.before(newest.time_ms);
         for (i, s) in group.iter().enumerate() {
-            if newest.time_ms - s.time_ms <= within {
-                reasons[i].push("within".into());
+            if s.time_ms >= cutoff {
+                reasons[i].push(format!("within {within}"));
             }
         }
     }
@@ -194,6 +288,42 @@ mod tests {
 
     fn kept(decisions: &[Decision]) -> Vec<String> {
         decisions.iter().filter(|d| d.keep()).map(|d| d.snapshot.id.clone()).collect()
+    }
+
+    #[test]
+    fn retention_durations_read_m_as_months_like_restic() {
+        let d = RetentionDuration::parse("1y5m7d2h").unwrap();
+        assert_eq!(d, RetentionDuration { years: 1, months: 5, days: 7, hours: 2 });
+        assert_eq!(RetentionDuration::parse("6m").unwrap(), RetentionDuration { months: 6, ..Default::default() });
+        assert_eq!(RetentionDuration::parse("30d").unwrap().to_string(), "30d");
+        for bad in ["", "6", "m", "3w", "90s", "5d1y", "1m1m", "-3d", "7 days"] {
+            assert!(RetentionDuration::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(RetentionDuration::parse("10s").unwrap_err().contains("restic"), "the error says how to write it");
+    }
+
+    #[test]
+    fn retention_durations_are_subtracted_on_the_calendar() {
+        let at = |y, m, d, h: i64| days_from_civil(y, m, d) * DAY + h * HOUR;
+        let six_months = RetentionDuration::parse("6m").unwrap();
+        assert_eq!(six_months.before(at(2026, 12, 3, 10)), at(2026, 6, 3, 10));
+        // 31 March minus one month is "31 February", which rolls over to 3 March (as Go's AddDate does).
+        assert_eq!(RetentionDuration::parse("1m").unwrap().before(at(2026, 3, 31, 0)), at(2026, 3, 3, 0));
+        assert_eq!(RetentionDuration::parse("1y2d5h").unwrap().before(at(2025, 1, 1, 3)), at(2023, 12, 29, 22));
+        for days in [-1000, 0, 19_723, 20_513] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+    }
+
+    #[test]
+    fn keep_within_six_months_keeps_six_months() {
+        let newest = days_from_civil(2026, 12, 1) * DAY;
+        let snaps: Vec<_> = (0..400).map(|i| snap(&format!("d{i}"), newest - i * DAY)).collect();
+        let policy = Policy { keep_within: Some(RetentionDuration::parse("6m").unwrap()), ..Policy::default() };
+        let kept = kept(&apply(&snaps, &policy, GroupBy::HOST_AND_PATHS));
+        // 1 June to 1 December 2026: 183 days, both ends included.
+        assert_eq!(kept.len(), 184, "six months of daily snapshots, not six minutes");
     }
 
     #[test]
@@ -259,7 +389,8 @@ mod tests {
     #[test]
     fn within_is_relative_to_the_newest_snapshot() {
         let snaps = vec![snap("a", 1000 * DAY), snap("b", 999 * DAY), snap("c", 990 * DAY)];
-        let d = apply(&snaps, &Policy { keep_within_ms: Some(2 * DAY), ..Policy::default() }, GroupBy::HOST_AND_PATHS);
+        let two_days = RetentionDuration { days: 2, ..RetentionDuration::default() };
+        let d = apply(&snaps, &Policy { keep_within: Some(two_days), ..Policy::default() }, GroupBy::HOST_AND_PATHS);
         assert_eq!(kept(&d), vec!["a", "b"]);
     }
 

@@ -22,7 +22,7 @@ use super::filter::Patterns;
 use super::parent_trees::ParentTrees;
 use super::progress::Progress;
 use super::upload::Uploader;
-use crate::chunker;
+
 use crate::repo::summary::BackupStats;
 use crate::repo::{RepoError, Repository, TREE_READS_IN_FLIGHT};
 use crate::tree::{ChunkRef, Node, NodeKind, Tree};
@@ -272,7 +272,7 @@ impl Walker {
             }
         };
         let mut size = 0u64;
-        for chunk in chunker::chunks_expecting(file, meta.len()) {
+        for chunk in self.repo.chunker().chunks_expecting(file, meta.len()) {
             let data = match chunk {
                 Ok(d) => d,
                 Err(e) => {
@@ -313,7 +313,7 @@ impl Walker {
     fn store_tree(&mut self, tree: Tree) -> Result<Vec<ChunkId>, RepoError> {
         let bytes = tree.encode();
         let mut ids = Vec::new();
-        for piece in chunker::chunks(&bytes[..]) {
+        for piece in self.repo.chunker().chunks(&bytes[..]) {
             let piece = piece.map_err(|e| RepoError::Io(e.to_string()))?;
             let id = self.repo.ids().id(&piece);
             ids.push(id);

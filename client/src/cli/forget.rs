@@ -1,8 +1,7 @@
 //! `strata forget`: remove snapshots by id, or by a retention policy (restic's keep-* options).
 
 use clap::Args;
-use strata_client::retention::{self, GroupBy, Policy, SnapshotInfo};
-use strata_client::size::parse_duration_secs;
+use strata_client::retention::{self, GroupBy, Policy, RetentionDuration, SnapshotInfo};
 
 use super::Ctx;
 use super::browse::{SnapshotFilter, format_time_ms};
@@ -30,9 +29,10 @@ pub struct ForgetArgs {
     /// Likewise for years.
     #[arg(long)]
     keep_yearly: Option<usize>,
-    /// Keep every snapshot taken within this long of the newest one (e.g. 30d).
-    #[arg(long, value_parser = parse_duration_secs)]
-    keep_within: Option<u64>,
+    /// Keep every snapshot taken within this long of the newest one, written as restic does: `1y5m7d2h` is
+    /// one year, five months (m is months), seven days and two hours.
+    #[arg(long, value_parser = RetentionDuration::parse)]
+    keep_within: Option<RetentionDuration>,
     /// Keep snapshots with this tag. Repeatable.
     #[arg(long = "keep-tag")]
     keep_tags: Vec<String>,
@@ -45,6 +45,10 @@ pub struct ForgetArgs {
     /// Also free the data no snapshot references any more (see `strata prune`).
     #[arg(long, conflicts_with = "dry_run")]
     prune: bool,
+    /// Go ahead even if the policy forgets more than half of the snapshots (without it, such a run only
+    /// shows what it would forget).
+    #[arg(long)]
+    yes: bool,
     #[command(flatten)]
     filter: SnapshotFilter,
 }
@@ -72,7 +76,7 @@ pub async fn run(ctx: &Ctx, a: ForgetArgs) -> anyhow::Result<i32> {
         keep_weekly: a.keep_weekly,
         keep_monthly: a.keep_monthly,
         keep_yearly: a.keep_yearly,
-        keep_within_ms: a.keep_within.map(|s| s as i64 * 1000),
+        keep_within: a.keep_within,
         keep_tags: a.keep_tags,
     };
     let mut forget = Vec::new();
@@ -107,18 +111,30 @@ pub async fn run(ctx: &Ctx, a: ForgetArgs) -> anyhow::Result<i32> {
             report.push(serde_json::json!({ "id": d.snapshot.id, "time": format_time_ms(s.summary.time_ms), "host": s.summary.host, "keep": d.keep(), "reasons": d.reasons }));
         }
     }
-    let removed = if a.dry_run || forget.is_empty() { 0 } else { repo.client().forget_snapshots(forget.clone()).await? };
-    let gc = if a.prune { Some(repo.client().collect_garbage().await?) } else { None };
+    // A policy that would forget most of the history is more often a misread option than a wish: show it and
+    // stop, unless confirmed.
+    let sweeping = a.snapshots.is_empty() && forget.len() > 1 && forget.len() * 2 > report.len();
+    let dry_run = a.dry_run || (sweeping && !a.yes);
+    let removed = if dry_run || forget.is_empty() { 0 } else { repo.client().forget_snapshots(forget.clone()).await? };
+    let gc = if a.prune && !dry_run { Some(repo.client().collect_garbage().await?) } else { None };
+    let refused = dry_run && !a.dry_run;
     if ctx.json {
         println!(
             "{}",
-            serde_json::json!({ "message_type": "forget", "dry_run": a.dry_run, "decisions": report, "forgotten": removed, "prune": gc })
+            serde_json::json!({
+                "message_type": "forget",
+                "dry_run": dry_run,
+                "needs_confirmation": refused,
+                "decisions": report,
+                "forgotten": removed,
+                "prune": gc,
+            })
         );
     } else {
         for r in &report {
             let verdict = if r["keep"] == true {
                 "keep  "
-            } else if a.dry_run {
+            } else if dry_run {
                 "would forget"
             } else {
                 "forget"
@@ -131,7 +147,10 @@ pub async fn run(ctx: &Ctx, a: ForgetArgs) -> anyhow::Result<i32> {
                 r["reasons"]
             );
         }
-        if a.dry_run {
+        if refused {
+            println!("nothing was forgotten: this policy would forget {} of {} snapshots.", forget.len(), report.len());
+            println!("Check the list above; run again with --yes to forget them.");
+        } else if dry_run {
             println!("dry run: {} of {} snapshots would be forgotten", forget.len(), report.len());
         } else {
             println!("{removed} snapshots forgotten");
@@ -139,6 +158,10 @@ pub async fn run(ctx: &Ctx, a: ForgetArgs) -> anyhow::Result<i32> {
         if let Some(gc) = &gc {
             super::prune::print_report(ctx, gc);
         }
+    }
+    if refused {
+        eprintln!("strata: the policy would forget {} of {} snapshots; confirm with --yes", forget.len(), report.len());
+        return Ok(strata_client::error::exit::FAILURE);
     }
     Ok(0)
 }

@@ -47,8 +47,9 @@ pub async fn passwd(ctx: &Ctx, new_password_file: Option<std::path::PathBuf>) ->
 }
 
 impl Ctx {
-    /// Key-derivation cost: the default, or cheap parameters when STRATA_TEST_FAST_KDF is set (tests only).
+    /// Key-derivation cost: the default; in debug builds (the test suite's), cheap parameters when
+    /// STRATA_TEST_FAST_KDF is set. A release binary never weakens the key file, whatever its environment.
     pub fn kdf(&self) -> KdfParams {
-        if std::env::var_os("STRATA_TEST_FAST_KDF").is_some() { KdfParams::FOR_TESTS } else { KdfParams::DEFAULT }
+        if cfg!(debug_assertions) && std::env::var_os("STRATA_TEST_FAST_KDF").is_some() { KdfParams::FOR_TESTS } else { KdfParams::DEFAULT }
     }
 }

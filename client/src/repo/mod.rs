@@ -17,7 +17,7 @@ use strata_proto::{ChunkId, SnapshotId, SnapshotRecord};
 
 use self::summary::{SnapshotSummary, SummaryError};
 use crate::blob::{BlobCodec, BlobError, IdHasher};
-use crate::chunker::{self, MAX_CHUNK};
+use crate::chunker::{Chunker, MAX_CHUNK};
 use crate::cluster::ClusterClient;
 use crate::error::ClientError;
 use crate::keys::{KdfParams, KeyError, KeyFile, MasterKey};
@@ -97,6 +97,9 @@ pub struct Repository {
     client: Arc<ClusterClient>,
     master: MasterKey,
     codec: Arc<BlobCodec>,
+    chunker: Chunker,
+    /// Version of the key file: a rewrap keeps it, so the repository's chunker never changes.
+    key_version: u32,
 }
 
 /// The proof that authorises replacing the cluster's key file, and its digest.
@@ -114,9 +117,10 @@ fn save_key_file(path: &Path, file: &KeyFile) -> Result<(), RepoError> {
 }
 
 impl Repository {
-    fn with_key(client: Arc<ClusterClient>, master: MasterKey) -> Self {
+    fn with_key(client: Arc<ClusterClient>, master: MasterKey, file: &KeyFile) -> Self {
         let codec = Arc::new(BlobCodec::new(&master, ZSTD_LEVEL));
-        Repository { client, master, codec }
+        let chunker = Chunker::with_seed(file.chunker_seed(&master));
+        Repository { client, master, codec, chunker, key_version: file.version }
     }
 
     /// Creates the tenant's master key, wraps it with `password`, and stores it locally and in the cluster.
@@ -129,7 +133,7 @@ impl Repository {
         let (_, check) = update_key(&master);
         client.put_key_file(file.to_text(), check, None).await?;
         save_key_file(local_key, &file)?;
-        Ok(Self::with_key(client, master))
+        Ok(Self::with_key(client, master, &file))
     }
 
     /// Unlocks the repository: the local key file if there is one, otherwise the cluster's copy (which is
@@ -146,12 +150,13 @@ impl Repository {
             }
             Err(e) => return Err(RepoError::Io(format!("cannot read key file {}: {e}", local_key.display()))),
         };
-        Ok(Self::with_key(client, file.unwrap(password)?))
+        let master = file.unwrap(password)?;
+        Ok(Self::with_key(client, master, &file))
     }
 
     /// Rewraps the master key with a new password, locally and in the cluster; no data is re-encrypted.
     pub async fn change_password(&self, new_password: &[u8], kdf: KdfParams, local_key: &Path) -> Result<(), RepoError> {
-        let file = KeyFile::wrap(&self.master, new_password, kdf)?;
+        let file = KeyFile::wrap_version(&self.master, new_password, kdf, self.key_version)?;
         let (proof, check) = update_key(&self.master);
         self.client.put_key_file(file.to_text(), check, Some(proof)).await?;
         save_key_file(local_key, &file)
@@ -165,6 +170,11 @@ impl Repository {
     /// The master key (for sealing summaries).
     pub fn master(&self) -> &MasterKey {
         &self.master
+    }
+
+    /// The repository's chunker.
+    pub fn chunker(&self) -> &Chunker {
+        &self.chunker
     }
 
     /// The tenant's chunk-id hasher.
@@ -233,7 +243,7 @@ impl Repository {
 
     /// Stores raw bytes as chunks (uploading only what is missing); returns their ids and the blob bytes sent.
     pub async fn put_bytes(&self, data: &[u8]) -> Result<(Vec<ChunkId>, u64), RepoError> {
-        let pieces: Vec<Vec<u8>> = chunker::chunks(data).collect::<Result<_, _>>().map_err(|e| RepoError::Io(e.to_string()))?;
+        let pieces: Vec<Vec<u8>> = self.chunker.chunks(data).collect::<Result<_, _>>().map_err(|e| RepoError::Io(e.to_string()))?;
         let ids: Vec<ChunkId> = pieces.iter().map(|p| self.ids().id(p)).collect();
         let present = self.client.has_blobs(&ids).await?;
         let mut sent = 0;
