@@ -37,11 +37,13 @@ pub struct ClusterSpec {
     pub capacity: &'static str,
     /// TOML appended to every node's configuration (e.g. a shorter `[repair] node_down_after_ms`).
     pub extra_config: &'static str,
+    /// Lifetime of the nodes' certificates (`strata-node dev --cert-lifetime`).
+    pub cert_lifetime: &'static str,
 }
 
 impl Default for ClusterSpec {
     fn default() -> Self {
-        ClusterSpec { nodes: 6, ec: "4+2", partition_bits: 6, capacity: "4GiB", extra_config: "" }
+        ClusterSpec { nodes: 6, ec: "4+2", partition_bits: 6, capacity: "4GiB", extra_config: "", cert_lifetime: "30d" }
     }
 }
 
@@ -133,7 +135,7 @@ impl Cluster {
                 "--partition-bits",
                 &spec.partition_bits.to_string(),
             ])
-            .args(["--capacity", spec.capacity, "--base-port", &base.to_string(), "--dir"])
+            .args(["--capacity", spec.capacity, "--cert-lifetime", spec.cert_lifetime, "--base-port", &base.to_string(), "--dir"])
             .arg(dir.path())
             .output()
             .context("running strata-node dev --prepare-only")?;
@@ -531,6 +533,8 @@ impl Cluster {
     /// running node is ready, and returns their ids.
     pub async fn join_nodes(&mut self, generation: &str, count: usize) -> anyhow::Result<Vec<usize>> {
         let op = self.operator().await?;
+        // Any running node will do as the seed: one that does not hold the CA key names one that does.
+        let seed = self.nodes.iter().find(|n| n.child.is_some()).context("no node is running")?.quic.clone();
         let mut ids = Vec::new();
         for _ in 0..count {
             let id = self.nodes.len() + 1;
@@ -538,7 +542,7 @@ impl Cluster {
             let dir = self.dir().join(format!("node{id}"));
             let (quic, metrics) = (free_udp_addr()?, free_tcp_addr()?);
             let out = Command::new(&self.binary)
-                .args(["join", "--token", token.expose(), "--seed", &self.nodes[0].quic, "--listen", &quic, "--metrics", &metrics])
+                .args(["join", "--token", token.expose(), "--seed", &seed, "--listen", &quic, "--metrics", &metrics])
                 .args(["--zone", &format!("{generation}-zone-{id}"), "--capacity", "4GiB", "--generation", generation, "--data-dir"])
                 .arg(&dir)
                 .output()

@@ -79,7 +79,7 @@ async fn a_node_certificate_cannot_mint_credentials_or_impersonate_other_nodes()
         cert_pem: cluster.ca_pem(),
         key_pem: std::fs::read_to_string(cluster.nodes[0].config.with_file_name("tls").join("ca.key"))?,
     };
-    let stranger = strata_node::pki::issue_node_identity(&ca, NodeId(99))?;
+    let stranger = strata_node::pki::issue_node_identity(&ca, NodeId(99), 3600)?;
     let mut chain = strata_client::tls::certs_from_pem(&stranger.cert_pem, "cert")?;
     chain.extend(strata_client::tls::certs_from_pem(&cluster.ca_pem(), "ca")?);
     let config =

@@ -149,6 +149,7 @@ async fn a_generation_is_drained_online_cancelled_drained_again_and_dropped() ->
             generation(&list, "gen-1")["stored_shards"] == 0
         })
         .await?;
+    wait_ca_key_outside_gen_1(&cluster).await?;
     let dropped = cluster.admin_json(&["generation", "drop", "gen-1"]);
     assert!(dropped["message"].as_str().unwrap().contains("can be stopped"), "{dropped}");
     cluster
@@ -174,7 +175,29 @@ async fn a_generation_is_drained_online_cancelled_drained_again_and_dropped() ->
     }
     // A new backup goes to gen-b.
     cli.json(&["backup", source.to_str().unwrap()]);
+
+    // The node `init` created is gone with its CA key file, and the cluster still admits nodes (through any of
+    // its nodes: one without the key names the holders) and renews certificates: the voters hold the key.
+    let joined = cluster.join_nodes("gen-b", 1).await?;
+    assert_eq!(joined, vec![13]);
+    let status = cluster.admin_json(&["status"]);
+    assert!(status["ca_holders"].as_array().is_some_and(|h| h.iter().all(|n| n.as_u64() >= Some(7))), "{status}");
+    // A dropped node's certificate opens nothing any more.
+    let old = cluster.pool_as_node(2)?;
+    let refused = old.call(&cluster.nodes[6].quic, None, strata_proto::Request::Ping, bytes::Bytes::new()).await;
+    assert!(refused.is_err(), "a removed node's certificate was accepted: {refused:?}");
     Ok(())
+}
+
+/// Waits until a node outside gen-1 (ids above 6) holds the CA key: the voters of gen-b take it over.
+async fn wait_ca_key_outside_gen_1(cluster: &Cluster) -> anyhow::Result<()> {
+    cluster
+        .wait_for("a gen-b voter to hold the CA key", Duration::from_secs(60), || async {
+            let out = cluster.admin(&["status"]);
+            serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                .is_ok_and(|s| s["ca_holders"].as_array().is_some_and(|h| h.iter().any(|n| n.as_u64() > Some(6))))
+        })
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -240,6 +263,7 @@ async fn a_drain_survives_killing_a_mover_and_the_leader() -> anyhow::Result<()>
             generation(&cluster.admin_json(&["generation", "list"]), "gen-1")["stored_shards"] == 0
         })
         .await?;
+    wait_ca_key_outside_gen_1(&cluster).await?;
     cluster.admin_json(&["generation", "drop", "gen-1"]);
     for id in 1..=6 {
         cluster.kill(id)?;

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use strata_proto::status::ClusterStatus;
 use strata_proto::{
-    AuditEntry, BlobDigest, ChunkId, ClusterMap, Epoch, GcReport, GenerationOp, Request, Response, Role, RoleSet, Secret, SessionId,
-    SnapshotId, SnapshotRecord, TenantId, TokenInfo, WireError,
+    AuditEntry, BlobDigest, ChunkId, ClusterMap, Epoch, GcReport, GenerationOp, NodeId, Request, Response, Role, RoleSet, Secret,
+    SessionId, SnapshotId, SnapshotRecord, TenantId, TokenInfo, WireError,
 };
 
 use crate::error::ClientError;
@@ -386,6 +386,12 @@ impl ClusterClient {
     pub async fn revoke_token(&self, who: Credential, id: [u8; 8]) -> Result<(), ClientError> {
         let token = self.credential(who)?;
         self.retrying(|| self.call_any(Some(token), Request::RevokeToken { id }, Bytes::new())).await.map(|_| ())
+    }
+
+    /// Revokes a node (operator token): its certificate is refused from then on, its shards are rebuilt.
+    pub async fn revoke_node(&self, node: NodeId) -> Result<(), ClientError> {
+        let token = self.operator_token()?;
+        self.retrying(|| self.call_any(Some(token), Request::RevokeNode { node }, Bytes::new())).await.map(|_| ())
     }
 
     /// The cluster's audit log, oldest first (operator token).

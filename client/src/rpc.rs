@@ -129,9 +129,11 @@ enum ExchangeError {
 /// A pool of QUIC connections to Strata nodes.
 pub struct RpcPool {
     endpoint: quinn::Endpoint,
-    config: quinn::ClientConfig,
+    /// Replaced when a node renews its certificate; connections opened before keep theirs.
+    config: std::sync::RwLock<quinn::ClientConfig>,
     limits: RpcLimits,
-    conns: Mutex<HashMap<String, quinn::Connection>>,
+    /// Pooled connections by (address, name the peer's certificate must carry).
+    conns: Mutex<HashMap<(String, String), quinn::Connection>>,
     /// Addresses whose last connection attempt failed, with when: callers fail fast for a moment instead of
     /// each waiting for its own connect timeout.
     refused: Mutex<HashMap<String, Instant>>,
@@ -143,7 +145,18 @@ const REFUSED_FOR: Duration = Duration::from_millis(1000);
 impl RpcPool {
     /// A pool that connects from `endpoint` with `config`.
     pub fn new(endpoint: quinn::Endpoint, config: quinn::ClientConfig, limits: RpcLimits) -> Self {
-        RpcPool { endpoint, config, limits, conns: Mutex::new(HashMap::new()), refused: Mutex::new(HashMap::new()) }
+        RpcPool {
+            endpoint,
+            config: std::sync::RwLock::new(config),
+            limits,
+            conns: Mutex::new(HashMap::new()),
+            refused: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Uses `config` for connections opened from now on (a renewed certificate).
+    pub fn set_config(&self, config: quinn::ClientConfig) {
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = config;
     }
 
     /// The limits in force.
@@ -156,6 +169,19 @@ impl RpcPool {
         self.call_within(addr, auth, request, body, self.limits.request_timeout).await
     }
 
+    /// Like [`RpcPool::call`], to the node whose certificate must carry `server_name` (a node calling a peer it
+    /// knows by id asks for `node-<id>.strata`, so it cannot reach another node by mistake or by redirection).
+    pub async fn call_named(
+        &self,
+        addr: &str,
+        server_name: &str,
+        auth: Option<&Secret>,
+        request: Request,
+        body: Bytes,
+    ) -> Result<Reply, RpcError> {
+        self.call_at(addr, server_name, auth, request, body, self.limits.request_timeout).await
+    }
+
     /// Like [`RpcPool::call`] with a deadline of the caller's choice (for long operations).
     pub async fn call_within(
         &self,
@@ -165,27 +191,41 @@ impl RpcPool {
         body: Bytes,
         deadline: Duration,
     ) -> Result<Reply, RpcError> {
+        self.call_at(addr, SERVER_NAME, auth, request, body, deadline).await
+    }
+
+    async fn call_at(
+        &self,
+        addr: &str,
+        server_name: &str,
+        auth: Option<&Secret>,
+        request: Request,
+        body: Bytes,
+        deadline: Duration,
+    ) -> Result<Reply, RpcError> {
         let op = request.op_name();
         let env = RequestEnvelope { auth: auth.cloned(), body_len: body.len() as u64, request };
-        match tokio::time::timeout(deadline, self.call_inner(addr, op, &env, body)).await {
+        let key = (addr.to_owned(), server_name.to_owned());
+        match tokio::time::timeout(deadline, self.call_inner(&key, op, &env, body)).await {
             Ok(r) => r,
             Err(_) => {
                 // The connection may be dead without knowing it yet (peer killed or frozen): start afresh.
-                self.conns.lock().unwrap_or_else(|e| e.into_inner()).remove(addr);
+                self.conns.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
                 Err(RpcError::Timeout { addr: addr.into(), op, ms: deadline.as_millis() })
             }
         }
     }
 
-    async fn call_inner(&self, addr: &str, op: &'static str, env: &RequestEnvelope, body: Bytes) -> Result<Reply, RpcError> {
+    async fn call_inner(&self, key: &(String, String), op: &'static str, env: &RequestEnvelope, body: Bytes) -> Result<Reply, RpcError> {
+        let addr = key.0.as_str();
         let mut reused = true;
         loop {
-            let (conn, fresh) = self.connection(addr).await?;
+            let (conn, fresh) = self.connection(key).await?;
             reused &= !fresh;
             match self.exchange(&conn, env, body.clone()).await {
                 Ok(envelope_and_body) => return self.finish(addr, envelope_and_body),
                 Err(ExchangeError::Connection(reason)) => {
-                    self.evict(addr, &conn);
+                    self.evict(key, &conn);
                     if reused {
                         // A pooled connection may be stale because the peer restarted: reconnect once.
                         reused = false;
@@ -225,8 +265,9 @@ impl RpcPool {
         Ok((reply, body))
     }
 
-    async fn connection(&self, addr: &str) -> Result<(quinn::Connection, bool), RpcError> {
-        if let Some(c) = self.conns.lock().unwrap_or_else(|e| e.into_inner()).get(addr)
+    async fn connection(&self, key: &(String, String)) -> Result<(quinn::Connection, bool), RpcError> {
+        let (addr, server_name) = (key.0.as_str(), key.1.as_str());
+        if let Some(c) = self.conns.lock().unwrap_or_else(|e| e.into_inner()).get(key)
             && c.close_reason().is_none()
         {
             return Ok((c.clone(), false));
@@ -238,7 +279,8 @@ impl RpcPool {
             return Err(connect_err(format!("a connection attempt failed {} ms ago", at.elapsed().as_millis())));
         }
         let sock = resolve(addr).await?;
-        let connecting = self.endpoint.connect_with(self.config.clone(), sock, SERVER_NAME).map_err(|e| connect_err(e.to_string()))?;
+        let config = self.config.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let connecting = self.endpoint.connect_with(config, sock, server_name).map_err(|e| connect_err(e.to_string()))?;
         let conn = match tokio::time::timeout(self.limits.connect_timeout, connecting).await {
             Ok(Ok(c)) => c,
             outcome => {
@@ -250,14 +292,14 @@ impl RpcPool {
             }
         };
         self.refused.lock().unwrap_or_else(|e| e.into_inner()).remove(addr);
-        self.conns.lock().unwrap_or_else(|e| e.into_inner()).insert(addr.to_owned(), conn.clone());
+        self.conns.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), conn.clone());
         Ok((conn, true))
     }
 
-    fn evict(&self, addr: &str, conn: &quinn::Connection) {
+    fn evict(&self, key: &(String, String), conn: &quinn::Connection) {
         let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
-        if conns.get(addr).is_some_and(|c| c.stable_id() == conn.stable_id()) {
-            conns.remove(addr);
+        if conns.get(key).is_some_and(|c| c.stable_id() == conn.stable_id()) {
+            conns.remove(key);
         }
     }
 

@@ -96,6 +96,25 @@ pub fn client_config(
     quic_client(cfg)
 }
 
+/// Client configuration whose server certificates `verifier` checks (a node's own policy); with `identity` it
+/// authenticates as a node.
+pub fn client_config_verified(
+    verifier: Arc<dyn ServerCertVerifier>,
+    identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+) -> Result<quinn::ClientConfig, TlsError> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let mut cfg = match identity {
+        Some((chain, key)) => builder.with_client_auth_cert(chain, key)?,
+        None => builder.with_no_client_auth(),
+    };
+    // Every connection verifies the peer afresh (a resumed session would skip the verifier's checks).
+    cfg.resumption = rustls::client::Resumption::disabled();
+    quic_client(cfg)
+}
+
 /// Client configuration for a node that is joining: trusts only a CA whose fingerprint is `ca_fingerprint`.
 pub fn pinned_client_config(ca_fingerprint: [u8; 32]) -> Result<quinn::ClientConfig, TlsError> {
     let verifier = Arc::new(PinnedCaVerifier { fingerprint: ca_fingerprint, provider: provider() });

@@ -156,9 +156,25 @@ pub struct TlsFiles {
     pub node_cert: PathBuf,
     /// This node's private key.
     pub node_key: PathBuf,
-    /// The CA private key; only on nodes that admit joining nodes.
+    /// The CA private key, on the node created by `strata-node init`. Other nodes receive the key when they
+    /// become Raft voters and keep it in `ca.key` next to `node_cert` (`ca_custody`).
     #[serde(default)]
     pub ca_key: Option<PathBuf>,
+    /// Lifetime of the node certificates this node signs; every node renews its own when a third of its
+    /// lifetime is left.
+    #[serde(default = "default_cert_lifetime_secs")]
+    pub cert_lifetime_secs: u64,
+}
+
+fn default_cert_lifetime_secs() -> u64 {
+    crate::pki::DEFAULT_CERT_LIFETIME_SECS
+}
+
+impl TlsFiles {
+    /// Where this node keeps the CA key: `ca_key`, or `ca.key` next to the node certificate.
+    pub fn ca_key_path(&self) -> PathBuf {
+        self.ca_key.clone().unwrap_or_else(|| self.node_cert.with_file_name("ca.key"))
+    }
 }
 
 /// Cluster parameters applied when the first node starts.
@@ -384,6 +400,9 @@ impl NodeConfig {
             }
         } else if self.seeds.is_empty() {
             return Err(field("seeds", "must name at least one existing node (only the bootstrap node may have none)"));
+        }
+        if self.tls.cert_lifetime_secs < 60 {
+            return Err(field("tls.cert_lifetime_secs", "must be at least 60 (certificates are renewed at a third of their lifetime)"));
         }
         if self.repair.node_down_after_ms < 1000 {
             return Err(field("repair.node_down_after_ms", "must be at least 1000 (a restart must not trigger a rebuild)"));

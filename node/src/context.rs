@@ -1,6 +1,6 @@
 //! Everything a request handler may touch on this node, built once at start-up and shared.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use strata_proto::NodeId;
@@ -33,8 +33,10 @@ pub struct NodeContext {
     pub admission: Arc<crate::server::Admission>,
     /// The CA certificate (PEM), given to joining nodes.
     pub ca_pem: String,
-    /// The CA key, if this node admits joining nodes.
-    pub ca: Option<CaMaterial>,
+    /// The CA key, if this node holds it (it then admits joining nodes and renews certificates).
+    pub ca: RwLock<Option<Arc<CaMaterial>>>,
+    /// The node ids whose certificates are refused (follows the cluster map).
+    pub revocations: Arc<crate::trust::Revocations>,
     /// When this node last ran a read barrier for an unknown token (rate limit).
     pub last_token_barrier: Mutex<Option<Instant>>,
     /// Held while a garbage collection runs on this node.
@@ -45,4 +47,11 @@ pub struct NodeContext {
     pub catalog_rate: crate::server::KeyedRate<strata_proto::TenantId>,
     /// When this node's last complete scrub pass ended, ms since the Unix epoch (0: never since start).
     pub scrubbed_at_ms: std::sync::atomic::AtomicU64,
+}
+
+impl NodeContext {
+    /// The CA key, if this node holds it.
+    pub fn ca_key(&self) -> Option<Arc<CaMaterial>> {
+        self.ca.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }

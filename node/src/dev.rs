@@ -37,6 +37,8 @@ pub struct DevOptions {
     pub capacity_bytes: u64,
     /// fsync shard writes.
     pub sync_writes: bool,
+    /// Lifetime of the nodes' certificates (they renew themselves at a third of it).
+    pub cert_lifetime_secs: u64,
 }
 
 /// The manifest of a dev cluster (`dev.toml`), so later runs resume the same cluster.
@@ -114,7 +116,7 @@ pub fn prepare(opts: &DevOptions) -> anyhow::Result<DevManifest> {
     let manifest =
         DevManifest { nodes: opts.nodes, base_port: opts.base_port, ec: opts.ec.to_string(), operator_token: operator.expose().to_owned() };
     for i in 1..=opts.nodes {
-        let identity = pki::issue_node_identity(&ca, NodeId(i as u64))?;
+        let identity = pki::issue_node_identity(&ca, NodeId(i as u64), opts.cert_lifetime_secs)?;
         let plan = NodePlan {
             id: i as u64,
             dir: opts.dir.join(format!("node{i}")),
@@ -126,6 +128,7 @@ pub fn prepare(opts: &DevOptions) -> anyhow::Result<DevManifest> {
             generation: "gen-1".into(),
             seeds: if i == 1 { vec![] } else { vec![manifest.quic_addr(1)] },
             limits: dev_limits(),
+            cert_lifetime_secs: opts.cert_lifetime_secs,
         };
         let bootstrap = (i == 1).then(|| Bootstrap {
             cluster_name: "strata-dev".into(),

@@ -140,7 +140,9 @@ pub async fn probe_loop(
             let (health, pool, metrics) = (health.clone(), pool.clone(), metrics.clone());
             let (id, addr) = (n.id, n.addr.clone());
             async move {
-                let reply = tokio::time::timeout(Duration::from_secs(2), pool.call(&addr, None, Request::Ping, Bytes::new())).await;
+                let name = crate::pki::node_dns_name(id);
+                let call = pool.call_named(&addr, &name, None, Request::Ping, Bytes::new());
+                let reply = tokio::time::timeout(Duration::from_secs(2), call).await;
                 let up = match reply {
                     Ok(Ok(r)) => match r.response {
                         Response::Pong { shards, bytes, moved_bytes, scrubbed_at_ms, .. } => {

@@ -5,6 +5,7 @@
 //! and rebuilds blobs from any k shards. See ARCHITECTURE.md for how the modules map to the put, get and
 //! metadata paths.
 
+pub mod ca_custody;
 pub mod config;
 pub mod context;
 pub mod coordinator;
@@ -15,6 +16,7 @@ pub mod erasure;
 pub mod gc;
 pub mod health;
 pub mod http;
+pub mod identity;
 pub mod meta;
 pub mod metrics;
 pub mod migrate;
@@ -22,6 +24,8 @@ pub mod node;
 pub mod pki;
 pub mod placement;
 pub mod provision;
+pub mod renewal;
 pub mod scrub;
 pub mod server;
 pub mod store;
+pub mod trust;

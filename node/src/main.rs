@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
 use clap::{Args, Parser, Subcommand};
-use strata_client::size::parse_size;
+use strata_client::size::{parse_duration_secs, parse_size};
 use strata_client::tls::pinned_client_config;
 use strata_client::{RpcLimits, RpcPool};
 use strata_node::config::{Bootstrap, NodeConfig};
@@ -85,6 +85,7 @@ impl NodeArgs {
             generation: self.generation.clone(),
             seeds,
             limits: strata_node::config::Limits::default(),
+            cert_lifetime_secs: pki::DEFAULT_CERT_LIFETIME_SECS,
         })
     }
 }
@@ -111,7 +112,7 @@ struct JoinArgs {
     /// One-time join token from `strata admin join-token`.
     #[arg(long, env = "STRATA_JOIN_TOKEN", hide_env_values = true)]
     token: String,
-    /// Address of the cluster node holding the CA key (the first node).
+    /// Address of a node of the cluster (if it does not hold the CA key, the join is sent on to one that does).
     #[arg(long)]
     seed: String,
 }
@@ -146,6 +147,9 @@ struct DevArgs {
     /// Skip fsync on shard writes (faster, loses recent writes on power failure; for throwaway clusters).
     #[arg(long)]
     no_sync: bool,
+    /// Lifetime of the nodes' certificates; they renew themselves when a third of it is left (e.g. 30d, 90s).
+    #[arg(long, value_parser = parse_duration_secs, default_value = "30d")]
+    cert_lifetime: u64,
     /// Only write the cluster's files and print its manifest; do not start nodes (used by test harnesses).
     #[arg(long)]
     prepare_only: bool,
@@ -180,7 +184,7 @@ fn init(a: InitArgs) -> anyhow::Result<()> {
     }
     let plan = a.node.plan(1, vec![])?;
     let ca = pki::generate_ca(&a.cluster_name)?;
-    let identity = pki::issue_node_identity(&ca, NodeId(1))?;
+    let identity = pki::issue_node_identity(&ca, NodeId(1), pki::DEFAULT_CERT_LIFETIME_SECS)?;
     let operator = new_secret("stk1");
     let bootstrap = Bootstrap {
         cluster_name: a.cluster_name.clone(),
@@ -236,8 +240,27 @@ async fn join(a: JoinArgs) -> anyhow::Result<()> {
         capacity_bytes: plan.capacity_bytes,
         generation: plan.generation.clone(),
     };
-    let reply =
-        pool.call(&a.seed, Some(&token.secret()), request, Bytes::new()).await.with_context(|| format!("joining through {}", a.seed))?;
+    let mut reply = pool
+        .call(&a.seed, Some(&token.secret()), request.clone(), Bytes::new())
+        .await
+        .with_context(|| format!("joining through {}", a.seed))?;
+    // Only nodes holding the CA key admit nodes; any other names them.
+    if let Response::JoinElsewhere { addrs } = &reply.response {
+        let mut last = None;
+        for addr in addrs.clone() {
+            match pool.call(&addr, Some(&token.secret()), request.clone(), Bytes::new()).await {
+                Ok(r) => {
+                    reply = r;
+                    last = None;
+                    break;
+                }
+                Err(e) => last = Some(anyhow::Error::new(e).context(format!("joining through {addr}"))),
+            }
+        }
+        if let Some(e) = last {
+            return Err(e);
+        }
+    }
     let Response::Joined { node_id, cert_pem, ca_pem, mut seeds } = reply.response else {
         bail!("unexpected reply from {}: {:?}", a.seed, reply.response);
     };
@@ -282,6 +305,7 @@ async fn dev_command(a: DevArgs) -> anyhow::Result<()> {
         partition_bits: a.partition_bits,
         capacity_bytes: a.capacity,
         sync_writes: !a.no_sync,
+        cert_lifetime_secs: a.cert_lifetime,
     };
     if a.prepare_only {
         let manifest = dev::prepare(&opts)?;

@@ -46,6 +46,8 @@ pub struct Metrics {
     pub inflight_bytes: IntGaugeVec,
     /// Connections open now.
     pub connections: IntGauge,
+    /// When this node's certificate expires, Unix seconds (it renews itself when a third of its lifetime is left).
+    pub cert_expiry: IntGauge,
     /// Connections, requests and frames refused by admission control, by what was refused.
     pub admission_refused: IntCounterVec,
     /// Blob sizes accepted by puts.
@@ -163,6 +165,7 @@ impl Metrics {
                 &["class"],
             ),
             connections: gauge(r, "strata_connections", "Connections open to this node"),
+            cert_expiry: gauge(r, "strata_tls_cert_expiry_timestamp_seconds", "When this node's certificate expires, Unix seconds"),
             admission_refused: counter_vec(
                 r,
                 "strata_admission_refused_total",

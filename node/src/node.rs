@@ -6,8 +6,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use rustls::server::WebPkiClientVerifier;
-use strata_client::tls::{ALPN, certs_from_pem, key_from_pem, provider};
 use strata_client::{RpcLimits, RpcPool};
 use strata_proto::{EcProfile, ErrorCode, NodeAnnouncement, NodeId, Request, Response};
 use tokio::sync::watch;
@@ -17,41 +15,17 @@ use crate::context::NodeContext;
 use crate::coordinator::{Coordinator, ShardPeers};
 use crate::custody::Custody;
 use crate::health::{self, Health};
+use crate::identity::Identity;
 use crate::meta::command::{InitCluster, MetaCommand};
 use crate::meta::{Meta, MetaError, leader_tasks};
 use crate::metrics::Metrics;
-use crate::pki::CaMaterial;
+use crate::pki::{self, CaMaterial};
 use crate::store::{RocksShardStore, ShardStore};
+use crate::trust::Revocations;
 use crate::{db, http, migrate, scrub, server};
 
 fn read(path: &std::path::Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
-}
-
-/// QUIC server configuration: our chain (leaf + CA, so joining nodes can pin the CA), optional client certs.
-fn server_config(ca_pem: &str, cert_pem: &str, key_pem: &str, limits: &crate::config::Limits) -> anyhow::Result<quinn::ServerConfig> {
-    let ca = certs_from_pem(ca_pem, "tls.ca_cert")?;
-    let mut chain = certs_from_pem(cert_pem, "tls.node_cert")?;
-    chain.extend(ca.iter().cloned());
-    let key = key_from_pem(key_pem, "tls.node_key")?;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in ca {
-        roots.add(c)?;
-    }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider()).allow_unauthenticated().build()?;
-    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)
-        .context("node certificate and key do not match")?;
-    tls.alpn_protocols = vec![ALPN.to_vec()];
-    let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| anyhow::anyhow!("QUIC TLS config: {e}"))?;
-    let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(quic));
-    cfg.transport_config(strata_client::transport::server_transport_config(
-        limits.client_receive_window_bytes,
-        limits.client_streams_per_connection,
-    ));
-    Ok(cfg)
 }
 
 /// Runs a node until `stop` resolves.
@@ -63,19 +37,15 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
     let database = db::open(&config.data_dir.join("db"), &db_opts)?;
     let store: Arc<dyn ShardStore> = Arc::new(RocksShardStore::open(database.clone(), config.capacity_bytes, config.storage.sync_writes)?);
 
-    let ca_pem = read(&config.tls.ca_cert)?;
-    let cert_pem = read(&config.tls.node_cert)?;
-    let key_pem = read(&config.tls.node_key)?;
-    let ca = match &config.tls.ca_key {
-        Some(p) => Some(CaMaterial { cert_pem: ca_pem.clone(), key_pem: read(p)? }),
-        None => None,
-    };
+    let identity =
+        Identity { ca_pem: read(&config.tls.ca_cert)?, cert_pem: read(&config.tls.node_cert)?, key_pem: read(&config.tls.node_key)? };
+    let ca_pem = identity.ca_pem.clone();
+    let ca = load_ca_key(&config, &ca_pem)?;
+    let revocations = Arc::new(Revocations::default());
     let listen = config.listen_addr.parse().context("listen_addr")?;
-    let endpoint = quinn::Endpoint::server(server_config(&ca_pem, &cert_pem, &key_pem, &config.limits)?, listen)
+    let endpoint = quinn::Endpoint::server(identity.server_config(&config.limits, &revocations)?, listen)
         .with_context(|| format!("cannot listen on {listen} (UDP)"))?;
-    let mut identity = certs_from_pem(&cert_pem, "tls.node_cert")?;
-    identity.extend(certs_from_pem(&ca_pem, "tls.ca_cert")?);
-    let client = strata_client::tls::client_config(&ca_pem, Some((identity, key_from_pem(&key_pem, "tls.node_key")?)))?;
+    let client = identity.client_config(&revocations)?;
     let limits = RpcLimits {
         request_timeout: Duration::from_millis(config.limits.request_timeout_ms),
         max_frame_bytes: config.limits.max_frame_bytes,
@@ -104,7 +74,8 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
         metrics: metrics.clone(),
         admission: crate::server::Admission::new(&config.limits),
         ca_pem,
-        ca,
+        ca: std::sync::RwLock::new(ca.map(Arc::new)),
+        revocations: revocations.clone(),
         last_token_barrier: Mutex::new(None),
         gc_lock: tokio::sync::Mutex::new(()),
         scrubbed_at_ms: std::sync::atomic::AtomicU64::new(0),
@@ -123,6 +94,9 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
         tokio::spawn(health::probe_loop(id, health, pool.clone(), meta.reader.clone(), metrics.clone(), stop_rx.clone())),
         tokio::spawn(refresh_metrics(ctx.clone(), stop_rx.clone())),
         tokio::spawn(announce(ctx.clone(), pool.clone(), stop_rx.clone())),
+        tokio::spawn(follow_revocations(meta.reader.clone(), revocations, stop_rx.clone())),
+        tokio::spawn(crate::renewal::run(ctx.clone(), identity, endpoint.clone(), pool.clone(), stop_rx.clone())),
+        tokio::spawn(crate::ca_custody::run(ctx.clone(), pool.clone(), stop_rx.clone())),
     ];
     if let Some(addr) = &config.metrics_addr {
         let addr = addr.parse().context("metrics_addr")?;
@@ -147,6 +121,36 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
     database.flush_wal(true).context("flushing the write-ahead log")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The CA key: from `tls.ca_key` (the node `init` created), or the copy this node received as a voter. A key
+/// file that does not belong to the cluster CA stops the node: it would sign certificates nobody accepts.
+fn load_ca_key(config: &NodeConfig, ca_pem: &str) -> anyhow::Result<Option<CaMaterial>> {
+    let path = config.tls.ca_key_path();
+    let key_pem = match std::fs::read_to_string(&path) {
+        Ok(k) => k,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && config.tls.ca_key.is_none() => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read the CA key {}", path.display())),
+    };
+    let material = CaMaterial { cert_pem: ca_pem.to_owned(), key_pem };
+    anyhow::ensure!(pki::key_matches_ca(&material), "{} is not the key of the cluster CA in tls.ca_cert", path.display());
+    Ok(Some(material))
+}
+
+/// Keeps the set of revoked node certificates equal to the Removed nodes of the applied map.
+async fn follow_revocations(
+    reader: crate::meta::state_machine::MetaReader,
+    revocations: Arc<Revocations>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut maps = reader.subscribe_map();
+    loop {
+        revocations.update(&maps.borrow_and_update());
+        tokio::select! {
+            changed = maps.changed() => if changed.is_err() { return },
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 /// Creates the cluster (bootstrap node only) and registers this node, retrying until both are done.

@@ -1,9 +1,11 @@
 //! The cluster's private PKI: a CA created by `strata-node init`, node certificates signed by it.
 //!
 //! Node certificates carry two DNS names: `strata-node` (what every client asks for) and `node-<id>.strata`
-//! (the node's identity, read back by peers to check who is calling). Both server and client authentication
-//! are allowed, since nodes call each other. Keys are ECDSA P-256 generated with ring; the CA key never
-//! leaves the node that holds it, joining nodes send a certificate signing request.
+//! (the node's identity, read back by peers to check who is calling, and the name a node asks for when it
+//! calls a peer it knows by id). Both server and client authentication are allowed, since nodes call each
+//! other. Keys are ECDSA P-256 generated with ring; joining and renewing nodes send a certificate signing
+//! request, so a node's key never leaves it. Node certificates are short-lived (`DEFAULT_CERT_LIFETIME_SECS`)
+//! and renewed while the node runs; the CA key is held by the Raft voters (`custody`).
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
@@ -39,10 +41,14 @@ pub struct NodeIdentity {
     pub key_pem: String,
 }
 
-fn validity(params: &mut CertificateParams, years: i64) {
+/// Lifetime of node certificates unless configured otherwise (`tls.cert_lifetime_secs`).
+pub const DEFAULT_CERT_LIFETIME_SECS: u64 = 30 * 24 * 3600;
+
+/// Valid from a day ago (clocks differ) for `secs`.
+fn validity(params: &mut CertificateParams, secs: u64) {
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::days(1);
-    params.not_after = now + time::Duration::days(365 * years);
+    params.not_after = now + time::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 2));
 }
 
 /// Creates a new cluster CA.
@@ -53,18 +59,18 @@ pub fn generate_ca(cluster_name: &str) -> Result<CaMaterial, PkiError> {
     params.distinguished_name = DistinguishedName::new();
     params.distinguished_name.push(DnType::CommonName, format!("Strata cluster CA ({cluster_name})"));
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-    validity(&mut params, 30);
+    validity(&mut params, 30 * 365 * 24 * 3600);
     let cert = params.self_signed(&key)?;
     Ok(CaMaterial { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
 }
 
-fn node_params(node: NodeId) -> Result<CertificateParams, PkiError> {
+fn node_params(node: NodeId, lifetime_secs: u64) -> Result<CertificateParams, PkiError> {
     let mut params = CertificateParams::new(vec![strata_client::tls::SERVER_NAME.to_owned(), node_dns_name(node)])?;
     params.distinguished_name = DistinguishedName::new();
     params.distinguished_name.push(DnType::CommonName, format!("strata {node}"));
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
-    validity(&mut params, 10);
+    validity(&mut params, lifetime_secs);
     Ok(params)
 }
 
@@ -78,10 +84,11 @@ pub fn node_dns_name(node: NodeId) -> String {
     format!("node-{}.strata", node.0)
 }
 
-/// Issues a certificate and a fresh key for `node` (used by `init` and `dev`, which hold the CA).
-pub fn issue_node_identity(ca: &CaMaterial, node: NodeId) -> Result<NodeIdentity, PkiError> {
+/// Issues a certificate valid for `lifetime_secs` and a fresh key for `node` (used by `init` and `dev`, which
+/// hold the CA).
+pub fn issue_node_identity(ca: &CaMaterial, node: NodeId, lifetime_secs: u64) -> Result<NodeIdentity, PkiError> {
     let key = KeyPair::generate()?;
-    let cert = node_params(node)?.signed_by(&key, &issuer(ca)?)?;
+    let cert = node_params(node, lifetime_secs)?.signed_by(&key, &issuer(ca)?)?;
     Ok(NodeIdentity { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
 }
 
@@ -99,12 +106,36 @@ pub fn check_csr(csr_der: &[u8]) -> Result<(), PkiError> {
         .map_err(|e| PkiError::Parse(format!("invalid certificate signing request: {e}")))
 }
 
-/// Signs a joining node's request; the names in the certificate are ours, whatever the request asked for.
-pub fn sign_csr(ca: &CaMaterial, csr_der: &[u8], node: NodeId) -> Result<String, PkiError> {
+/// Signs a joining or renewing node's request for `lifetime_secs`; the names in the certificate are ours,
+/// whatever the request asked for.
+pub fn sign_csr(ca: &CaMaterial, csr_der: &[u8], node: NodeId, lifetime_secs: u64) -> Result<String, PkiError> {
     let mut csr = CertificateSigningRequestParams::from_der(&CertificateSigningRequestDer::from(csr_der))
         .map_err(|e| PkiError::Parse(format!("invalid certificate signing request: {e}")))?;
-    csr.params = node_params(node)?;
+    csr.params = node_params(node, lifetime_secs)?;
     Ok(csr.signed_by(&issuer(ca)?)?.pem())
+}
+
+/// Whether the key of `ca` is the private key of its certificate.
+pub fn key_matches_ca(ca: &CaMaterial) -> bool {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let Ok(key) = KeyPair::from_pem(&ca.key_pem) else { return false };
+    let Ok(certs) = strata_client::tls::certs_from_pem(&ca.cert_pem, "cluster CA") else { return false };
+    let Some(der) = certs.first() else { return false };
+    let Ok((_, cert)) = X509Certificate::from_der(der) else { return false };
+    cert.public_key().subject_public_key.data.as_ref() == key.public_key_raw()
+}
+
+/// When a certificate expires, seconds since the Unix epoch.
+pub fn not_after(cert_der: &[u8]) -> Option<i64> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, cert) = X509Certificate::from_der(cert_der).ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
+
+/// The fingerprint of the CA in `ca_pem` (what join tokens pin and custody records).
+pub fn ca_fingerprint(ca_pem: &str) -> Result<[u8; 32], PkiError> {
+    let certs = strata_client::tls::certs_from_pem(ca_pem, "cluster CA").map_err(|e| PkiError::Parse(e.to_string()))?;
+    certs.first().map(|c| strata_client::tls::fingerprint(c)).ok_or_else(|| PkiError::Parse("no CA certificate".into()))
 }
 
 /// The node id a certificate was issued to, from its `node-<id>.strata` name.
@@ -125,19 +156,31 @@ mod tests {
     #[test]
     fn issued_and_csr_signed_certificates_name_the_node() {
         let ca = generate_ca("test").unwrap();
-        let id = issue_node_identity(&ca, NodeId(7)).unwrap();
+        let id = issue_node_identity(&ca, NodeId(7), 3600).unwrap();
         let der = strata_client::tls::certs_from_pem(&id.cert_pem, "cert").unwrap();
         assert_eq!(node_id_of(&der[0]), Some(NodeId(7)));
         let (_key, csr) = new_csr().unwrap();
-        let signed = sign_csr(&ca, &csr, NodeId(42)).unwrap();
+        let signed = sign_csr(&ca, &csr, NodeId(42), 600).unwrap();
         let der = strata_client::tls::certs_from_pem(&signed, "cert").unwrap();
         assert_eq!(node_id_of(&der[0]), Some(NodeId(42)));
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let expiry = not_after(&der[0]).unwrap();
+        assert!((now + 590..=now + 610).contains(&expiry), "valid for the 600 s asked: {}", expiry - now);
+    }
+
+    #[test]
+    fn a_ca_key_is_recognised_as_its_own() {
+        let ca = generate_ca("one").unwrap();
+        assert!(key_matches_ca(&ca));
+        let other = generate_ca("two").unwrap();
+        assert!(!key_matches_ca(&CaMaterial { cert_pem: ca.cert_pem.clone(), key_pem: other.key_pem }));
+        assert!(!key_matches_ca(&CaMaterial { cert_pem: ca.cert_pem, key_pem: "garbage".into() }));
     }
 
     #[test]
     fn garbage_csr_is_an_error() {
         let ca = generate_ca("test").unwrap();
-        assert!(sign_csr(&ca, b"not a csr", NodeId(1)).is_err());
+        assert!(sign_csr(&ca, b"not a csr", NodeId(1), 60).is_err());
         assert!(check_csr(b"not a csr").is_err());
         assert!(check_csr(&new_csr().unwrap().1).is_ok());
         assert_eq!(node_id_of(b"junk"), None);

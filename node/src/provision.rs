@@ -36,6 +36,8 @@ pub struct NodePlan {
     pub seeds: Vec<String>,
     /// Request limits written into the config.
     pub limits: Limits,
+    /// Lifetime of the node certificates it will sign and renew.
+    pub cert_lifetime_secs: u64,
 }
 
 /// TLS material for one node.
@@ -75,6 +77,7 @@ pub fn write_node(plan: &NodePlan, tls: &NodeTls<'_>, bootstrap: Option<Bootstra
             node_cert: "tls/node.pem".into(),
             node_key: "tls/node.key".into(),
             ca_key: tls.ca_key_pem.map(|_| "tls/ca.key".into()),
+            cert_lifetime_secs: plan.cert_lifetime_secs,
         },
         bootstrap,
         limits: plan.limits.clone(),

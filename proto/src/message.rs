@@ -403,6 +403,20 @@ pub enum Request {
     },
     /// The audit log: token, tenant, node and key file changes (operator role).
     ListAudit,
+    /// Sign a new certificate for the calling node (node certificate required; served by nodes holding the CA
+    /// key). The certificate names the caller, whatever the request says.
+    RenewCertificate {
+        /// PKCS#10 signing request (DER) for the node's new key pair.
+        csr_der: Vec<u8>,
+    },
+    /// Hand the cluster CA key to the calling node, which must be a Raft voter (node certificate required;
+    /// served by nodes holding the key). The response body is the key (PEM), inside the TLS connection.
+    FetchCaKey,
+    /// Revoke a node (operator role): its certificate is refused from then on and its shards are rebuilt.
+    RevokeNode {
+        /// The node.
+        node: NodeId,
+    },
 }
 
 impl Request {
@@ -446,6 +460,9 @@ impl Request {
             Request::ListTokens { .. } => "list_tokens",
             Request::RevokeToken { .. } => "revoke_token",
             Request::ListAudit => "list_audit",
+            Request::RenewCertificate { .. } => "renew_certificate",
+            Request::FetchCaKey => "fetch_ca_key",
+            Request::RevokeNode { .. } => "revoke_node",
         }
     }
 
@@ -463,6 +480,8 @@ impl Request {
                 | Request::GcShards { .. }
                 | Request::PutShards { .. }
                 | Request::ScanShards { .. }
+                | Request::RenewCertificate { .. }
+                | Request::FetchCaKey
         )
     }
 
@@ -616,6 +635,18 @@ pub enum Response {
     },
     /// Answer to `ListAudit`, oldest first.
     Audit(Vec<AuditEntry>),
+    /// Answer to `Join` from a node that does not hold the CA key: send the join to one of these.
+    JoinElsewhere {
+        /// Addresses of the nodes holding the CA key.
+        addrs: Vec<String>,
+    },
+    /// Answer to `RenewCertificate`.
+    Certificate {
+        /// The new certificate (PEM).
+        cert_pem: String,
+    },
+    /// Answer to `FetchCaKey`; the body is the key.
+    CaKey,
 }
 
 #[cfg(test)]

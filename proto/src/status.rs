@@ -33,6 +33,8 @@ pub struct ClusterStatus {
     pub generations: Vec<Generation>,
     /// Data movement between generations and nodes.
     pub migration: MigrationStatus,
+    /// Nodes holding the cluster CA key (which admits nodes and renews their certificates).
+    pub ca_holders: Vec<NodeId>,
 }
 
 /// Cluster-wide view of data movement.

@@ -23,6 +23,9 @@ pub enum AdminCommand {
     Token(TokenCommand),
     /// The audit log: who created or revoked tokens, created tenants, admitted nodes, replaced key files.
     Audit,
+    /// Nodes: revoke one (a stolen or compromised machine).
+    #[command(subcommand)]
+    Node(NodeCommand),
     /// Manage storage generations: add, list, drain, pause, resume, cancel, drop; set the move rate.
     #[command(subcommand)]
     Generation(GenerationCommand),
@@ -43,6 +46,18 @@ pub enum TenantCommand {
     Create {
         /// Unique name.
         name: String,
+    },
+}
+
+/// Node commands.
+#[derive(Subcommand)]
+pub enum NodeCommand {
+    /// Revoke a node: every node refuses its certificate from now on (its open connections are closed too),
+    /// it leaves Raft, and its shards are rebuilt on the others. Refused while that would leave some data
+    /// with fewer shards than it needs; the node's id is never reused.
+    Revoke {
+        /// The node's id (as `status` shows it: 7 or node-7).
+        node: String,
     },
 }
 
@@ -106,6 +121,15 @@ pub async fn run(ctx: &Ctx, cmd: AdminCommand) -> anyhow::Result<()> {
             client.revoke_token(Credential::Operator, tokens::parse_id(&id)?).await?;
             tokens::print_revoked(ctx.json, &id);
         }
+        AdminCommand::Node(NodeCommand::Revoke { node }) => {
+            let id: u64 = node.trim_start_matches("node-").parse().map_err(|_| anyhow::anyhow!("{node:?} is not a node id"))?;
+            client.revoke_node(strata_proto::NodeId(id)).await?;
+            if ctx.json {
+                println!("{}", serde_json::json!({ "revoked": id }));
+            } else {
+                println!("revoked node-{id}: its certificate is refused and its shards are being rebuilt elsewhere");
+            }
+        }
         AdminCommand::Audit => {
             let log = client.audit_log().await?;
             if ctx.json {
@@ -157,6 +181,8 @@ pub fn render_status(s: &ClusterStatus) -> String {
         if s.placed { "" } else { " (not placed yet)" }
     );
     let _ = writeln!(out, "voters: {}", voters.join(", "));
+    let holders: Vec<String> = s.ca_holders.iter().map(ToString::to_string).collect();
+    let _ = writeln!(out, "CA key held by: {}", if holders.is_empty() { "(none recorded)".to_string() } else { holders.join(", ") });
     let _ = writeln!(out, "\nGENERATION  PROFILE  STATE");
     for g in &s.generations {
         let _ = writeln!(out, "{:<11} {:<8} {:?}", g.name, g.profile.to_string(), g.state);

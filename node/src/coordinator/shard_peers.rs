@@ -151,7 +151,9 @@ impl ShardPeers {
             self.metrics.shard_rpc_failures.with_label_values(&[op]).inc();
             return Err(ShardOpError::Unreachable { node: node.id, reason: "its last probe failed".into() });
         }
-        let result = tokio::time::timeout(self.timeout, self.pool.call(&node.addr, None, request, body)).await;
+        // Asking for the node's own name: the certificate must be that node's, not any node's.
+        let name = crate::pki::node_dns_name(node.id);
+        let result = tokio::time::timeout(self.timeout, self.pool.call_named(&node.addr, &name, None, request, body)).await;
         let result = result.unwrap_or_else(|_| Err(RpcError::Timeout { addr: node.addr.clone(), op, ms: self.timeout.as_millis() }));
         match &result {
             Ok(_) => self.health.record_ok(node.id),

@@ -55,11 +55,8 @@ pub async fn collect(ctx: &NodeContext, tenant: TenantId) -> Result<GcReport, Wi
     }
 
     ctx.meta.read_barrier().await.map_err(|e| e.to_wire())?;
-    // Every session of the tenant the replicated state holds, whatever this node's clock says about its lease:
-    // a node whose clock runs ahead must not skip a live backup. Expired sessions leave the state when the
-    // leader expires them.
-    let fence: Vec<SessionId> =
-        ctx.meta.reader.read(|s| s.sessions.iter().filter(|(_, r)| r.tenant == tenant).map(|(id, _)| *id).collect());
+    // Every session of the tenant in the replicated state, whatever this node's clock says (`plan::fence`).
+    let fence: Vec<SessionId> = ctx.meta.reader.read(|s| plan::fence(&s.sessions, tenant));
     report.sessions_waited_for = fence.len() as u64;
     wait_for_sessions(ctx, &fence).await?;
 

@@ -220,6 +220,14 @@ pub fn authorize(state: &MetaState, principal: &Principal, cmd: &MetaCommand) ->
             bounded(name, "the generation name")
         }
         MetaCommand::SetMigrationRate { .. } => operator(principal, "setting the migration rate"),
+        MetaCommand::RevokeNode { .. } => operator(principal, "revoking nodes"),
+        MetaCommand::RecordCaHolder { node: holder, .. } => {
+            let n = member(state, principal, "recording a CA key holder")?;
+            if n != *holder {
+                return Err(denied(format!("{n} may only record itself as a CA key holder")));
+            }
+            Ok(())
+        }
         MetaCommand::OpenSession { tenant, .. } | MetaCommand::RenewSession { tenant, .. } | MetaCommand::CloseSession { tenant, .. } => {
             tenant_role(principal, *tenant, "upload snapshots", RoleSet::can_append)
         }

@@ -266,6 +266,22 @@ pub enum MetaCommand {
         /// Proposer's clock.
         now_ms: u64,
     },
+    /// Record that `node` holds the cluster CA's key (it received it, or was created with it).
+    RecordCaHolder {
+        /// The node.
+        node: NodeId,
+        /// Proposer's clock.
+        now_ms: u64,
+    },
+    /// Revoke a node: it is Removed (its certificate is refused at every handshake, it leaves Raft and its
+    /// shards are rebuilt elsewhere). Refused while that would leave some partition with more unavailable
+    /// shards than it has parity.
+    RevokeNode {
+        /// The node.
+        node: NodeId,
+        /// Proposer's clock.
+        now_ms: u64,
+    },
 }
 
 /// A token's public id: the first eight bytes of its digest, shown in lists and used to revoke it.

@@ -59,6 +59,11 @@ impl MetaState {
             return reject(ErrorCode::NotFound, format!("generation {name:?} does not exist"));
         };
         if g.state == GenerationState::Dropped {
+            // Dropping again is what a retry looks like when the reply to the first drop was lost (the dropped
+            // nodes' connections close as the drop is applied): it succeeds and changes nothing.
+            if matches!(step, GenerationStep::Drop { .. }) {
+                return MetaResponse::Epoch(self.map.epoch);
+            }
             return reject(ErrorCode::Conflict, format!("generation {name:?} was dropped"));
         }
         let result = match step {
@@ -169,10 +174,22 @@ impl MetaState {
                 ),
             ));
         }
+        if !self.ca_held_outside(g.id) {
+            return Err(reject(
+                ErrorCode::Conflict,
+                format!(
+                    "refusing to drop {:?}: its nodes hold the only copies of the cluster CA key, without which no node can join \
+                     or renew its certificate. Wait until Raft voters of another generation have taken it over (`strata admin \
+                     status` lists the holders)",
+                    g.name
+                ),
+            ));
+        }
         self.set_generation_state(g.id, GenerationState::Dropped);
         for n in self.map.nodes.values_mut().filter(|n| n.generation == g.id) {
             n.state = NodeState::Removed;
         }
+        self.forget_removed_holders();
         self.migration.paused.remove(&g.id);
         Ok(())
     }
@@ -361,6 +378,12 @@ mod tests {
         assert!((1..=3).all(|n| s.map.nodes[&NodeId(n)].state == NodeState::Removed));
         assert!((4..=6).all(|n| s.map.nodes[&NodeId(n)].state == NodeState::Active));
         refused_with(step(&mut s, "gen-a", GenerationStep::Resume), "was dropped");
+        let epoch = s.map.epoch;
+        assert_eq!(
+            step(&mut s, "gen-a", GenerationStep::Drop { force: false }),
+            MetaResponse::Epoch(epoch),
+            "a retried drop changes nothing"
+        );
         let late = NodeAnnouncement { id: NodeId(9), addr: "n9".into(), zone: "z".into(), capacity_bytes: 1, generation: "gen-a".into() };
         refused_with(s.apply(&MetaCommand::RegisterNode(late)), "was dropped");
     }

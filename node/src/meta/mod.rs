@@ -9,6 +9,7 @@
 pub mod authority;
 pub mod catalog;
 pub mod command;
+mod custody_state;
 pub mod generations;
 pub mod leader_tasks;
 pub mod legacy;
@@ -233,7 +234,7 @@ impl Meta {
             let reply = match self.leader() {
                 Some(l) if l == self.node_id.0 => self.handle_as_leader(&req, self.node_id).await,
                 Some(l) => match self.leader_addr(l) {
-                    Some(addr) => self.forward(&addr, &req).await.unwrap_or_else(|e| ForwardReply::Failed(e.to_string())),
+                    Some(addr) => self.forward(l, &addr, &req).await.unwrap_or_else(|e| ForwardReply::Failed(e.to_string())),
                     None => ForwardReply::NotLeader(None),
                 },
                 None => ForwardReply::NotLeader(None),
@@ -249,9 +250,10 @@ impl Meta {
         Err(MetaError::NoLeader(LEADER_DEADLINE.as_millis()))
     }
 
-    async fn forward(&self, addr: &str, req: &ForwardRequest) -> Result<ForwardReply, String> {
+    async fn forward(&self, leader: u64, addr: &str, req: &ForwardRequest) -> Result<ForwardReply, String> {
         let body = postcard::to_stdvec(req).map_err(|e| e.to_string())?;
-        let reply = self.pool.call(addr, None, Request::Meta, body.into()).await.map_err(|e| e.to_string())?;
+        let name = crate::pki::node_dns_name(NodeId(leader));
+        let reply = self.pool.call_named(addr, &name, None, Request::Meta, body.into()).await.map_err(|e| e.to_string())?;
         postcard::from_bytes(&reply.body).map_err(|e| format!("malformed forward reply: {e}"))
     }
 

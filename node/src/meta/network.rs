@@ -58,7 +58,8 @@ impl PeerLink {
         E: std::error::Error + DeserializeOwned,
     {
         let body = postcard::to_stdvec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let call = self.pool.call(&self.addr, None, Request::Raft { rpc }, Bytes::from(body));
+        let name = crate::pki::node_dns_name(strata_proto::NodeId(self.target));
+        let call = self.pool.call_named(&self.addr, &name, None, Request::Raft { rpc }, Bytes::from(body));
         let reply = match tokio::time::timeout(option.hard_ttl(), call).await {
             Err(elapsed) => return Err(RPCError::Unreachable(Unreachable::new(&elapsed))),
             Ok(Err(e)) if e.is_unreachable() => {

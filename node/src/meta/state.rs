@@ -79,6 +79,8 @@ pub struct MetaState {
     pub key_file_history: BTreeMap<TenantId, Vec<KeyFileRecord>>,
     /// Security-relevant changes (tokens, tenants, nodes, key files), oldest first, bounded.
     pub audit: VecDeque<AuditRecord>,
+    /// Nodes holding the cluster CA's key (the voters receive it; see `ca_custody`).
+    pub ca_holders: BTreeSet<NodeId>,
 }
 
 /// One entry of the audit log.
@@ -139,6 +141,7 @@ impl Default for MetaState {
             bootstrapped: BTreeSet::new(),
             key_file_history: BTreeMap::new(),
             audit: VecDeque::new(),
+            ca_holders: BTreeSet::new(),
         }
     }
 }
@@ -220,6 +223,8 @@ impl MetaState {
             }
             MetaCommand::RevokeToken { id, tenant, by, now_ms } => self.revoke_token(id, *tenant, by.clone(), *now_ms),
             MetaCommand::StoreKeyFile { tenant, text, check, proof, now_ms } => self.store_key_file(*tenant, text, *check, *proof, *now_ms),
+            MetaCommand::RecordCaHolder { node, now_ms } => self.record_ca_holder(*node, *now_ms),
+            MetaCommand::RevokeNode { node, now_ms } => self.revoke_node(*node, *now_ms),
         }
     }
 

@@ -81,14 +81,24 @@ pub async fn handle(ctx: &NodeContext, request: Request, caller: Caller) -> Resu
             format!("this node serves at most {} join requests a minute; retry shortly", ctx.config.limits.join_requests_per_minute),
         ));
     }
-    let Some(ca) = &ctx.ca else {
-        return Err(WireError::new(
-            ErrorCode::PermissionDenied,
-            format!(
-                "{} does not hold the cluster CA key; send the join request to a node configured with tls.ca_key (the node created by `strata-node init`)",
-                ctx.id
-            ),
-        ));
+    let Some(ca) = ctx.ca_key() else {
+        // Only nodes holding the CA key sign certificates: name them (the joiner pinned the CA, so it can trust
+        // whichever of them it reaches).
+        let addrs: Vec<String> = ctx.meta.reader.read(|s| {
+            s.ca_holders
+                .iter()
+                .filter_map(|n| s.map.nodes.get(n))
+                .filter(|d| d.state == strata_proto::NodeState::Active)
+                .map(|d| d.addr.clone())
+                .collect()
+        });
+        if addrs.is_empty() {
+            return Err(WireError::new(
+                ErrorCode::Unavailable,
+                format!("{} does not hold the cluster CA key and knows no node that does", ctx.id),
+            ));
+        }
+        return Ok((Response::JoinElsewhere { addrs }, Bytes::new()));
     };
     check_join_token(ctx, &secret.digest()).await?;
     if ctx.meta.reader.read(|s| s.map.generation_by_name(&generation).is_none()) {
@@ -105,7 +115,8 @@ pub async fn handle(ctx: &NodeContext, request: Request, caller: Caller) -> Resu
         MetaResponse::NodeId(n) => n,
         other => return Err(WireError::new(ErrorCode::Internal, format!("unexpected result {other:?}"))),
     };
-    let cert_pem = pki::sign_csr(ca, &csr_der, node_id).map_err(|e| WireError::new(ErrorCode::BadRequest, e.to_string()))?;
+    let cert_pem = pki::sign_csr(&ca, &csr_der, node_id, ctx.config.tls.cert_lifetime_secs)
+        .map_err(|e| WireError::new(ErrorCode::BadRequest, e.to_string()))?;
     let seeds = ctx.meta.reader.read(|s| s.map.nodes.values().filter(|n| n.id != node_id).map(|n| n.addr.clone()).collect());
     tracing::info!(node = %node_id, %addr, "admitted a new node");
     Ok((Response::Joined { node_id, cert_pem, ca_pem: ctx.ca_pem.clone(), seeds }, Bytes::new()))

@@ -16,6 +16,7 @@ mod credentials;
 mod generation;
 mod handlers;
 mod join;
+mod node_trust;
 mod rate;
 mod status;
 
@@ -32,6 +33,7 @@ use tokio::sync::watch;
 pub use self::admission::{Admission, Class, Held, Source};
 pub use self::auth::{Caller, now_ms};
 pub use self::join::{JoinToken, new_secret};
+pub use self::node_trust::is_voter;
 pub use self::rate::{KeyedRate, Rate};
 use crate::context::NodeContext;
 use crate::pki;
@@ -78,8 +80,27 @@ async fn connection(incoming: quinn::Incoming, ctx: Arc<NodeContext>, guard: adm
     }
     // Per-address limits apply to everyone but the cluster's own nodes.
     let source = peer.is_none().then(|| guard.source().clone());
-    while let Ok((send, recv)) = conn.accept_bi().await {
-        tokio::spawn(stream(ctx.clone(), peer, source.clone(), send, recv));
+    let mut maps = ctx.meta.reader.subscribe_map();
+    loop {
+        tokio::select! {
+            accepted = conn.accept_bi() => match accepted {
+                Ok((send, recv)) => {
+                    tokio::spawn(stream(ctx.clone(), peer, source.clone(), send, recv));
+                }
+                Err(_) => break,
+            },
+            // A node removed from the cluster loses the connections it already has, not only new handshakes.
+            changed = maps.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                if peer.is_some_and(|p| ctx.revocations.is_removed(p) || maps.borrow().nodes.get(&p).is_some_and(|d| d.state == strata_proto::NodeState::Removed)) {
+                    tracing::info!(?peer, "closing the connection of a removed node");
+                    conn.close(0u32.into(), b"node removed from the cluster");
+                    break;
+                }
+            }
+        }
     }
     drop(guard);
 }

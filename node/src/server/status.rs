@@ -56,5 +56,6 @@ pub fn cluster_status(ctx: &NodeContext) -> ClusterStatus {
             generations: crate::migrate::generation_status(ctx),
             partitions_awaiting_repair: crate::migrate::plan::repair_queue(&map) as u32,
         },
+        ca_holders: ctx.meta.reader.read(|s| s.ca_holders.iter().copied().collect()),
     }
 }

@@ -1,0 +1,135 @@
+//! Applying node-trust commands: who holds the cluster CA's key, and revoking a node.
+//!
+//! The CA key must never be held only by nodes that are leaving: dropping a generation is refused while it
+//! holds every recorded holder (`generations.rs` asks [`MetaState::ca_held_outside`]), and a revoked node
+//! stops counting as a holder at once.
+
+use strata_proto::cluster_map::{GenerationState, NodeState};
+use strata_proto::{ErrorCode, GenerationId, NodeId};
+
+use super::authority::Actor;
+use super::command::MetaResponse;
+use super::state::MetaState;
+
+impl MetaState {
+    pub(super) fn record_ca_holder(&mut self, node: NodeId, now_ms: u64) -> MetaResponse {
+        match self.map.nodes.get(&node).map(|n| n.state) {
+            None => return MetaResponse::reject(ErrorCode::NotFound, format!("{node} is not a member")),
+            Some(NodeState::Removed) => return MetaResponse::reject(ErrorCode::Conflict, format!("{node} was removed")),
+            Some(_) => {}
+        }
+        if self.ca_holders.insert(node) {
+            self.audit(now_ms, Actor::Node(node), "holds the cluster CA key".into());
+        }
+        MetaResponse::Ok
+    }
+
+    /// Whether a recorded CA key holder remains outside generation `g` (true when none is recorded: there is
+    /// nothing a drop could make worse).
+    pub fn ca_held_outside(&self, g: GenerationId) -> bool {
+        self.ca_holders.is_empty()
+            || self.ca_holders.iter().any(|n| self.map.nodes.get(n).is_some_and(|d| d.generation != g && d.state != NodeState::Removed))
+    }
+
+    pub(super) fn revoke_node(&mut self, node: NodeId, now_ms: u64) -> MetaResponse {
+        match self.map.nodes.get(&node).map(|n| n.state) {
+            None => return MetaResponse::reject(ErrorCode::NotFound, format!("{node} is not a member")),
+            // A retry whose first reply was lost (the revoked node's connections close as this applies).
+            Some(NodeState::Removed) => return MetaResponse::Epoch(self.map.epoch),
+            Some(_) => {}
+        }
+        // Every partition on the node must keep at least k available shards without it.
+        for (i, p) in self.map.partitions.iter().enumerate() {
+            for set in std::iter::once(&p.current).chain(p.target.as_ref()) {
+                if !set.nodes.contains(&node) {
+                    continue;
+                }
+                let parity = self.map.generations.get(&set.generation).map_or(0, |g| usize::from(g.profile.parity_shards));
+                let unavailable =
+                    set.nodes.iter().filter(|n| **n == node || self.map.nodes.get(n).is_none_or(|d| d.state != NodeState::Active)).count();
+                if unavailable > parity {
+                    return MetaResponse::reject(
+                        ErrorCode::Conflict,
+                        format!(
+                            "revoking {node} now would leave partition {i} with {unavailable} of its shards unavailable, more than its \\
+                             {parity} parity shards; wait until the repair of the other unavailable nodes has finished"
+                        ),
+                    );
+                }
+            }
+        }
+        if let Some(d) = self.map.nodes.get_mut(&node) {
+            d.state = NodeState::Removed;
+        }
+        self.map.epoch.0 += 1;
+        self.ca_holders.remove(&node);
+        self.audit(now_ms, Actor::Operator, format!("revoked {node}: its certificate is refused and its shards are rebuilt elsewhere"));
+        MetaResponse::Epoch(self.map.epoch)
+    }
+
+    /// Nodes of generations that were dropped (or revoked) no longer hold the CA key.
+    pub(super) fn forget_removed_holders(&mut self) {
+        let map = &self.map;
+        self.ca_holders.retain(|n| {
+            map.nodes.get(n).is_some_and(|d| {
+                d.state != NodeState::Removed && map.generations.get(&d.generation).is_some_and(|g| g.state != GenerationState::Dropped)
+            })
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::command::{InitCluster, MetaCommand};
+    use strata_proto::{EcProfile, NodeAnnouncement, NodeSet, PartitionPlacement};
+
+    fn cluster() -> MetaState {
+        let mut s = MetaState::default();
+        let init = InitCluster {
+            cluster_name: "c".into(),
+            partition_bits: 0,
+            generation_name: "g1".into(),
+            profile: EcProfile { data_shards: 2, parity_shards: 1 },
+            operator_token: [1; 32],
+            now_ms: 0,
+        };
+        s.apply(&MetaCommand::Init(init));
+        for i in 1..=3 {
+            let a =
+                NodeAnnouncement { id: NodeId(i), addr: format!("a:{i}"), zone: "z".into(), capacity_bytes: 1, generation: "g1".into() };
+            s.apply(&MetaCommand::RegisterNode(a));
+        }
+        let set = NodeSet { generation: GenerationId(1), nodes: vec![NodeId(1), NodeId(2), NodeId(3)] };
+        let epoch = s.map.epoch;
+        s.apply(&MetaCommand::SetPlacement { expected_epoch: epoch, partitions: vec![PartitionPlacement { current: set, target: None }] });
+        s
+    }
+
+    fn refused(r: MetaResponse, code: ErrorCode) -> bool {
+        matches!(r, MetaResponse::Rejected(e) if e.code == code)
+    }
+
+    #[test]
+    fn revoking_keeps_every_partition_readable() {
+        let mut s = cluster();
+        assert!(matches!(s.apply(&MetaCommand::RevokeNode { node: NodeId(3), now_ms: 1 }), MetaResponse::Epoch(_)));
+        assert_eq!(s.map.nodes[&NodeId(3)].state, NodeState::Removed);
+        // With node 3 gone, the 2+1 partition has no parity left to lose.
+        assert!(refused(s.apply(&MetaCommand::RevokeNode { node: NodeId(2), now_ms: 2 }), ErrorCode::Conflict));
+        let epoch = s.map.epoch;
+        assert_eq!(s.apply(&MetaCommand::RevokeNode { node: NodeId(3), now_ms: 2 }), MetaResponse::Epoch(epoch), "a retry changes nothing");
+        assert!(s.audit.iter().any(|r| r.what.starts_with("revoked node-3")));
+    }
+
+    #[test]
+    fn ca_holders_are_recorded_and_forgotten_with_their_nodes() {
+        let mut s = cluster();
+        assert!(s.ca_held_outside(GenerationId(1)), "nothing recorded: nothing to protect");
+        assert_eq!(s.apply(&MetaCommand::RecordCaHolder { node: NodeId(1), now_ms: 1 }), MetaResponse::Ok);
+        assert!(!s.ca_held_outside(GenerationId(1)), "every holder is in g1");
+        assert!(refused(s.apply(&MetaCommand::RecordCaHolder { node: NodeId(9), now_ms: 1 }), ErrorCode::NotFound));
+        s.apply(&MetaCommand::RevokeNode { node: NodeId(1), now_ms: 2 });
+        assert!(s.ca_holders.is_empty(), "a revoked node holds nothing the cluster relies on");
+    }
+}
