@@ -3,6 +3,7 @@
 //! Every attack runs against real node processes and is shown to fail.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use strata_chaos::fs_tree::{TreeSpec, generate};
@@ -122,5 +123,71 @@ async fn another_encoding_of_a_stored_chunk_is_accepted_and_a_poisoned_one_is_na
     repo.put_blob(future_id, Bytes::from(repo.codec().seal(&future_id, &future)), false).await?;
     assert_eq!(repo.get_chunk(future_id).await?, future);
     owner.close();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_token_cannot_replace_blobs_while_their_partitions_move() -> anyhow::Result<()> {
+    let mut cluster = Cluster::start(ClusterSpec { partition_bits: 4, ..ClusterSpec::default() }).await?;
+    let work = tempfile::tempdir()?;
+    let cli = cluster.tenant_cli("moving", &work.path().join("owner")).await?;
+    cli.json(&["init"]);
+    let source = work.path().join("home");
+    let expected = generate(&source, 12, &TreeSpec { sparse_bytes: 1 << 20, max_file_bytes: 400_000, files: 30 });
+    let snapshot = cli.backup(&source);
+    let attacker = stolen_laptop(&cluster, &cli).await?;
+    let mut victims = Vec::new();
+    for list in &attacker.list_snapshots().await?[0].refs {
+        victims.extend(strata_proto::reflist::decode(&attacker.get_blob(*list).await?)?);
+    }
+
+    // A new generation arrives and the old one drains, with moves paused: every partition now has a target
+    // that holds nothing yet, where puts go. A put there meets no stored shard to conflict with.
+    cluster.admin_json(&["generation", "add", "gen-b", "--ec", "3+2"]);
+    cluster.admin_json(&["generation", "pause", "gen-b"]);
+    cluster.join_nodes("gen-b", 5).await?;
+    cluster.admin_json(&["generation", "drain", "gen-1"]);
+    cluster
+        .wait_for("every partition to have a target", Duration::from_secs(60), || async {
+            let out = cluster.admin(&["generation", "list"]);
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).is_ok_and(|l| {
+                l["generations"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|g| g["generation"]["name"] == "gen-1" && g["partitions"]["placed"] == 0)
+            })
+        })
+        .await?;
+    let batch: Vec<(ChunkId, Bytes)> = victims.iter().map(|id| (*id, Bytes::from_static(b"ransom note"))).collect();
+    for (i, r) in attacker.put_blobs(&batch).await?.into_iter().enumerate() {
+        let e = r.expect_err("a put under a stored id must be refused while its partition moves");
+        assert_eq!(e.code, ErrorCode::Conflict, "blob {i}: {e}");
+    }
+
+    // The drain completes and the old generation goes; every chunk restores as it was backed up.
+    cluster.admin_json(&["generation", "resume", "gen-b"]);
+    cluster
+        .wait_for("gen-1 to be drained and its key handed over", Duration::from_secs(300), || async {
+            let list = cluster.admin(&["generation", "list"]);
+            let status = cluster.admin(&["status"]);
+            serde_json::from_slice::<serde_json::Value>(&list.stdout).is_ok_and(|l| {
+                l["generations"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|g| g["generation"]["name"] == "gen-1" && g["generation"]["state"] == "Drained" && g["stored_shards"] == 0)
+            }) && serde_json::from_slice::<serde_json::Value>(&status.stdout)
+                .is_ok_and(|s| s["ca_holders"].as_array().is_some_and(|h| h.iter().any(|n| n.as_u64() > Some(6))))
+        })
+        .await?;
+    cluster.admin_json(&["generation", "drop", "gen-1"]);
+    for id in 1..=6 {
+        cluster.kill(id)?;
+    }
+    cluster.retarget_profile(&cli)?;
+    let diff = cli.restore_diff(&snapshot, &source, &expected, &work.path().join("restored"));
+    assert!(diff.is_empty(), "history was damaged during the move: {diff:?}");
+    attacker.close();
     Ok(())
 }

@@ -37,6 +37,17 @@ async fn settled_log_index(cluster: &Cluster, id: usize) -> anyhow::Result<f64> 
 async fn made_up_join_tokens_never_reach_the_raft_log() -> anyhow::Result<()> {
     let cluster = Cluster::start(ClusterSpec::default()).await?;
     let leader = cluster.wait_new_leader(None, Duration::from_secs(30)).await?;
+    // The cluster's own background writes first: every voter takes over the CA key and records it.
+    cluster
+        .wait_for("every voter to hold the CA key", Duration::from_secs(60), || async {
+            let out = cluster.admin(&["status"]);
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).is_ok_and(|s| {
+                let voters = s["voters"].as_array().cloned().unwrap_or_default();
+                let holders = s["ca_holders"].as_array().cloned().unwrap_or_default();
+                !voters.is_empty() && voters.iter().all(|v| holders.contains(v))
+            })
+        })
+        .await?;
     let before = settled_log_index(&cluster, leader).await?;
 
     // Fifty join requests with well-formed tokens that were never issued, naming the public generation name.

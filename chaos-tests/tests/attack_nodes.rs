@@ -1,6 +1,7 @@
 //! Attacks with a node certificate, as a compromised node (or a thief of its files) would make them against
 //! real node processes: it must not mint credentials through metadata forwarding, speak for another node in
-//! Raft or registration, and a certificate of a node the cluster never admitted must open nothing.
+//! Raft or registration, claim to hold the CA key, and a certificate of a node the cluster never admitted must
+//! open nothing.
 
 use bytes::Bytes;
 use strata_chaos::{Cluster, ClusterSpec};
@@ -72,6 +73,16 @@ async fn a_node_certificate_cannot_mint_credentials_or_impersonate_other_nodes()
         .call(&cluster.nodes[0].quic, None, Request::Raft { rpc: strata_proto::RaftRpc::Vote }, Bytes::from(postcard::to_stdvec(&vote)?))
         .await;
     assert_eq!(remote_code(&raft), Some(ErrorCode::PermissionDenied), "{raft:?}");
+
+    // Claim to hold the CA key (so that the real holders' generation could be dropped) without it: refused,
+    // whether the proof is junk or signed by another CA.
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
+    let other_ca = strata_node::pki::generate_ca("not this cluster")?;
+    for proof in [b"junk".to_vec(), strata_node::pki::holder_proof(&other_ca, NodeId(6), now_ms)?] {
+        let claim = MetaCommand::RecordCaHolder { node: NodeId(6), now_ms, proof };
+        let r = forward(&rogue, &cluster, claim, Origin::Node).await?;
+        assert!(refused(&r, ErrorCode::PermissionDenied), "a node recorded itself as a CA key holder without the key: {r:?}");
+    }
     rogue.close_all();
 
     // A certificate the CA signed for a node the cluster never admitted (node 99) opens no shard.

@@ -118,6 +118,10 @@ impl RetentionDuration {
     /// The time `self` before `time_ms`, on the calendar (UTC): years and months first (a day that does not
     /// exist in the target month rolls over into the next, as restic's Go `AddDate` does), then days, then hours.
     pub fn before(&self, time_ms: i64) -> i64 {
+        // Snapshot times come from clients' clocks; anything beyond ±100,000 years is clamped, so the
+        // arithmetic below cannot overflow.
+        const LIMIT_MS: i64 = 100_000 * 366 * 86_400_000;
+        let time_ms = time_ms.clamp(-LIMIT_MS, LIMIT_MS);
         let secs = time_ms.div_euclid(1000);
         let (days, in_day_ms) = (secs.div_euclid(86_400), time_ms - secs.div_euclid(86_400) * 86_400_000);
         let (y, m, d) = civil_from_days(days);
@@ -261,6 +265,8 @@ fn judge_group(group: &[&SnapshotInfo], policy: &Policy) -> Vec<Decision> {
     }
     if let (Some(within), Some(newest)) = (policy.keep_within, group.first()) {
         let cutoff = within.before(newest.time_ms);
+        // Inclusive: a snapshot exactly at the cutoff is kept (restic keeps only those strictly after it;
+        // when in doubt, keeping one more is the safe side).
         for (i, s) in group.iter().enumerate() {
             if s.time_ms >= cutoff {
                 reasons[i].push(format!("within {within}"));
@@ -384,6 +390,13 @@ mod tests {
         assert_eq!(civil_from_days(20_780), (2026, 11, 23));
         assert_ne!(bucket(monday, "week"), bucket(monday - HOUR, "week"));
         assert_eq!(bucket(monday, "week"), bucket(monday + 6 * DAY, "week"));
+    }
+
+    #[test]
+    fn extreme_times_do_not_overflow() {
+        let d = RetentionDuration::parse("100000y100000m100000d100000h").unwrap();
+        assert!(d.before(i64::MAX) < i64::MAX);
+        assert!(d.before(i64::MIN) <= 0);
     }
 
     #[test]

@@ -303,6 +303,19 @@ impl RpcPool {
         }
     }
 
+    /// Closes the pooled connections whose peer's certificate `refused` rejects (a node removed from the
+    /// cluster): the next call to that address has to pass the TLS handshake, and its verifier, again.
+    pub fn close_refused(&self, refused: impl Fn(&rustls_pki_types::CertificateDer<'static>) -> bool) {
+        self.conns.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, c| {
+            let certs = c.peer_identity().and_then(|id| id.downcast::<Vec<rustls_pki_types::CertificateDer<'static>>>().ok());
+            let keep = !certs.is_some_and(|certs| certs.first().is_some_and(&refused));
+            if !keep {
+                c.close(0u32.into(), b"peer certificate revoked");
+            }
+            keep
+        });
+    }
+
     /// Drops every pooled connection (used at shutdown).
     pub fn close_all(&self) {
         for (_, c) in self.conns.lock().unwrap_or_else(|e| e.into_inner()).drain() {

@@ -4,8 +4,10 @@
 //! A node holding the key records itself as a holder in the replicated state. A voter that does not hold it
 //! asks a recorded holder for it over mutual TLS; the holder hands it only to a node it sees as a voter. The
 //! new holder checks that the key belongs to the cluster CA, stores it beside its certificate (owner-only)
-//! and records itself. Voters are chosen from Active generations, so by the time a drained generation is
-//! dropped its successors hold the key, and dropping the last holders is refused (`meta::custody_state`).
+//! and records itself, proving it with a signature by the key. Voters are chosen from Active generations, so
+//! by the time a drained generation is dropped its successors hold the key, and dropping the last holders is
+//! refused (`meta::custody_state`). A node that stops being a voter deletes its copy once two other voters
+//! hold one.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,9 +44,13 @@ async fn step(ctx: &NodeContext, pool: &RpcPool) -> anyhow::Result<()> {
     if !initialised || me.is_none_or(|s| s == NodeState::Removed) {
         return Ok(());
     }
-    if ctx.ca_key().is_some() {
+    if let Some(ca) = ctx.ca_key() {
+        let voter = crate::server::is_voter(ctx, ctx.id);
+        if !voter && others_hold_it(ctx) {
+            return relinquish(ctx, recorded).await;
+        }
         if !recorded {
-            ctx.meta.write(MetaCommand::RecordCaHolder { node: ctx.id, now_ms: crate::server::now_ms() }).await?;
+            record(ctx, &ca).await?;
             tracing::info!("recorded this node as a holder of the cluster CA key");
         }
         return Ok(());
@@ -56,9 +62,43 @@ async fn step(ctx: &NodeContext, pool: &RpcPool) -> anyhow::Result<()> {
     let material = CaMaterial { cert_pem: ctx.ca_pem.clone(), key_pem };
     anyhow::ensure!(pki::key_matches_ca(&material), "the key a holder sent does not belong to this cluster's CA");
     crate::identity::replace_file(&ctx.config.tls.ca_key_path(), material.key_pem.as_bytes(), true)?;
-    *ctx.ca.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(material));
-    ctx.meta.write(MetaCommand::RecordCaHolder { node: ctx.id, now_ms: crate::server::now_ms() }).await?;
+    let material = Arc::new(material);
+    *ctx.ca.write().unwrap_or_else(|e| e.into_inner()) = Some(material.clone());
+    record(ctx, &material).await?;
     tracing::info!(path = %ctx.config.tls.ca_key_path().display(), "received the cluster CA key as a Raft voter");
+    Ok(())
+}
+
+/// Records this node as a holder, with a signature by the key as proof.
+async fn record(ctx: &NodeContext, ca: &CaMaterial) -> anyhow::Result<()> {
+    let now_ms = crate::server::now_ms();
+    let proof = pki::holder_proof(ca, ctx.id, now_ms)?;
+    ctx.meta.write(MetaCommand::RecordCaHolder { node: ctx.id, now_ms, proof }).await?;
+    Ok(())
+}
+
+/// Whether at least two other Active voters are recorded as holders, so this node's copy is not needed.
+fn others_hold_it(ctx: &NodeContext) -> bool {
+    let holders: Vec<strata_proto::NodeId> = ctx.meta.reader.read(|s| {
+        s.ca_holders.iter().filter(|n| **n != ctx.id && s.map.nodes.get(n).is_some_and(|d| d.state == NodeState::Active)).copied().collect()
+    });
+    holders.iter().filter(|n| crate::server::is_voter(ctx, **n)).count() >= 2
+}
+
+/// A node that is no longer a voter deletes its copy of the CA key (fewer copies, fewer places to steal it
+/// from) and records that it no longer holds it.
+async fn relinquish(ctx: &NodeContext, recorded: bool) -> anyhow::Result<()> {
+    if recorded {
+        ctx.meta.write(MetaCommand::DropCaHolder { node: ctx.id, now_ms: crate::server::now_ms() }).await?;
+    }
+    let path = ctx.config.tls.ca_key_path();
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot delete {}", path.display())),
+    }
+    *ctx.ca.write().unwrap_or_else(|e| e.into_inner()) = None;
+    tracing::info!(path = %path.display(), "deleted this node's copy of the cluster CA key: it is no longer a Raft voter");
     Ok(())
 }
 

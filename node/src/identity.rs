@@ -97,11 +97,45 @@ impl Identity {
         Ok(())
     }
 
-    /// Writes the certificate and key to their files, replacing them atomically (the key first, readable by
-    /// the owner only; a crash between the two leaves a pair the next renewal replaces).
+    /// Writes the certificate and key to their files as a pair: both are first written completely beside the
+    /// old ones (`.new`), then renamed into place, key first. A crash at any point leaves either the old pair
+    /// intact or a complete new pair that [`Identity::finish_pending`] puts in place at the next start.
     pub fn save(&self, cert_path: &Path, key_path: &Path) -> anyhow::Result<()> {
-        replace_file(key_path, self.key_pem.as_bytes(), true)?;
-        replace_file(cert_path, self.cert_pem.as_bytes(), false)
+        replace_file(&pending(key_path), self.key_pem.as_bytes(), true)?;
+        replace_file(&pending(cert_path), self.cert_pem.as_bytes(), false)?;
+        Self::finish_pending(cert_path, key_path)
+    }
+
+    /// Completes a pair [`Identity::save`] had written but not yet renamed into place (a renewal a crash
+    /// interrupted), or discards a half-written one. Run before reading the files.
+    pub fn finish_pending(cert_path: &Path, key_path: &Path) -> anyhow::Result<()> {
+        let (cert_new, key_new) = (pending(cert_path), pending(key_path));
+        if cert_new.exists() {
+            // The certificate is written second: both are complete.
+            if key_new.exists() {
+                std::fs::rename(&key_new, key_path).with_context(|| format!("cannot replace {}", key_path.display()))?;
+            }
+            std::fs::rename(&cert_new, cert_path).with_context(|| format!("cannot replace {}", cert_path.display()))?;
+            sync_dir(cert_path);
+        } else if key_new.exists() {
+            std::fs::remove_file(&key_new).with_context(|| format!("cannot remove {}", key_new.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Where a new file waits until its pair is complete.
+fn pending(path: &Path) -> std::path::PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".new");
+    path.with_file_name(name)
+}
+
+fn sync_dir(path: &Path) {
+    if let Some(dir) = path.parent()
+        && let Ok(d) = std::fs::File::open(dir)
+    {
+        let _ = d.sync_all();
     }
 }
 
@@ -122,10 +156,40 @@ pub fn replace_file(path: &Path, bytes: &[u8], private: bool) -> anyhow::Result<
         f.sync_all()?;
     }
     std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
-    if let Some(dir) = path.parent()
-        && let Ok(d) = std::fs::File::open(dir)
-    {
-        let _ = d.sync_all();
-    }
+    sync_dir(path);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_interrupted_renewal_completes_or_leaves_the_old_pair() {
+        let d = tempfile::tempdir().unwrap();
+        let (cert, key) = (d.path().join("node.pem"), d.path().join("node.key"));
+        std::fs::write(&cert, "old cert").unwrap();
+        std::fs::write(&key, "old key").unwrap();
+        // Crash after the new key was written, before the certificate: the old pair stays.
+        replace_file(&pending(&key), b"new key", true).unwrap();
+        Identity::finish_pending(&cert, &key).unwrap();
+        assert_eq!(
+            (std::fs::read_to_string(&cert).unwrap(), std::fs::read_to_string(&key).unwrap()),
+            ("old cert".into(), "old key".into())
+        );
+        assert!(!pending(&key).exists());
+        // Crash after both were written, and even after the key was renamed: the new pair is completed.
+        replace_file(&pending(&key), b"new key", true).unwrap();
+        replace_file(&pending(&cert), b"new cert", false).unwrap();
+        std::fs::rename(pending(&key), &key).unwrap();
+        Identity::finish_pending(&cert, &key).unwrap();
+        assert_eq!(
+            (std::fs::read_to_string(&cert).unwrap(), std::fs::read_to_string(&key).unwrap()),
+            ("new cert".into(), "new key".into())
+        );
+        let id = Identity { ca_pem: String::new(), cert_pem: "third cert".into(), key_pem: "third key".into() };
+        id.save(&cert, &key).unwrap();
+        assert_eq!(std::fs::read_to_string(&key).unwrap(), "third key");
+        assert!(!pending(&cert).exists() && !pending(&key).exists());
+    }
 }

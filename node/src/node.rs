@@ -37,6 +37,7 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
     let database = db::open(&config.data_dir.join("db"), &db_opts)?;
     let store: Arc<dyn ShardStore> = Arc::new(RocksShardStore::open(database.clone(), config.capacity_bytes, config.storage.sync_writes)?);
 
+    Identity::finish_pending(&config.tls.node_cert, &config.tls.node_key)?;
     let identity =
         Identity { ca_pem: read(&config.tls.ca_cert)?, cert_pem: read(&config.tls.node_cert)?, key_pem: read(&config.tls.node_key)? };
     let ca_pem = identity.ca_pem.clone();
@@ -54,7 +55,9 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
     };
     let pool = Arc::new(RpcPool::new(endpoint.clone(), client, limits));
 
-    let meta = Meta::start(id, database.clone(), pool.clone(), &config.raft, "strata", config.limits.max_internal_body_bytes).await?;
+    let meta =
+        Meta::start(id, database.clone(), pool.clone(), &config.raft, "strata", config.limits.max_internal_body_bytes, ca_pem.clone())
+            .await?;
     if config.bootstrap.is_some() && meta.initialize_if_new(config.advertised()).await? {
         tracing::info!("initialised a new Raft group with this node as its only voter");
     }
@@ -94,7 +97,7 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
         tokio::spawn(health::probe_loop(id, health, pool.clone(), meta.reader.clone(), metrics.clone(), stop_rx.clone())),
         tokio::spawn(refresh_metrics(ctx.clone(), stop_rx.clone())),
         tokio::spawn(announce(ctx.clone(), pool.clone(), stop_rx.clone())),
-        tokio::spawn(follow_revocations(meta.reader.clone(), revocations, stop_rx.clone())),
+        tokio::spawn(follow_revocations(meta.reader.clone(), revocations, pool.clone(), stop_rx.clone())),
         tokio::spawn(crate::renewal::run(ctx.clone(), identity, endpoint.clone(), pool.clone(), stop_rx.clone())),
         tokio::spawn(crate::ca_custody::run(ctx.clone(), pool.clone(), stop_rx.clone())),
     ];
@@ -129,7 +132,13 @@ fn load_ca_key(config: &NodeConfig, ca_pem: &str) -> anyhow::Result<Option<CaMat
     let path = config.tls.ca_key_path();
     let key_pem = match std::fs::read_to_string(&path) {
         Ok(k) => k,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && config.tls.ca_key.is_none() => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // A node that stopped being a voter hands its copy back (`ca_custody`); it starts without one.
+            if config.tls.ca_key.is_some() {
+                tracing::warn!(path = %path.display(), "tls.ca_key names a file that does not exist; starting without the CA key");
+            }
+            return Ok(None);
+        }
         Err(e) => return Err(e).with_context(|| format!("cannot read the CA key {}", path.display())),
     };
     let material = CaMaterial { cert_pem: ca_pem.to_owned(), key_pem };
@@ -141,11 +150,14 @@ fn load_ca_key(config: &NodeConfig, ca_pem: &str) -> anyhow::Result<Option<CaMat
 async fn follow_revocations(
     reader: crate::meta::state_machine::MetaReader,
     revocations: Arc<Revocations>,
+    pool: Arc<RpcPool>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut maps = reader.subscribe_map();
     loop {
         revocations.update(&maps.borrow_and_update());
+        // Connections this node opened to a node now revoked are closed too, not only those it accepted.
+        pool.close_refused(|cert| pki::node_id_of(cert).is_some_and(|n| revocations.is_removed(n)));
         tokio::select! {
             changed = maps.changed() => if changed.is_err() { return },
             _ = stop.changed() => return,

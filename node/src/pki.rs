@@ -125,6 +125,32 @@ pub fn key_matches_ca(ca: &CaMaterial) -> bool {
     cert.public_key().subject_public_key.data.as_ref() == key.public_key_raw()
 }
 
+fn holder_message(node: NodeId, now_ms: u64) -> Vec<u8> {
+    let mut m = b"strata 2026-12 CA key holder v1".to_vec();
+    m.extend_from_slice(&node.0.to_le_bytes());
+    m.extend_from_slice(&now_ms.to_le_bytes());
+    m
+}
+
+/// A proof that the signer holds the CA key, for node `node` at `now_ms` (recorded with `RecordCaHolder`).
+pub fn holder_proof(ca: &CaMaterial, node: NodeId, now_ms: u64) -> Result<Vec<u8>, PkiError> {
+    use rcgen::SigningKey as _;
+    Ok(KeyPair::from_pem(&ca.key_pem)?.sign(&holder_message(node, now_ms))?)
+}
+
+/// Whether `proof` was made with the key of the CA in `ca_pem` for `node` at `now_ms`.
+pub fn verify_holder_proof(ca_pem: &str, node: NodeId, now_ms: u64, proof: &[u8]) -> bool {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let Ok(certs) = strata_client::tls::certs_from_pem(ca_pem, "cluster CA") else { return false };
+    let Some(der) = certs.first() else { return false };
+    let Ok((_, cert)) = X509Certificate::from_der(der) else { return false };
+    let key = ring::signature::UnparsedPublicKey::new(
+        &ring::signature::ECDSA_P256_SHA256_ASN1,
+        cert.public_key().subject_public_key.data.as_ref(),
+    );
+    key.verify(&holder_message(node, now_ms), proof).is_ok()
+}
+
 /// When a certificate expires, seconds since the Unix epoch.
 pub fn not_after(cert_der: &[u8]) -> Option<i64> {
     use x509_parser::prelude::{FromDer, X509Certificate};
@@ -166,6 +192,18 @@ mod tests {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let expiry = not_after(&der[0]).unwrap();
         assert!((now + 590..=now + 610).contains(&expiry), "valid for the 600 s asked: {}", expiry - now);
+    }
+
+    #[test]
+    fn holder_proofs_bind_the_key_the_node_and_the_time() {
+        let ca = generate_ca("one").unwrap();
+        let proof = holder_proof(&ca, NodeId(4), 1000).unwrap();
+        assert!(verify_holder_proof(&ca.cert_pem, NodeId(4), 1000, &proof));
+        assert!(!verify_holder_proof(&ca.cert_pem, NodeId(5), 1000, &proof), "another node cannot reuse it");
+        assert!(!verify_holder_proof(&ca.cert_pem, NodeId(4), 2000, &proof), "nor a later time");
+        let other = generate_ca("two").unwrap();
+        assert!(!verify_holder_proof(&ca.cert_pem, NodeId(4), 1000, &holder_proof(&other, NodeId(4), 1000).unwrap()));
+        assert!(!verify_holder_proof(&ca.cert_pem, NodeId(4), 1000, b"junk"));
     }
 
     #[test]

@@ -18,11 +18,11 @@ use bytes::Bytes;
 use futures::future::join_all;
 use strata_proto::cluster_map::{Location, ResolvedPlacement};
 use strata_proto::{
-    BlobDigest, ChunkId, EcProfile, ErrorCode, Holding, NodeId, PartitionId, ShardHeader, ShardIndex, ShardKey, TenantId, WireError,
-    WriteMode,
+    BlobDigest, ChunkId, EcProfile, ErrorCode, Holding, NodeId, PartitionId, ShardHeader, ShardIndex, ShardKey, StripeTag, TenantId,
+    WireError, WriteMode,
 };
 
-pub use self::plan::{PutVerdict, ShardFailure, ack_threshold, put_verdict};
+pub use self::plan::{PutVerdict, ShardFailure, StripeFilter, ack_threshold, put_verdict};
 pub use self::shard_peers::{OutgoingShard, ShardOpError, ShardPeers};
 use crate::erasure::Codecs;
 use crate::meta::state_machine::MetaReader;
@@ -99,18 +99,25 @@ impl Coordinator {
     pub async fn put_many(&self, tenant: TenantId, blobs: Vec<(ChunkId, Bytes)>) -> Vec<Result<PutResult, WireError>> {
         let map = self.meta.map();
         let mut results: Vec<Option<Result<PutResult, WireError>>> = vec![None; blobs.len()];
-        // Locate every blob; the ones that cannot be placed fail alone.
+        // Locate every blob; the ones that cannot be placed fail alone. A partition that is moving also has
+        // sets it is leaving, which may hold the chunk already: a put must not shadow what they hold.
         let mut planned = Vec::new();
+        let mut leaving: BTreeMap<usize, Vec<Vec<NodeId>>> = BTreeMap::new();
         for (i, (id, blob)) in blobs.into_iter().enumerate() {
             match self.locate(&map, &id) {
-                Ok(loc) => planned.push((
-                    i,
-                    id,
-                    loc.partition,
-                    loc.write.generation.profile,
-                    loc.write.nodes.iter().map(|n| n.id).collect::<Vec<_>>(),
-                    blob,
-                )),
+                Ok(loc) => {
+                    let write: Vec<NodeId> = loc.write.nodes.iter().map(|n| n.id).collect();
+                    let others: Vec<Vec<NodeId>> = loc
+                        .read
+                        .iter()
+                        .map(|set| set.nodes.iter().map(|n| n.id).collect::<Vec<_>>())
+                        .filter(|nodes| *nodes != write)
+                        .collect();
+                    if !others.is_empty() {
+                        leaving.insert(i, others);
+                    }
+                    planned.push((i, id, loc.partition, loc.write.generation.profile, write, blob));
+                }
                 Err(e) => results[i] = Some(Err(e)),
             }
         }
@@ -125,10 +132,25 @@ impl Coordinator {
                 .collect::<Vec<_>>()
         })
         .await;
-        let encoded = match encoded {
+        let mut encoded = match encoded {
             Ok(e) => e,
             Err(e) => return results.into_iter().map(|r| r.unwrap_or_else(|| Err(err(ErrorCode::Internal, e.to_string())))).collect(),
         };
+        if !leaving.is_empty() {
+            let checks: Vec<(usize, PartitionId, ChunkId, StripeTag)> = encoded
+                .iter()
+                .filter(|e| leaving.contains_key(&e.0))
+                .map(|(i, id, p, _, _, (_, digest), _)| (*i, *p, *id, StripeTag::of(Some(digest))))
+                .collect();
+            let shadowed = self.held_elsewhere(&map, tenant, &checks, &leaving).await;
+            encoded.retain(|e| !shadowed.contains(&e.0));
+            for i in shadowed {
+                results[i] = Some(Err(err(
+                    ErrorCode::Conflict,
+                    "the blob is already stored, with other contents, in the set its partition is moving from; the stored copy was kept",
+                )));
+            }
+        }
         // Shard writes grouped by holder; per blob, one slot per shard for its outcome.
         let mut per_node: BTreeMap<NodeId, Vec<ShardWrite>> = BTreeMap::new();
         let mut outcomes: BTreeMap<usize, BlobOutcome> = BTreeMap::new();
@@ -181,6 +203,42 @@ impl Coordinator {
         results.into_iter().map(|r| r.unwrap_or_else(|| Err(err(ErrorCode::Internal, "blob was not processed")))).collect()
     }
 
+    /// Which of `checks` (blob index, partition, chunk, stripe of the incoming put) the sets a partition is
+    /// leaving hold a shard of another stripe of: those puts would shadow stored data on the target. Nodes that
+    /// do not answer count as holding nothing (the move's own checks still stand).
+    async fn held_elsewhere(
+        &self,
+        map: &strata_proto::ClusterMap,
+        tenant: TenantId,
+        checks: &[(usize, PartitionId, ChunkId, StripeTag)],
+        leaving: &BTreeMap<usize, Vec<Vec<NodeId>>>,
+    ) -> std::collections::BTreeSet<usize> {
+        // Per node: the chunks to ask about, and for each the blob index and stripe of the incoming put.
+        type Ask = (Vec<(PartitionId, ChunkId)>, Vec<(usize, StripeTag)>);
+        let mut asks: BTreeMap<NodeId, Ask> = BTreeMap::new();
+        for (i, p, id, tag) in checks {
+            for node in leaving.get(i).into_iter().flatten().flatten() {
+                let ask = asks.entry(*node).or_default();
+                ask.0.push((*p, *id));
+                ask.1.push((*i, *tag));
+            }
+        }
+        let queries = asks.into_iter().filter_map(|(node, (chunks, slots))| {
+            let desc = map.nodes.get(&node)?.clone();
+            Some(async move { (self.peers.held(&desc, tenant, chunks, true).await, slots) })
+        });
+        let mut shadowed = std::collections::BTreeSet::new();
+        for (answer, slots) in join_all(queries).await {
+            let Ok(holdings) = answer else { continue };
+            for (holding, (i, tag)) in holdings.into_iter().zip(slots) {
+                if holding.mask != 0 && holding.stripe != tag {
+                    shadowed.insert(i);
+                }
+            }
+        }
+        shadowed
+    }
+
     /// Applies the durability rule to one blob's shard outcomes.
     fn verdict(
         &self,
@@ -226,12 +284,17 @@ impl Coordinator {
 
     /// Reads a blob of `tenant` from a stripe other than those in `exclude` (the caller could not use them).
     pub async fn get_excluding(&self, tenant: TenantId, id: ChunkId, exclude: &[BlobDigest]) -> Result<FetchedBlob, WireError> {
+        self.get_filtered(tenant, id, StripeFilter::Exclude(exclude)).await
+    }
+
+    /// Reads a blob of `tenant` from one of the stripes `filter` admits.
+    pub async fn get_filtered(&self, tenant: TenantId, id: ChunkId, filter: StripeFilter<'_>) -> Result<FetchedBlob, WireError> {
         let map = self.meta.map();
         let loc = self.locate(&map, &id)?;
         let mut problems = Vec::new();
         let mut all_absent = true;
         for set in &loc.read {
-            match self.read_from(set, loc.partition, tenant, id, exclude).await {
+            match self.read_from(set, loc.partition, tenant, id, filter).await {
                 ReadOutcome::Blob(b) => return Ok(b),
                 ReadOutcome::Absent => {}
                 ReadOutcome::Unreadable(why) => {
@@ -253,7 +316,7 @@ impl Coordinator {
         partition: PartitionId,
         tenant: TenantId,
         id: ChunkId,
-        exclude: &[BlobDigest],
+        filter: StripeFilter<'_>,
     ) -> ReadOutcome {
         let profile = set.generation.profile;
         let k = usize::from(profile.data_shards);
@@ -262,7 +325,7 @@ impl Coordinator {
         let mut failures = Vec::new();
         for round in [plan::first_read(profile), plan::second_read(profile)] {
             let headers: Vec<(ShardIndex, ShardHeader)> = got.iter().map(|(i, (h, _))| (*i, *h)).collect();
-            if plan::choose_stripe(&headers, exclude).is_some_and(|((p, _, _), n)| n >= usize::from(p.data_shards)) {
+            if plan::choose_stripe(&headers, filter).is_some_and(|((p, _, _), n)| n >= usize::from(p.data_shards)) {
                 break;
             }
             let fetches = round.iter().map(|&index| {
@@ -287,9 +350,9 @@ impl Coordinator {
             }
         }
         let headers: Vec<(ShardIndex, ShardHeader)> = got.iter().map(|(i, (h, _))| (*i, *h)).collect();
-        // Shards of stripes the caller excluded are, for this read, as good as absent.
-        let excluded = headers.iter().filter(|(_, h)| h.blob_digest.is_some_and(|d| exclude.contains(&d))).count();
-        if let Some((stripe, count)) = plan::choose_stripe(&headers, exclude)
+        // Shards of stripes the caller does not want are, for this read, as good as absent.
+        let excluded = headers.iter().filter(|(_, h)| !filter.admits(h.blob_digest)).count();
+        if let Some((stripe, count)) = plan::choose_stripe(&headers, filter)
             && count >= usize::from(stripe.0.data_shards)
         {
             let (stripe_profile, blob_len, digest) = stripe;

@@ -92,13 +92,32 @@ pub fn certainly_absent(profile: EcProfile, absent: usize) -> bool {
 /// What makes shards pieces of one stripe: the profile, the blob length and the stripe identity.
 pub type StripeKey = (EcProfile, u64, Option<BlobDigest>);
 
-/// The stripe to read among shards fetched from one node set: the one with the most shards, leaving out the
-/// stripes in `exclude` (a client that could not open one asks for another). Ties go to the smallest key, so
-/// every coordinator chooses alike. Returns the stripe and how many shards it has.
-pub fn choose_stripe(headers: &[(ShardIndex, ShardHeader)], exclude: &[BlobDigest]) -> Option<(StripeKey, usize)> {
+/// Which stripes of a chunk a read may return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StripeFilter<'a> {
+    /// Any but these (a client that could not open one asks for another).
+    Exclude(&'a [BlobDigest]),
+    /// Only these (a mover copies the stripe its source holds, whatever else the target has).
+    Only(&'a [Option<BlobDigest>]),
+}
+
+impl StripeFilter<'_> {
+    /// Whether a shard of stripe `digest` may be read.
+    pub fn admits(&self, digest: Option<BlobDigest>) -> bool {
+        match self {
+            StripeFilter::Exclude(ex) => digest.is_none_or(|d| !ex.contains(&d)),
+            StripeFilter::Only(only) => only.contains(&digest),
+        }
+    }
+}
+
+/// The stripe to read among shards fetched from one node set: the one with the most shards among those
+/// `filter` admits. Ties go to the smallest key, so every coordinator chooses alike. Returns the stripe and
+/// how many shards it has.
+pub fn choose_stripe(headers: &[(ShardIndex, ShardHeader)], filter: StripeFilter<'_>) -> Option<(StripeKey, usize)> {
     let mut votes: BTreeMap<(u8, u8, u64, Option<BlobDigest>), usize> = BTreeMap::new();
     for (_, h) in headers {
-        if h.blob_digest.is_some_and(|d| exclude.contains(&d)) {
+        if !filter.admits(h.blob_digest) {
             continue;
         }
         *votes.entry((h.profile.data_shards, h.profile.parity_shards, h.blob_len, h.blob_digest)).or_default() += 1;
@@ -165,11 +184,15 @@ mod tests {
     fn the_stripe_with_most_shards_is_read_unless_excluded() {
         let h = |len, d: Option<u8>| ShardHeader { profile: P, blob_len: len, blob_digest: d.map(|b| [b; 32]), checksum: [0; 32] };
         let votes = vec![(0, h(10, Some(1))), (1, h(10, Some(1))), (2, h(99, Some(1))), (3, h(10, Some(1))), (4, h(10, Some(2)))];
-        assert_eq!(choose_stripe(&votes, &[]), Some(((P, 10, Some([1; 32])), 3)));
-        assert_eq!(choose_stripe(&votes, &[[1; 32]]), Some(((P, 10, Some([2; 32])), 1)), "a client that could not open stripe 1");
-        assert_eq!(choose_stripe(&[], &[]), None);
+        let any = StripeFilter::Exclude(&[]);
+        assert_eq!(choose_stripe(&votes, any), Some(((P, 10, Some([1; 32])), 3)));
+        let not_1 = StripeFilter::Exclude(&[[1; 32]]);
+        assert_eq!(choose_stripe(&votes, not_1), Some(((P, 10, Some([2; 32])), 1)), "a client that could not open stripe 1");
+        assert_eq!(choose_stripe(&votes, StripeFilter::Only(&[Some([2; 32])])), Some(((P, 10, Some([2; 32])), 1)), "a mover's source");
+        assert_eq!(choose_stripe(&[], any), None);
         let legacy = vec![(0, h(10, None)), (1, h(10, None)), (2, h(10, Some(7)))];
-        assert_eq!(choose_stripe(&legacy, &[]), Some(((P, 10, None), 2)));
+        assert_eq!(choose_stripe(&legacy, any), Some(((P, 10, None), 2)));
+        assert_eq!(choose_stripe(&legacy, StripeFilter::Only(&[Some([7; 32])])), Some(((P, 10, Some([7; 32])), 1)));
     }
 
     #[test]

@@ -17,6 +17,11 @@ pub const MAX_LABEL_BYTES: usize = 128;
 /// Largest encoded command accepted into the log (the largest legitimate one, a snapshot commit, is about
 /// 330 KiB); openraft's batches are sized so that a full batch stays below the internal body limit.
 pub const MAX_ENTRY_BYTES: usize = 512 << 10;
+/// Largest placement table (written by the leader once, when the first generation can hold data; about 9
+/// bytes a partition, so up to 2^20 partitions of wide profiles fit).
+pub const MAX_PLACEMENT_ENTRY_BYTES: usize = 16 << 20;
+/// How far ahead of the leader's clock a proposer's clock may be for commands that act on time.
+const CLOCK_SLACK_MS: u64 = 5 * 60 * 1000;
 
 /// Who asks for a command to be written.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -134,7 +139,7 @@ fn bounded(text: &str, what: &str) -> Result<(), WireError> {
 
 /// Whether `principal` may have `cmd` written to the log, given the current state; the error names what is
 /// missing. Commands kept only to read old log entries are never proposed again.
-pub fn authorize(state: &MetaState, principal: &Principal, cmd: &MetaCommand) -> Result<(), WireError> {
+pub fn authorize(state: &MetaState, principal: &Principal, cmd: &MetaCommand, now_ms: u64) -> Result<(), WireError> {
     match cmd {
         MetaCommand::Init(_) => node(principal, "initialising the cluster").map(|_| ()),
         // A node's first registration makes it known; a removed node cannot come back (apply refuses it too).
@@ -149,6 +154,10 @@ pub fn authorize(state: &MetaState, principal: &Principal, cmd: &MetaCommand) ->
         }
         MetaCommand::AdmitNode { join_digest, addr, zone, generation, .. } => match principal {
             Principal::Joining(d) if d == join_digest => {
+                // Checked here too, so that no node can put a made-up join token into the log by forwarding it.
+                if !state.join_tokens.contains_key(join_digest) {
+                    return Err(WireError::new(ErrorCode::Unauthenticated, "unknown or already used join token"));
+                }
                 bounded(zone, "the zone name")?;
                 bounded(addr, "the address")?;
                 bounded(generation, "the generation name")
@@ -210,8 +219,15 @@ pub fn authorize(state: &MetaState, principal: &Principal, cmd: &MetaCommand) ->
         | MetaCommand::Noop
         | MetaCommand::StartMoves { .. }
         | MetaCommand::SetNodeState { .. }
-        | MetaCommand::CompleteMove { .. }
-        | MetaCommand::ExpireSessions { .. } => member(state, principal, "changing placement, node states and moves").map(|_| ()),
+        | MetaCommand::CompleteMove { .. } => member(state, principal, "changing placement, node states and moves").map(|_| ()),
+        // Expiring sessions acts on the proposer's clock: one far ahead would end live backups' sessions.
+        MetaCommand::ExpireSessions { now_ms: at } => {
+            member(state, principal, "expiring sessions")?;
+            if *at > now_ms.saturating_add(CLOCK_SLACK_MS) {
+                return Err(WireError::new(ErrorCode::BadRequest, "the proposer's clock is more than five minutes ahead of this node's"));
+            }
+            Ok(())
+        }
         MetaCommand::GenerationStep { step: GenerationStep::MarkDrained, .. } => {
             member(state, principal, "marking a generation drained").map(|_| ())
         }
@@ -221,7 +237,8 @@ pub fn authorize(state: &MetaState, principal: &Principal, cmd: &MetaCommand) ->
         }
         MetaCommand::SetMigrationRate { .. } => operator(principal, "setting the migration rate"),
         MetaCommand::RevokeNode { .. } => operator(principal, "revoking nodes"),
-        MetaCommand::RecordCaHolder { node: holder, .. } => {
+        // The proof is checked by `Meta`, which knows the CA certificate.
+        MetaCommand::RecordCaHolder { node: holder, .. } | MetaCommand::DropCaHolder { node: holder, .. } => {
             let n = member(state, principal, "recording a CA key holder")?;
             if n != *holder {
                 return Err(denied(format!("{n} may only record itself as a CA key holder")));
@@ -268,12 +285,14 @@ pub fn authorize(state: &MetaState, principal: &Principal, cmd: &MetaCommand) ->
     }
 }
 
-/// Checks `cmd` against `principal` and the size of its encoding; the error is what the caller sees.
-pub fn check_proposal(state: &MetaState, principal: &Principal, cmd: &MetaCommand) -> Result<(), WireError> {
-    authorize(state, principal, cmd)?;
+/// Checks `cmd` against `principal` (at `now_ms`, this node's clock) and the size of its encoding; the error is
+/// what the caller sees.
+pub fn check_proposal(state: &MetaState, principal: &Principal, cmd: &MetaCommand, now_ms: u64) -> Result<(), WireError> {
+    authorize(state, principal, cmd, now_ms)?;
     let size = postcard::to_stdvec(cmd).map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?.len();
-    if size > MAX_ENTRY_BYTES {
-        return Err(too_large(format!("the metadata change is {size} bytes; the limit is {MAX_ENTRY_BYTES}")));
+    let limit = if matches!(cmd, MetaCommand::SetPlacement { .. }) { MAX_PLACEMENT_ENTRY_BYTES } else { MAX_ENTRY_BYTES };
+    if size > limit {
+        return Err(too_large(format!("the metadata change is {size} bytes; the limit is {limit}")));
     }
     Ok(())
 }
@@ -312,7 +331,7 @@ mod tests {
     }
 
     fn denied_for(s: &MetaState, p: &Principal, cmd: &MetaCommand) -> bool {
-        authorize(s, p, cmd).is_err_and(|e| e.code == ErrorCode::PermissionDenied)
+        authorize(s, p, cmd, 0).is_err_and(|e| e.code == ErrorCode::PermissionDenied)
     }
 
     #[test]
@@ -326,12 +345,14 @@ mod tests {
         assert!(denied_for(&s, &n, &MetaCommand::AddGeneration { name: "g2".into(), profile: EcProfile::DEFAULT }));
         let other = NodeAnnouncement { id: NodeId(5), addr: "a:1".into(), zone: "z".into(), capacity_bytes: 1, generation: "g".into() };
         assert!(denied_for(&s, &n, &MetaCommand::RegisterNode(other.clone())));
-        assert!(authorize(&s, &n, &MetaCommand::RegisterNode(NodeAnnouncement { id: NodeId(4), ..other })).is_ok());
+        assert!(authorize(&s, &n, &MetaCommand::RegisterNode(NodeAnnouncement { id: NodeId(4), ..other }), 0).is_ok());
         assert!(denied_for(&s, &n, &MetaCommand::ExpireSessions { now_ms: 1 }), "node 4 is not a member yet");
         let mut with_node = s.clone();
         let me = NodeAnnouncement { id: NodeId(4), addr: "a:1".into(), zone: "z".into(), capacity_bytes: 1, generation: "g".into() };
         with_node.apply(&MetaCommand::RegisterNode(me));
-        assert!(authorize(&with_node, &n, &MetaCommand::ExpireSessions { now_ms: 1 }).is_ok());
+        assert!(authorize(&with_node, &n, &MetaCommand::ExpireSessions { now_ms: 1 }, 0).is_ok());
+        let hours_ahead = MetaCommand::ExpireSessions { now_ms: 10 * 3_600_000 };
+        assert!(authorize(&with_node, &n, &hours_ahead, 3_600_000).is_err(), "a clock hours ahead would end live sessions");
         assert!(denied_for(&s, &n, &MetaCommand::OpenSession { tenant: t, session: SessionId(1), now_ms: 0, lease_ms: 1 }));
     }
 
@@ -339,30 +360,30 @@ mod tests {
     fn operators_bootstrap_tenants_once_and_tenants_act_within_their_roles() {
         let (mut s, t) = state();
         let op = Principal::Operator;
-        assert!(authorize(&s, &op, &token(Some(t), &[Role::Admin], Actor::Operator)).is_ok());
+        assert!(authorize(&s, &op, &token(Some(t), &[Role::Admin], Actor::Operator), 0).is_ok());
         assert!(denied_for(&s, &op, &token(Some(t), &[Role::Backup], Actor::Operator)), "operators issue no device tokens");
         s.bootstrapped.insert(t);
         assert!(denied_for(&s, &op, &token(Some(t), &[Role::Admin], Actor::Operator)), "only one bootstrap");
         let admin = Principal::Tenant { tenant: t, roles: RoleSet::of(&[Role::Admin]) };
-        assert!(authorize(&s, &admin, &token(Some(t), &[Role::Backup], Actor::TenantAdmin(t))).is_ok());
+        assert!(authorize(&s, &admin, &token(Some(t), &[Role::Backup], Actor::TenantAdmin(t)), 0).is_ok());
         assert!(denied_for(&s, &admin, &token(Some(t), &[Role::Admin], Actor::TenantAdmin(t))));
         assert!(denied_for(&s, &admin, &token(Some(t), &[Role::Backup], Actor::Operator)), "the issuer must be who asks");
         assert!(denied_for(&s, &admin, &token(Some(TenantId(99)), &[Role::Backup], Actor::TenantAdmin(TenantId(99)))));
         let laptop = Principal::Tenant { tenant: t, roles: RoleSet::of(&[Role::Backup]) };
-        assert!(authorize(&s, &laptop, &MetaCommand::OpenSession { tenant: t, session: SessionId(1), now_ms: 0, lease_ms: 1 }).is_ok());
+        assert!(authorize(&s, &laptop, &MetaCommand::OpenSession { tenant: t, session: SessionId(1), now_ms: 0, lease_ms: 1 }, 0).is_ok());
         assert!(denied_for(&s, &laptop, &MetaCommand::ForgetSnapshots { tenant: t, ids: vec![] }));
         let key = MetaCommand::StoreKeyFile { tenant: t, text: "k".into(), check: [0; 32], proof: None, now_ms: 0 };
         assert!(denied_for(&s, &laptop, &key), "a backup token cannot replace the key file");
-        assert!(authorize(&s, &admin, &key).is_ok());
+        assert!(authorize(&s, &admin, &key, 0).is_ok());
         assert!(denied_for(&s, &laptop, &token(Some(t), &[Role::Restore], Actor::TenantAdmin(t))));
         let revoke = MetaCommand::RevokeToken { id: [0; 8], tenant: Some(t), by: Actor::TenantAdmin(t), now_ms: 0 };
-        assert!(authorize(&s, &admin, &revoke).is_ok());
+        assert!(authorize(&s, &admin, &revoke, 0).is_ok());
         assert!(denied_for(&s, &laptop, &revoke));
     }
 
     #[test]
     fn joins_need_their_token_and_legacy_commands_are_never_proposed() {
-        let (s, _) = state();
+        let (mut s, _) = state();
         let admit = MetaCommand::AdmitNode {
             join_digest: [3; 32],
             now_ms: 0,
@@ -371,11 +392,13 @@ mod tests {
             capacity_bytes: 1,
             generation: "g".into(),
         };
-        assert!(authorize(&s, &Principal::Joining([3; 32]), &admit).is_ok());
+        assert_eq!(authorize(&s, &Principal::Joining([3; 32]), &admit, 0).unwrap_err().code, ErrorCode::Unauthenticated, "never issued");
+        s.join_tokens.insert([3; 32], u64::MAX);
+        assert!(authorize(&s, &Principal::Joining([3; 32]), &admit, 0).is_ok());
         assert!(denied_for(&s, &Principal::Joining([4; 32]), &admit));
         assert!(denied_for(&s, &Principal::Node(NodeId(1)), &admit));
         for legacy in [MetaCommand::ReserveNodeId, MetaCommand::ConsumeJoinToken { digest: [3; 32], now_ms: 0 }] {
-            assert!(authorize(&s, &Principal::Operator, &legacy).is_err());
+            assert!(authorize(&s, &Principal::Operator, &legacy, 0).is_err());
         }
     }
 
@@ -392,7 +415,7 @@ mod tests {
             now_ms: 1,
             issuer: Actor::TenantAdmin(t),
         };
-        assert_eq!(check_proposal(&s, &admin, &long_label).unwrap_err().code, ErrorCode::TooLarge);
+        assert_eq!(check_proposal(&s, &admin, &long_label, 0).unwrap_err().code, ErrorCode::TooLarge);
         let record = |summary: usize, refs: usize| SnapshotRecord {
             id: SnapshotId([1; 16]),
             time_ms: 0,
@@ -402,13 +425,13 @@ mod tests {
             ref_digests: vec![[3; 32]; refs],
         };
         let commit = |r| MetaCommand::CommitSnapshot { tenant: t, session: SessionId(1), record: r, now_ms: 0 };
-        assert!(check_proposal(&s, &admin, &commit(record(1000, 10))).is_ok());
-        assert_eq!(check_proposal(&s, &admin, &commit(record(MAX_SUMMARY_BYTES + 1, 1))).unwrap_err().code, ErrorCode::TooLarge);
-        assert_eq!(check_proposal(&s, &admin, &commit(record(10, MAX_REF_BLOBS + 1))).unwrap_err().code, ErrorCode::TooLarge);
+        assert!(check_proposal(&s, &admin, &commit(record(1000, 10)), 0).is_ok());
+        assert_eq!(check_proposal(&s, &admin, &commit(record(MAX_SUMMARY_BYTES + 1, 1)), 0).unwrap_err().code, ErrorCode::TooLarge);
+        assert_eq!(check_proposal(&s, &admin, &commit(record(10, MAX_REF_BLOBS + 1)), 0).unwrap_err().code, ErrorCode::TooLarge);
         let mut no_digests = record(10, 2);
         no_digests.ref_digests.clear();
-        assert_eq!(check_proposal(&s, &admin, &commit(no_digests)).unwrap_err().code, ErrorCode::BadRequest);
+        assert_eq!(check_proposal(&s, &admin, &commit(no_digests), 0).unwrap_err().code, ErrorCode::BadRequest);
         // The largest commit the limits allow still fits one log entry.
-        assert!(check_proposal(&s, &admin, &commit(record(MAX_SUMMARY_BYTES, MAX_REF_BLOBS))).is_ok());
+        assert!(check_proposal(&s, &admin, &commit(record(MAX_SUMMARY_BYTES, MAX_REF_BLOBS)), 0).is_ok());
     }
 }

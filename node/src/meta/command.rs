@@ -272,6 +272,16 @@ pub enum MetaCommand {
         node: NodeId,
         /// Proposer's clock.
         now_ms: u64,
+        /// A signature made with the CA key over the node and the time (`pki::holder_proof`): a node cannot
+        /// claim to hold the key without holding it.
+        proof: Vec<u8>,
+    },
+    /// Record that `node` no longer holds the CA key (it stopped being a voter and deleted its copy).
+    DropCaHolder {
+        /// The node.
+        node: NodeId,
+        /// Proposer's clock.
+        now_ms: u64,
     },
     /// Revoke a node: it is Removed (its certificate is refused at every handshake, it leaves Raft and its
     /// shards are rebuilt elsewhere). Refused while that would leave some partition with more unavailable

@@ -24,11 +24,21 @@ impl MetaState {
         MetaResponse::Ok
     }
 
-    /// Whether a recorded CA key holder remains outside generation `g` (true when none is recorded: there is
-    /// nothing a drop could make worse).
+    pub(super) fn drop_ca_holder(&mut self, node: NodeId, now_ms: u64) -> MetaResponse {
+        if self.ca_holders.remove(&node) {
+            self.audit(now_ms, Actor::Node(node), "deleted its copy of the cluster CA key (no longer a voter)".into());
+        }
+        MetaResponse::Ok
+    }
+
+    /// Whether enough recorded CA key holders remain outside generation `g`: two Active ones, or every Active
+    /// node outside `g` if there are fewer (true when none is recorded: there is nothing a drop could make
+    /// worse).
     pub fn ca_held_outside(&self, g: GenerationId) -> bool {
-        self.ca_holders.is_empty()
-            || self.ca_holders.iter().any(|n| self.map.nodes.get(n).is_some_and(|d| d.generation != g && d.state != NodeState::Removed))
+        let active_outside = |n: &NodeId| self.map.nodes.get(n).is_some_and(|d| d.generation != g && d.state == NodeState::Active);
+        let holders = self.ca_holders.iter().filter(|n| active_outside(n)).count();
+        let candidates = self.map.nodes.keys().filter(|n| active_outside(n)).count();
+        self.ca_holders.is_empty() || holders >= candidates.clamp(1, 2)
     }
 
     pub(super) fn revoke_node(&mut self, node: NodeId, now_ms: u64) -> MetaResponse {
@@ -126,9 +136,12 @@ mod tests {
     fn ca_holders_are_recorded_and_forgotten_with_their_nodes() {
         let mut s = cluster();
         assert!(s.ca_held_outside(GenerationId(1)), "nothing recorded: nothing to protect");
-        assert_eq!(s.apply(&MetaCommand::RecordCaHolder { node: NodeId(1), now_ms: 1 }), MetaResponse::Ok);
+        assert_eq!(s.apply(&MetaCommand::RecordCaHolder { node: NodeId(1), now_ms: 1, proof: vec![] }), MetaResponse::Ok);
         assert!(!s.ca_held_outside(GenerationId(1)), "every holder is in g1");
-        assert!(refused(s.apply(&MetaCommand::RecordCaHolder { node: NodeId(9), now_ms: 1 }), ErrorCode::NotFound));
+        assert!(refused(s.apply(&MetaCommand::RecordCaHolder { node: NodeId(9), now_ms: 1, proof: vec![] }), ErrorCode::NotFound));
+        assert_eq!(s.apply(&MetaCommand::DropCaHolder { node: NodeId(1), now_ms: 1 }), MetaResponse::Ok);
+        assert!(s.ca_holders.is_empty());
+        s.apply(&MetaCommand::RecordCaHolder { node: NodeId(1), now_ms: 1, proof: vec![] });
         s.apply(&MetaCommand::RevokeNode { node: NodeId(1), now_ms: 2 });
         assert!(s.ca_holders.is_empty(), "a revoked node holds nothing the cluster relies on");
     }

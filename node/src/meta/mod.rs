@@ -104,6 +104,9 @@ pub enum ForwardReply {
 /// How long a write or barrier keeps looking for a leader.
 const LEADER_DEADLINE: Duration = Duration::from_secs(15);
 
+/// How far the date in a CA key holder proof may be from the checking node's clock.
+const HOLDER_PROOF_WINDOW: Duration = Duration::from_secs(600);
+
 /// The node's handle on cluster metadata.
 #[derive(Clone)]
 pub struct Meta {
@@ -113,6 +116,21 @@ pub struct Meta {
     pub reader: MetaReader,
     node_id: NodeId,
     pool: Arc<RpcPool>,
+    voters: network::Voters,
+    /// The cluster CA certificate (PEM), against which CA key holder proofs are checked.
+    ca_pem: String,
+}
+
+/// Keeps `voters` equal to the voters of the effective membership, until Raft shuts down.
+async fn follow_voters(raft: Raft, voters: network::Voters) {
+    let mut metrics = raft.metrics();
+    loop {
+        let current: std::collections::BTreeSet<u64> = metrics.borrow_and_update().membership_config.membership().voter_ids().collect();
+        *voters.write().unwrap_or_else(|e| e.into_inner()) = current;
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 impl Meta {
@@ -124,6 +142,7 @@ impl Meta {
         settings: &RaftSettings,
         cluster_name: &str,
         max_body_bytes: u64,
+        ca_pem: String,
     ) -> Result<Self, MetaError> {
         let config = openraft::Config {
             cluster_name: cluster_name.to_owned(),
@@ -143,9 +162,11 @@ impl Meta {
         let log = LogStore::new(db.clone());
         let sm = StateMachineStore::open(db).map_err(|e| MetaError::Storage(e.to_string()))?;
         let reader = sm.reader();
-        let network = RaftNetworkFactoryImpl::new(pool.clone());
+        let voters = network::Voters::default();
+        let network = RaftNetworkFactoryImpl::new(pool.clone(), voters.clone());
         let raft = Raft::new(node_id.0, Arc::new(config), network, log, sm).await.map_err(|e| MetaError::Raft(e.to_string()))?;
-        Ok(Meta { raft, reader, node_id, pool })
+        tokio::spawn(follow_voters(raft.clone(), voters.clone()));
+        Ok(Meta { raft, reader, node_id, pool, voters, ca_pem })
     }
 
     /// This node's id.
@@ -180,7 +201,7 @@ impl Meta {
     pub async fn register_for(&self, node: NodeId, cmd: MetaCommand) -> Result<MetaResponse, MetaError> {
         let now = crate::server::now_ms();
         self.reader
-            .read(|s| principal_of(s, &Origin::Node, node, now).and_then(|p| check_proposal(s, &p, &cmd)))
+            .read(|s| principal_of(s, &Origin::Node, node, now).and_then(|p| check_proposal(s, &p, &cmd, now)))
             .map_err(MetaError::Rejected)?;
         match self.raft.client_write(cmd).await {
             Ok(resp) => match resp.data {
@@ -203,8 +224,9 @@ impl Meta {
     pub async fn write_as(&self, origin: Origin, cmd: MetaCommand) -> Result<MetaResponse, MetaError> {
         let now = crate::server::now_ms();
         self.reader
-            .read(|s| principal_of(s, &origin, self.node_id, now).and_then(|p| check_proposal(s, &p, &cmd)))
+            .read(|s| principal_of(s, &origin, self.node_id, now).and_then(|p| check_proposal(s, &p, &cmd, now)))
             .map_err(MetaError::Rejected)?;
+        self.check_holder_proof(&cmd, now).map_err(MetaError::Rejected)?;
         match self.propose(ForwardRequest::Write { cmd, origin }).await? {
             ForwardReply::Written(MetaResponse::Rejected(e)) => Err(MetaError::Rejected(e)),
             ForwardReply::Written(r) => Ok(r),
@@ -279,11 +301,24 @@ impl Meta {
         }
     }
 
-    /// Serves a Raft RPC from peer `from`: decodes the body, checks that the vote in it is `from`'s own (a node
-    /// certificate speaks for its node only: no node can campaign or lead in another's name), runs it and
-    /// returns the encoded result.
+    /// Serves a Raft RPC from peer `from` (a member: `server::auth` refused removed and unknown nodes already):
+    /// refuses a vote request unless `from` is a voter (once this node knows the membership), decodes the body,
+    /// checks that the vote in it is `from`'s own (a node certificate speaks for its node only: no node can
+    /// campaign or lead in another's name), runs it and returns the encoded result.
     pub async fn handle_raft(&self, rpc: strata_proto::RaftRpc, body: &[u8], from: NodeId) -> Result<Vec<u8>, WireError> {
         let bad = |e: postcard::Error| WireError::new(ErrorCode::BadRequest, format!("malformed raft {rpc:?} body: {e}"));
+        // Only voters campaign: a learner (every storage node) cannot start elections. Replication is not held
+        // to the same rule: a follower that restarts with an old log knows an old voter set, possibly all
+        // gone, and only the current leader's AppendEntries can tell it the new one.
+        if rpc == strata_proto::RaftRpc::Vote {
+            let voters = self.voters.read().unwrap_or_else(|e| e.into_inner());
+            if !voters.is_empty() && !voters.contains(&from.0) {
+                return Err(WireError::new(
+                    ErrorCode::PermissionDenied,
+                    format!("{from} is not a Raft voter here: its {rpc:?} is refused"),
+                ));
+            }
+        }
         let own = |vote: &openraft::Vote<u64>| -> Result<(), WireError> {
             match vote.leader_id().voted_for() {
                 Some(n) if n == from.0 => Ok(()),
@@ -317,9 +352,10 @@ impl Meta {
     /// token is looked up in the leader's state, caught up to its commit index first if it is not there yet).
     async fn leader_check(&self, origin: &Origin, via: NodeId, cmd: &MetaCommand) -> Result<(), WireError> {
         let now = crate::server::now_ms();
+        self.check_holder_proof(cmd, now)?;
         let check = |s: &state::MetaState| -> Result<Principal, WireError> {
             let p = principal_of(s, origin, via, now)?;
-            check_proposal(s, &p, cmd)?;
+            check_proposal(s, &p, cmd, now)?;
             Ok(p)
         };
         match self.reader.read(check) {
@@ -333,6 +369,22 @@ impl Meta {
             }
             other => other.map(|_| ()),
         }
+    }
+
+    /// A node records itself as a CA key holder only with a fresh signature by the CA key, so a node that never
+    /// held the key cannot make the cluster believe it does (and let the last real holders be dropped).
+    fn check_holder_proof(&self, cmd: &MetaCommand, now: u64) -> Result<(), WireError> {
+        let MetaCommand::RecordCaHolder { node, now_ms, proof } = cmd else { return Ok(()) };
+        if now_ms.abs_diff(now) > HOLDER_PROOF_WINDOW.as_millis() as u64 {
+            return Err(WireError::new(
+                ErrorCode::PermissionDenied,
+                format!("the CA key holder proof of {node} is dated {now_ms} ms, too far from this node's clock ({now} ms)"),
+            ));
+        }
+        if !crate::pki::verify_holder_proof(&self.ca_pem, *node, *now_ms, proof) {
+            return Err(WireError::new(ErrorCode::PermissionDenied, format!("{node} did not prove that it holds the cluster CA key")));
+        }
+        Ok(())
     }
 
     /// Serves a `Request::Meta` body forwarded by node `via`.

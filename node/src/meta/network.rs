@@ -2,9 +2,12 @@
 //!
 //! Each openraft RPC is postcard-encoded into the body of a `Request::Raft` on the node-to-node (mutual TLS)
 //! connection pool; the reply body is the encoded `Result` from the peer's Raft. A peer that cannot be reached
-//! is reported as `Unreachable` so openraft backs off instead of hammering it.
+//! is reported as `Unreachable` so openraft backs off instead of hammering it. A peer that is not a voter
+//! cannot make the leader step down: an answer from it carrying a higher vote is dropped as a network error
+//! (only voters campaign; `Meta::handle_raft` refuses vote requests from non-voters likewise).
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
@@ -20,16 +23,20 @@ use strata_proto::{RaftRpc, Request};
 
 use super::types::TypeConfig;
 
+/// The voters of the Raft membership as this node sees it, kept current from openraft's metrics.
+pub type Voters = Arc<RwLock<BTreeSet<u64>>>;
+
 /// Creates a [`PeerLink`] per Raft peer.
 #[derive(Clone)]
 pub struct RaftNetworkFactoryImpl {
     pool: Arc<RpcPool>,
+    voters: Voters,
 }
 
 impl RaftNetworkFactoryImpl {
-    /// Raft networking over `pool` (the node's mutual-TLS pool).
-    pub fn new(pool: Arc<RpcPool>) -> Self {
-        RaftNetworkFactoryImpl { pool }
+    /// Raft networking over `pool` (the node's mutual-TLS pool); `voters` says whose higher votes count.
+    pub fn new(pool: Arc<RpcPool>, voters: Voters) -> Self {
+        RaftNetworkFactoryImpl { pool, voters }
     }
 }
 
@@ -37,7 +44,7 @@ impl RaftNetworkFactory<TypeConfig> for RaftNetworkFactoryImpl {
     type Network = PeerLink;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerLink {
-        PeerLink { target, addr: node.addr.clone(), pool: self.pool.clone() }
+        PeerLink { target, addr: node.addr.clone(), pool: self.pool.clone(), voters: self.voters.clone() }
     }
 }
 
@@ -46,6 +53,7 @@ pub struct PeerLink {
     target: u64,
     addr: String,
     pool: Arc<RpcPool>,
+    voters: Voters,
 }
 
 type RpcResult<T, E> = Result<T, RPCError<u64, BasicNode, RaftError<u64, E>>>;
@@ -74,13 +82,31 @@ impl PeerLink {
     }
 }
 
+impl PeerLink {
+    fn is_voter(&self) -> bool {
+        self.voters.read().unwrap_or_else(|e| e.into_inner()).contains(&self.target)
+    }
+
+    fn ignored<E>(&self) -> RPCError<u64, BasicNode, RaftError<u64, E>>
+    where
+        E: std::error::Error,
+    {
+        let why = AnyError::error(format!("node {} is not a voter and answered with a higher vote; ignored", self.target));
+        RPCError::Network(NetworkError::new(&why))
+    }
+}
+
 impl RaftNetwork<TypeConfig> for PeerLink {
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<u64>, openraft::error::Infallible> {
-        self.send(RaftRpc::AppendEntries, &rpc, &option).await
+        let resp: AppendEntriesResponse<u64> = self.send(RaftRpc::AppendEntries, &rpc, &option).await?;
+        if matches!(resp, AppendEntriesResponse::HigherVote(_)) && !self.is_voter() {
+            return Err(self.ignored());
+        }
+        Ok(resp)
     }
 
     async fn install_snapshot(
@@ -88,7 +114,11 @@ impl RaftNetwork<TypeConfig> for PeerLink {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<u64>, InstallSnapshotError> {
-        self.send(RaftRpc::InstallSnapshot, &rpc, &option).await
+        let resp: InstallSnapshotResponse<u64> = self.send(RaftRpc::InstallSnapshot, &rpc, &option).await?;
+        if resp.vote > rpc.vote && !self.is_voter() {
+            return Err(self.ignored());
+        }
+        Ok(resp)
     }
 
     async fn vote(&mut self, rpc: VoteRequest<u64>, option: RPCOption) -> RpcResult<VoteResponse<u64>, openraft::error::Infallible> {

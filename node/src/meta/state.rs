@@ -189,6 +189,10 @@ impl MetaState {
                     created_at_ms: *now_ms,
                 };
                 self.tokens.insert(*digest, record);
+                // A tenant that received a token the old way has had its bootstrap.
+                if let Some(t) = tenant {
+                    self.bootstrapped.insert(*t);
+                }
                 MetaResponse::Ok
             }
             MetaCommand::SetPlacement { expected_epoch, partitions } => self.set_placement(*expected_epoch, partitions),
@@ -223,7 +227,8 @@ impl MetaState {
             }
             MetaCommand::RevokeToken { id, tenant, by, now_ms } => self.revoke_token(id, *tenant, by.clone(), *now_ms),
             MetaCommand::StoreKeyFile { tenant, text, check, proof, now_ms } => self.store_key_file(*tenant, text, *check, *proof, *now_ms),
-            MetaCommand::RecordCaHolder { node, now_ms } => self.record_ca_holder(*node, *now_ms),
+            MetaCommand::RecordCaHolder { node, now_ms, .. } => self.record_ca_holder(*node, *now_ms),
+            MetaCommand::DropCaHolder { node, now_ms } => self.drop_ca_holder(*node, *now_ms),
             MetaCommand::RevokeNode { node, now_ms } => self.revoke_node(*node, *now_ms),
         }
     }
@@ -322,7 +327,7 @@ impl MetaState {
                 state: NodeState::Active,
             },
         };
-        self.next_node_id = self.next_node_id.max(a.id.0 + 1);
+        self.next_node_id = self.next_node_id.max(a.id.0.saturating_add(1));
         if self.map.nodes.get(&a.id) != Some(&updated) {
             self.map.nodes.insert(a.id, updated);
             self.map.epoch.0 += 1;

@@ -29,6 +29,8 @@ pub fn decode(payload: &[u8]) -> Result<MetaState, String> {
     Ok(MetaState {
         cluster_name: v1.cluster_name,
         map: v1.map,
+        // Before the bootstrap rule operators could issue any tenant token: every tenant counts as bootstrapped.
+        bootstrapped: v1.tenants.keys().copied().collect(),
         tenants: v1.tenants,
         tokens: v1.tokens,
         join_tokens: v1.join_tokens,
@@ -68,6 +70,7 @@ mod tests {
         };
         let mut bytes = 1u32.to_le_bytes().to_vec();
         bytes.extend(postcard::to_stdvec(&v1).unwrap());
-        assert_eq!(MetaState::decode(&bytes).unwrap(), s);
+        s.bootstrapped = s.tenants.keys().copied().collect();
+        assert_eq!(MetaState::decode(&bytes).unwrap(), s, "every earlier tenant counts as bootstrapped");
     }
 }

@@ -32,6 +32,8 @@ pub fn decode(payload: &[u8]) -> Result<MetaState, String> {
     Ok(MetaState {
         cluster_name: v2.cluster_name,
         map: v2.map,
+        // Before the bootstrap rule operators could issue any tenant token: every tenant counts as bootstrapped.
+        bootstrapped: v2.tenants.keys().copied().collect(),
         tenants: v2.tenants,
         tokens: v2.tokens,
         join_tokens: v2.join_tokens,
@@ -85,6 +87,7 @@ mod tests {
         };
         let mut bytes = 2u32.to_le_bytes().to_vec();
         bytes.extend(postcard::to_stdvec(&old).unwrap());
-        assert_eq!(MetaState::decode(&bytes).unwrap(), s);
+        s.bootstrapped = s.tenants.keys().copied().collect();
+        assert_eq!(MetaState::decode(&bytes).unwrap(), s, "every earlier tenant counts as bootstrapped");
     }
 }

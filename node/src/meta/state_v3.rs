@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use strata_proto::{ClusterMap, Role, SessionId, SnapshotId, SnapshotRecord, TenantId};
+use strata_proto::{ClusterMap, SessionId, SnapshotId, SnapshotRecord, TenantId};
 
 use super::command::Digest;
 use super::generations::MigrationSettings;
@@ -42,6 +42,8 @@ pub fn decode(payload: &[u8]) -> Result<MetaState, String> {
     Ok(MetaState {
         cluster_name: v3.cluster_name,
         map: v3.map,
+        // Before the bootstrap rule operators could issue any tenant token: every tenant counts as bootstrapped.
+        bootstrapped: v3.tenants.keys().copied().collect(),
         tenants: v3.tenants,
         join_tokens: v3.join_tokens,
         next_node_id: v3.next_node_id,
@@ -51,9 +53,7 @@ pub fn decode(payload: &[u8]) -> Result<MetaState, String> {
         key_files: v3.key_files,
         next_session_id: v3.next_session_id,
         migration: v3.migration,
-        // Before the bootstrap rule, operators issued tenant tokens at will: a tenant with an admin token has
-        // had its bootstrap.
-        bootstrapped: v3.tokens.values().filter(|t| t.roles.allows(Role::Admin)).filter_map(|t| t.tenant).collect(),
+
         tokens: v3.tokens,
         ..MetaState::default()
     })
@@ -107,7 +107,8 @@ mod tests {
         let mut bytes = 3u32.to_le_bytes().to_vec();
         bytes.extend(postcard::to_stdvec(&old).unwrap());
         let back = MetaState::decode(&bytes).unwrap();
-        assert_eq!(back, s);
+        s.bootstrapped = s.tenants.keys().copied().collect();
+        assert_eq!(back, s, "every earlier tenant counts as bootstrapped");
         let record = &back.snapshots[&TenantId(1)][&SnapshotId([5; 16])];
         assert_eq!((record.refs.clone(), record.ref_digests.len()), (vec![ChunkId([6; 32])], 0));
     }

@@ -83,6 +83,14 @@ impl MetaState {
             return MetaResponse::reject(ErrorCode::NotFound, format!("no token {} that you may revoke", hex::encode(id)));
         };
         let record = &self.tokens[&digest];
+        if let Some(tenant) = record.tenant.filter(|_| record.roles.allows(Role::Admin)) {
+            // A tenant has exactly one admin token (nobody may issue another), so revoking it would leave
+            // nobody able to forget snapshots or issue and revoke device tokens.
+            return MetaResponse::reject(
+                ErrorCode::Conflict,
+                format!("this is {tenant}'s admin token, its only one: revoking it would leave the tenant without an admin"),
+            );
+        }
         if record.tenant.is_none() {
             let operators = self.tokens.values().filter(|r| r.tenant.is_none() && r.roles.allows(Role::Operator)).count();
             if operators <= 1 {
@@ -159,6 +167,9 @@ mod tests {
         assert!(rejected(s.apply(&revoke(4, Some(other), Actor::TenantAdmin(other))), ErrorCode::NotFound));
         assert_eq!(s.apply(&revoke(4, Some(t), Actor::TenantAdmin(t))), MetaResponse::Ok);
         assert!(s.token(&[4; 32], 10).is_err(), "a revoked token no longer authenticates");
+        // A tenant's one admin token cannot be revoked: nothing could replace it.
+        assert!(rejected(s.apply(&revoke(2, Some(t), Actor::TenantAdmin(t))), ErrorCode::Conflict));
+        assert!(s.token(&[2; 32], 10).is_ok());
         // The last operator token cannot go; with a second one it can.
         assert!(rejected(s.apply(&revoke(1, None, Actor::Operator)), ErrorCode::Conflict));
         assert_eq!(s.apply(&issue(5, None, &[Role::Operator], Actor::Operator)), MetaResponse::Ok);

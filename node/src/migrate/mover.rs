@@ -7,18 +7,18 @@
 //! any restart from the map alone. Reads and writes go on meanwhile (writes to the target, reads from the
 //! target then the source), and blobs written during the move are already on the target.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::join_all;
 use strata_proto::cluster_map::NodeDescriptor;
-use strata_proto::{ChunkId, ErrorCode, Holding, NodeSet, PartitionId, ShardHeader, ShardKey, StripeTag, TenantId, WriteMode};
+use strata_proto::{BlobDigest, ChunkId, ErrorCode, Holding, NodeSet, PartitionId, ShardHeader, ShardKey, StripeTag, TenantId, WriteMode};
 
 use super::plan::{is_paused, needs_writes, settled, slot_writes};
 use super::throttle::Throttle;
 use crate::context::NodeContext;
-use crate::coordinator::{OutgoingShard, ack_threshold};
+use crate::coordinator::{OutgoingShard, StripeFilter, ack_threshold};
 use crate::erasure::Codecs;
 use crate::meta::MetaError;
 use crate::meta::command::{MetaCommand, MetaResponse};
@@ -138,8 +138,17 @@ fn descriptors(ctx: &NodeContext, set: &NodeSet) -> Vec<NodeDescriptor> {
     set.nodes.iter().filter_map(|n| map.nodes.get(n).cloned()).collect()
 }
 
-/// What the source holds: each (tenant, chunk) with its blob length.
-type SourceChunks = BTreeMap<(TenantId, ChunkId), u64>;
+/// What the source holds of one chunk.
+#[derive(Debug, Clone, Default)]
+struct SourceChunk {
+    /// The blob's length.
+    blob_len: u64,
+    /// The stripes the source holds shards of (`None`: a stripe written before identities existed).
+    stripes: BTreeSet<Option<BlobDigest>>,
+}
+
+/// What the source holds: each (tenant, chunk).
+type SourceChunks = BTreeMap<(TenantId, ChunkId), SourceChunk>;
 
 /// Every (tenant, chunk) the source holds a shard of, with its blob length. A blob has shards on at least k
 /// holders, so with at most m holders unlisted every readable blob is still seen.
@@ -153,7 +162,7 @@ async fn list_source(ctx: &NodeContext, job: &MoveJob, epoch: strata_proto::Epoc
             let page = ctx.coordinator.peers().scan(node, job.partition, after, SCAN_PAGE, epoch).await?;
             let done = page.len() < SCAN_PAGE as usize;
             after = page.last().map(|(k, _)| *k);
-            keys.extend(page.into_iter().map(|(k, h)| ((k.tenant, k.chunk), h.blob_len)));
+            keys.extend(page.into_iter().map(|(k, h)| ((k.tenant, k.chunk), h.blob_len, h.blob_digest)));
             if done {
                 return Ok::<_, crate::coordinator::ShardOpError>(keys);
             }
@@ -164,7 +173,13 @@ async fn list_source(ctx: &NodeContext, job: &MoveJob, epoch: strata_proto::Epoc
     let mut failures = Vec::new();
     for listing in listings {
         match listing {
-            Ok(keys) => chunks.extend(keys),
+            Ok(keys) => {
+                for (chunk, blob_len, digest) in keys {
+                    let entry = chunks.entry(chunk).or_default();
+                    entry.blob_len = entry.blob_len.max(blob_len);
+                    entry.stripes.insert(digest);
+                }
+            }
             Err(e) => failures.push(e.to_string()),
         }
     }
@@ -190,13 +205,16 @@ async fn copy_pass(
 ) -> Result<PassOutcome, MoveError> {
     let mut out = PassOutcome::default();
     let mut by_tenant: BTreeMap<TenantId, Vec<(ChunkId, u64)>> = BTreeMap::new();
-    for ((t, c), len) in chunks {
-        by_tenant.entry(*t).or_default().push((*c, *len));
+    for ((t, c), source) in chunks {
+        by_tenant.entry(*t).or_default().push((*c, source.blob_len));
     }
     for (tenant, ids) in by_tenant {
         for group in batches(&ids, ctx.config.migration.batch_chunks, batch_bytes(ctx)) {
             still_moving(ctx, job)?;
-            let b = copy_batch(ctx, throttle, codecs, job, tenant, &group).await;
+            // A move carries the stripes its source holds; an in-place fill has no other source than itself.
+            let sources: Vec<Option<&BTreeSet<Option<BlobDigest>>>> =
+                group.iter().map(|c| (!job.is_in_place()).then(|| chunks.get(&(tenant, *c)).map(|s| &s.stripes)).flatten()).collect();
+            let b = copy_batch(ctx, throttle, codecs, job, tenant, &group, &sources).await;
             if !job.is_in_place() {
                 // Counted as it happens, so the cluster's move rate and ETAs follow the work smoothly.
                 ctx.metrics.moved_bytes.inc_by(b.bytes);
@@ -257,9 +275,12 @@ async fn copy_batch(
     job: &MoveJob,
     tenant: TenantId,
     ids: &[ChunkId],
+    sources: &[Option<&BTreeSet<Option<BlobDigest>>>],
 ) -> PassOutcome {
     let mut out = PassOutcome::default();
     let map = ctx.meta.reader.map();
+    let source_tags: Vec<Option<BTreeSet<StripeTag>>> =
+        sources.iter().map(|s| s.map(|digests| digests.iter().map(|d| StripeTag::of(d.as_ref())).collect())).collect();
     let Some(profile) = map.generations.get(&job.target.generation).map(|g| g.profile) else {
         out.unsettled = ids.len() as u64;
         return out;
@@ -269,24 +290,35 @@ async fn copy_batch(
     let need = ack_threshold(profile, ctx.config.durability.extra_shards_for_ack);
     let k = usize::from(profile.data_shards);
     // Chunks with a target slot that may still need a shard.
-    let todo: Vec<(ChunkId, &Vec<Option<Holding>>)> = ids
+    let todo: Vec<(usize, ChunkId, &Vec<Option<Holding>>)> = ids
         .iter()
         .zip(&held)
-        .filter_map(|(id, h)| {
-            let work = needs_writes(h);
-            if !settled(h, need) && !work {
+        .enumerate()
+        .filter_map(|(i, (id, h))| {
+            let work = needs_writes(h, source_tags[i].as_ref());
+            if !settled(h, need, source_tags[i].as_ref()) && !work {
                 out.unsettled += 1;
             }
-            work.then_some((*id, h))
+            work.then_some((i, *id, h))
         })
         .collect();
     if todo.is_empty() {
         return out;
     }
-    let blobs = join_all(todo.iter().map(|(id, _)| ctx.coordinator.get(tenant, *id))).await;
+    // A move reads one of the stripes its source holds, never one written to the target alone.
+    let reads = todo.iter().map(|(i, id, _)| {
+        let only: Option<Vec<Option<BlobDigest>>> = sources[*i].map(|s| s.iter().copied().collect());
+        async move {
+            match &only {
+                Some(only) => ctx.coordinator.get_filtered(tenant, *id, StripeFilter::Only(only)).await,
+                None => ctx.coordinator.get(tenant, *id).await,
+            }
+        }
+    });
+    let blobs = join_all(reads).await;
     let mut per_node: BTreeMap<usize, Vec<OutgoingShard>> = BTreeMap::new();
     let mut slots_of: BTreeMap<usize, Vec<ChunkId>> = BTreeMap::new();
-    for ((id, held), blob) in todo.into_iter().zip(blobs) {
+    for ((i, id, held), blob) in todo.into_iter().zip(blobs) {
         let blob = match blob {
             Ok(b) => b,
             // Collected by GC since the listing: nothing to move.
@@ -298,9 +330,9 @@ async fn copy_batch(
             }
         };
         // The shards written are of the stripe just read (legacy stripes stay legacy), so they join it.
-        let writes = slot_writes(held, StripeTag::of(blob.digest.as_ref()), k);
+        let writes = slot_writes(held, StripeTag::of(blob.digest.as_ref()), k, source_tags[i].as_ref());
         if writes.is_empty() {
-            if !settled(held, need) {
+            if !settled(held, need, source_tags[i].as_ref()) {
                 out.unsettled += 1;
             }
             continue;

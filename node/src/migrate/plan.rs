@@ -84,14 +84,24 @@ pub fn is_paused(current: &NodeSet, target: &NodeSet, paused: &BTreeSet<Generati
     paused.contains(&current.generation) || paused.contains(&target.generation)
 }
 
-/// The stripe of a chunk held in its own slot by the most target nodes, with that count: `held[i]` is what
-/// target node `i` reported (`None` when it could not be asked). Ties go to the smaller tag.
-pub fn dominant_stripe(held: &[Option<Holding>]) -> Option<(StripeTag, usize)> {
+/// The stripes a move must carry: those its source holds (`None` for an in-place fill, where the set is its
+/// own source). A target stripe outside them was written to the target alone, by a put that met nothing there,
+/// and must not decide what the partition holds once the source is retired.
+pub type Authoritative<'a> = Option<&'a BTreeSet<StripeTag>>;
+
+fn allowed(tag: StripeTag, authoritative: Authoritative<'_>) -> bool {
+    tag != StripeTag::MIXED && authoritative.is_none_or(|a| a.contains(&tag))
+}
+
+/// The stripe of a chunk held in its own slot by the most target nodes, among those `authoritative` allows,
+/// with that count: `held[i]` is what target node `i` reported (`None` when it could not be asked). Ties go
+/// to the smaller tag.
+pub fn dominant_stripe(held: &[Option<Holding>], authoritative: Authoritative<'_>) -> Option<(StripeTag, usize)> {
     let mut counts: BTreeMap<StripeTag, usize> = BTreeMap::new();
     for (i, h) in held.iter().enumerate() {
         if let Some(h) = h
             && holds_own_slot(h, i)
-            && h.stripe != StripeTag::MIXED
+            && allowed(h.stripe, authoritative)
         {
             *counts.entry(h.stripe).or_default() += 1;
         }
@@ -103,20 +113,26 @@ fn holds_own_slot(h: &Holding, slot: usize) -> bool {
     slot < 64 && h.mask & (1u64 << slot) != 0
 }
 
-/// Whether a chunk is safely on the target: every reachable target node holds its own shard of one stripe,
-/// and at least `need` do (the put acknowledgement rule, so one dead target node never blocks a move).
-pub fn settled(held: &[Option<Holding>], need: usize) -> bool {
-    let Some((stripe, present)) = dominant_stripe(held) else { return false };
+/// Whether a chunk is safely on the target: every reachable target node holds its own shard of one allowed
+/// stripe, and at least `need` do (the put acknowledgement rule, so one dead target node never blocks a move).
+pub fn settled(held: &[Option<Holding>], need: usize, authoritative: Authoritative<'_>) -> bool {
+    let Some((stripe, present)) = dominant_stripe(held, authoritative) else { return false };
     let reachable_complete = held.iter().enumerate().all(|(i, h)| h.is_none_or(|h| holds_own_slot(&h, i) && h.stripe == stripe));
     present >= need && reachable_complete
 }
 
 /// The shard writes that complete stripe `stripe` on the target, as (slot, stripe it replaces): every
-/// reachable slot without a shard, and every slot holding a shard of another stripe that the target cannot
-/// decode (fewer than `k` of its shards there), naming that stripe so the holder may replace it. A slot that
-/// holds another stripe which can be decoded is left alone: two complete encodings of one chunk id are only
-/// ever written by a tenant racing itself, and the reader chooses between them.
-pub fn slot_writes(held: &[Option<Holding>], stripe: StripeTag, k: usize) -> Vec<(usize, Option<StripeTag>)> {
+/// reachable slot without a shard; every slot holding a stripe the source does not hold (`authoritative`);
+/// and every slot holding another stripe that the target cannot decode (fewer than `k` of its shards there),
+/// naming that stripe so the holder may replace it. A slot that holds another allowed stripe which can be
+/// decoded is left alone: two complete encodings of one chunk id are only ever written by a tenant racing
+/// itself, and the reader chooses between them.
+pub fn slot_writes(
+    held: &[Option<Holding>],
+    stripe: StripeTag,
+    k: usize,
+    authoritative: Authoritative<'_>,
+) -> Vec<(usize, Option<StripeTag>)> {
     let count =
         |tag: StripeTag| held.iter().enumerate().filter(|(i, h)| h.is_some_and(|h| holds_own_slot(&h, *i) && h.stripe == tag)).count();
     held.iter()
@@ -126,18 +142,19 @@ pub fn slot_writes(held: &[Option<Holding>], stripe: StripeTag, k: usize) -> Vec
             if !holds_own_slot(&h, i) {
                 return Some((i, None));
             }
-            if h.stripe == stripe || h.stripe == StripeTag::MIXED || count(h.stripe) >= k {
+            if h.stripe == stripe || h.stripe == StripeTag::MIXED {
                 return None;
             }
-            Some((i, Some(h.stripe)))
+            let foreign = authoritative.is_some_and(|a| !a.contains(&h.stripe));
+            (foreign || count(h.stripe) < k).then_some((i, Some(h.stripe)))
         })
         .collect()
 }
 
-/// Whether some reachable target slot lacks a shard of the chunk's dominant stripe (so reading the blob may
-/// let the mover write something).
-pub fn needs_writes(held: &[Option<Holding>]) -> bool {
-    let dominant = dominant_stripe(held).map(|(t, _)| t);
+/// Whether some reachable target slot lacks a shard of the chunk's dominant allowed stripe (so reading the
+/// blob may let the mover write something).
+pub fn needs_writes(held: &[Option<Holding>], authoritative: Authoritative<'_>) -> bool {
+    let dominant = dominant_stripe(held, authoritative).map(|(t, _)| t);
     held.iter().enumerate().any(|(i, h)| h.is_some_and(|h| !holds_own_slot(&h, i) || Some(h.stripe) != dominant))
 }
 
@@ -275,29 +292,42 @@ mod tests {
     fn slots_count_only_at_their_position() {
         // Node 0 holds shard 0; node 1 holds shard 0 only (wrong slot); node 2 unreachable.
         let held = [h(0b001, A), h(0b001, A), None];
-        assert_eq!(slot_writes(&held, A, 2), vec![(1, None)]);
-        assert!(!settled(&held, 1));
-        assert!(needs_writes(&held));
+        assert_eq!(slot_writes(&held, A, 2, None), vec![(1, None)]);
+        assert!(!settled(&held, 1, None));
+        assert!(needs_writes(&held, None));
         // Every reachable node has its shard; the unreachable one is tolerated if enough remain.
         let held = [h(0b001, A), h(0b010, A), None];
-        assert!(settled(&held, 2));
-        assert!(!settled(&held, 3));
-        assert!(!needs_writes(&held));
-        assert!(slot_writes(&held, A, 2).is_empty());
+        assert!(settled(&held, 2, None));
+        assert!(!settled(&held, 3, None));
+        assert!(!needs_writes(&held, None));
+        assert!(slot_writes(&held, A, 2, None).is_empty());
     }
 
     #[test]
     fn a_stripe_that_cannot_be_decoded_is_replaced_and_one_that_can_is_not() {
         // Four slots of a 2+2 target: A in 0, 1, 2; B (another encoding) in 3.
         let held = [h(0b0001, A), h(0b0010, A), h(0b0100, A), h(0b1000, B)];
-        assert_eq!(dominant_stripe(&held), Some((A, 3)));
-        assert!(!settled(&held, 3), "a slot holds another stripe");
-        assert_eq!(slot_writes(&held, A, 2), vec![(3, Some(B))], "B has one shard of the two it needs: useless, replaced");
+        assert_eq!(dominant_stripe(&held, None), Some((A, 3)));
+        assert!(!settled(&held, 3, None), "a slot holds another stripe");
+        assert_eq!(slot_writes(&held, A, 2, None), vec![(3, Some(B))], "B has one shard of the two it needs: useless, replaced");
         // B decodable (two shards): left alone, and writing A elsewhere is still possible.
         let held = [h(0b0001, A), None, h(0b0100, B), h(0b1000, B)];
-        assert!(slot_writes(&held, A, 2).is_empty());
-        assert_eq!(slot_writes(&held, StripeTag(0xc1), 2), vec![(0, Some(A))], "a lone shard of A cannot be decoded");
+        assert!(slot_writes(&held, A, 2, None).is_empty());
+        assert_eq!(slot_writes(&held, StripeTag(0xc1), 2, None), vec![(0, Some(A))], "a lone shard of A cannot be decoded");
         let held = [h(0, A), h(0b0010, StripeTag::MIXED), None, None];
-        assert_eq!(slot_writes(&held, A, 2), vec![(0, None)], "a node holding shards of several stripes is not rewritten");
+        assert_eq!(slot_writes(&held, A, 2, None), vec![(0, None)], "a node holding shards of several stripes is not rewritten");
+    }
+
+    #[test]
+    fn a_move_carries_the_source_stripe_over_anything_written_to_the_target_alone() {
+        // A put during the move wrote a complete stripe B to the target; the source holds A.
+        let held = [h(0b0001, B), h(0b0010, B), h(0b0100, B), h(0b1000, B)];
+        let source = BTreeSet::from([A]);
+        assert!(settled(&held, 3, None), "without knowing the source, B looks settled");
+        assert!(!settled(&held, 3, Some(&source)), "but it is not what the source holds");
+        assert!(needs_writes(&held, Some(&source)));
+        assert_eq!(slot_writes(&held, A, 2, Some(&source)), (0..4).map(|i| (i, Some(B))).collect::<Vec<_>>(), "every B shard is replaced");
+        let after = [h(0b0001, A), h(0b0010, A), h(0b0100, A), h(0b1000, A)];
+        assert!(settled(&after, 3, Some(&source)));
     }
 }

@@ -73,15 +73,18 @@ async fn connection(incoming: quinn::Incoming, ctx: Arc<NodeContext>, guard: adm
         }
     };
     let peer = peer_node(&conn);
-    if peer.is_some() {
-        // A node of this cluster: the window and stream count nodes use between themselves.
-        conn.set_receive_window(quinn::VarInt::from_u32(strata_client::transport::NODE_RECEIVE_WINDOW_BYTES));
-        conn.set_max_concurrent_bi_streams(quinn::VarInt::from_u32(strata_client::transport::NODE_STREAMS_PER_CONNECTION));
-    }
     // Per-address limits apply to everyone but the cluster's own nodes.
     let source = peer.is_none().then(|| guard.source().clone());
     let mut maps = ctx.meta.reader.subscribe_map();
+    // A member of this cluster gets the window and stream count nodes use between themselves; a certificate
+    // for an id the cluster does not know (yet) keeps a client's until the node is registered.
+    let mut raised = false;
     loop {
+        if !raised && peer.is_some_and(|p| maps.borrow().nodes.get(&p).is_some_and(|d| d.state != strata_proto::NodeState::Removed)) {
+            conn.set_receive_window(quinn::VarInt::from_u32(strata_client::transport::NODE_RECEIVE_WINDOW_BYTES));
+            conn.set_max_concurrent_bi_streams(quinn::VarInt::from_u32(strata_client::transport::NODE_STREAMS_PER_CONNECTION));
+            raised = true;
+        }
         tokio::select! {
             accepted = conn.accept_bi() => match accepted {
                 Ok((send, recv)) => {
@@ -231,10 +234,11 @@ async fn stream(
     };
     ctx.metrics.observe(op, &result, started.elapsed().as_secs_f64());
     match outcome {
-        Ok((response, body, mut held)) => {
-            held.merge(frame_held);
+        Ok((response, body, held)) => {
+            // The frame's bytes may come from other budgets than the body's: both are held, separately, until
+            // the reply is read.
             reply(&mut send, Ok(response), body, reply_deadline).await;
-            drop(held);
+            drop((held, frame_held));
         }
         Err(e) => {
             if !matches!(e.code, ErrorCode::NotFound) {
