@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the system packages a Strata build needs, if missing (Debian/Ubuntu): libclang for the bindgen step
-# of RocksDB's bindings, and a C/C++ toolchain for RocksDB itself. Safe to run repeatedly.
+# Installs the system packages a Strata build and its tests need, if missing (Debian/Ubuntu): libclang for the
+# bindgen step of RocksDB's bindings, a C/C++ toolchain for RocksDB itself, and Prometheus (`promtool` and
+# `prometheus`, for the tests of the alert rules and of the metrics they use). Safe to run repeatedly.
 set -euo pipefail
 strata_install_prereqs() {
   local need=()
@@ -8,15 +9,27 @@ strata_install_prereqs() {
   command -v g++ >/dev/null 2>&1 || need+=(g++)
   command -v cc >/dev/null 2>&1 || need+=(gcc)
   command -v make >/dev/null 2>&1 || need+=(make)
-  ((${#need[@]} == 0)) && return 0
+  local tests=()
+  { command -v promtool && command -v prometheus; } >/dev/null 2>&1 || tests+=(prometheus)
+  ((${#need[@]} + ${#tests[@]} == 0)) && return 0
   if ! command -v apt-get >/dev/null 2>&1; then
     echo "missing system packages (${need[*]}) and no apt-get to install them; install them and retry" >&2
     return 1
   fi
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "installing system packages: ${need[*]}" >&2
+  echo "installing system packages: ${need[*]} ${tests[*]}" >&2
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  if ((${#need[@]} > 0)); then
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  fi
+  # Without recommends: only the binaries, no exporters or services started on this machine.
+  if ((${#tests[@]} > 0)); then
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${tests[@]}" >/dev/null
+    # The package starts a Prometheus service where systemd runs; the tests start their own.
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
+      $sudo systemctl disable --now prometheus >/dev/null 2>&1 || true
+    fi
+  fi
 }
 strata_install_prereqs

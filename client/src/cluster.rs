@@ -62,6 +62,9 @@ pub struct ClusterClient {
     suspects: Mutex<HashMap<String, Instant>>,
 }
 
+/// Snapshots asked for per page of the catalog (the node also bounds a page by bytes).
+const SNAPSHOT_PAGE: u32 = 5000;
+
 impl ClusterClient {
     /// Connects using a profile (no network traffic until the first request).
     pub async fn from_profile(profile: &Profile) -> Result<Self, ClientError> {
@@ -453,11 +456,30 @@ impl ClusterClient {
         self.tenant_call(Request::CommitSnapshot { session, snapshot }).await.map(|_| ())
     }
 
-    /// The tenant's snapshot catalog.
+    /// The tenant's snapshot catalog, fetched in pages (years of snapshots do not fit in one reply).
     pub async fn list_snapshots(&self) -> Result<Vec<SnapshotRecord>, ClientError> {
-        match self.tenant_call(Request::ListSnapshots).await? {
-            Response::Snapshots(s) => Ok(s),
-            other => Err(ClientError::Unexpected(format!("{other:?} to ListSnapshots"))),
+        self.list_snapshots_in_pages_of(SNAPSHOT_PAGE).await
+    }
+
+    /// Like [`ClusterClient::list_snapshots`], asking for at most `limit` snapshots per page.
+    pub async fn list_snapshots_in_pages_of(&self, limit: u32) -> Result<Vec<SnapshotRecord>, ClientError> {
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            match self.tenant_call(Request::ListSnapshotPage { after, limit }).await? {
+                Response::SnapshotPage { snapshots, next } => {
+                    // A cursor that does not move forward would loop for ever.
+                    if next.is_some() && (snapshots.is_empty() || next <= after) {
+                        return Err(ClientError::Unexpected("a snapshot page that does not advance".into()));
+                    }
+                    all.extend(snapshots);
+                    match next {
+                        Some(n) => after = Some(n),
+                        None => return Ok(all),
+                    }
+                }
+                other => return Err(ClientError::Unexpected(format!("{other:?} to ListSnapshotPage"))),
+            }
         }
     }
 

@@ -54,9 +54,10 @@ struct NodeArgs {
     /// Address other nodes and clients use to reach this node (required when listening on 0.0.0.0).
     #[arg(long)]
     advertise: Option<String>,
-    /// TCP address for /metrics and /health.
-    #[arg(long, default_value = "127.0.0.1:9401")]
-    metrics: String,
+    /// TCP address for /metrics and /health [default: the --listen address's IP, port 9401, so that a
+    /// Prometheus on the LAN can scrape what the node serves there].
+    #[arg(long)]
+    metrics: Option<String>,
     /// Failure domain of this node (rack, room, host).
     #[arg(long, default_value = "zone-1")]
     zone: String,
@@ -79,7 +80,7 @@ impl NodeArgs {
             dir: self.data_dir.clone(),
             listen: self.listen.clone(),
             advertise: self.advertise.clone(),
-            metrics: Some(self.metrics.clone()),
+            metrics: Some(self.metrics.clone().unwrap_or_else(|| std::net::SocketAddr::new(listen.ip(), 9401).to_string())),
             zone: self.zone.clone(),
             capacity_bytes: self.capacity,
             generation: self.generation.clone(),

@@ -417,6 +417,15 @@ pub enum Request {
         /// The node.
         node: NodeId,
     },
+    /// One page of the tenant's snapshot catalog (read role), in id order: the snapshots after `after`, at most
+    /// `limit` of them and as many as fit in the node's page size. A catalog of years of snapshots does not fit
+    /// in one response frame; `ListSnapshots` is kept for older clients.
+    ListSnapshotPage {
+        /// Start after this snapshot (`None`: from the first).
+        after: Option<SnapshotId>,
+        /// Most snapshots wanted (the node may return fewer).
+        limit: u32,
+    },
 }
 
 impl Request {
@@ -463,6 +472,7 @@ impl Request {
             Request::RenewCertificate { .. } => "renew_certificate",
             Request::FetchCaKey => "fetch_ca_key",
             Request::RevokeNode { .. } => "revoke_node",
+            Request::ListSnapshotPage { .. } => "list_snapshots",
         }
     }
 
@@ -647,6 +657,13 @@ pub enum Response {
     },
     /// Answer to `FetchCaKey`; the body is the key.
     CaKey,
+    /// Answer to `ListSnapshotPage`.
+    SnapshotPage {
+        /// Snapshots in id order.
+        snapshots: Vec<SnapshotRecord>,
+        /// Where the next page starts (`after`), `None` when this page is the last.
+        next: Option<SnapshotId>,
+    },
 }
 
 #[cfg(test)]
@@ -688,6 +705,8 @@ mod tests {
                 limit: p,
                 min_epoch: Epoch(e)
             }),
+            (any::<Option<[u8; 16]>>(), any::<u32>())
+                .prop_map(|(after, limit)| Request::ListSnapshotPage { after: after.map(SnapshotId), limit }),
         ]
     }
 

@@ -21,8 +21,43 @@ pub const KEY_FILE_HISTORY: usize = 16;
 pub const MAX_OPEN_SESSIONS_PER_TENANT: usize = 1024;
 /// Snapshots one tenant may keep (years of hourly backups of a few devices; forget old ones beyond).
 pub const MAX_SNAPSHOTS_PER_TENANT: usize = 20_000;
+/// Most bytes of snapshot records in one page of a listing: well under the 4 MiB response frame, whatever the
+/// records hold (one record is at most a 64 KiB summary and 4096 reference lists, about 330 KiB).
+pub const PAGE_BYTES: usize = 1 << 20;
+/// Most snapshots in one page of a listing.
+pub const PAGE_LIMIT: u32 = 10_000;
 
 impl MetaState {
+    /// One page of `tenant`'s catalog in id order: the snapshots after `after`, at most `limit` (capped at
+    /// [`PAGE_LIMIT`]) and at most `max_bytes` of encoded records (but always one, if any is left), and the id
+    /// the next page starts after, `None` when nothing is left.
+    pub fn snapshot_page(
+        &self,
+        tenant: TenantId,
+        after: Option<SnapshotId>,
+        limit: u32,
+        max_bytes: usize,
+    ) -> (Vec<SnapshotRecord>, Option<SnapshotId>) {
+        use std::ops::Bound;
+        let Some(catalog) = self.snapshots.get(&tenant) else { return (Vec::new(), None) };
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let limit = limit.clamp(1, PAGE_LIMIT) as usize;
+        let mut page = Vec::new();
+        let mut bytes = 0usize;
+        let mut rest = catalog.range((start, Bound::Unbounded)).peekable();
+        while let Some((_, record)) = rest.peek() {
+            let size = postcard::to_stdvec(record).map_or(usize::MAX, |v| v.len());
+            if page.len() == limit || (!page.is_empty() && bytes.saturating_add(size) > max_bytes) {
+                break;
+            }
+            bytes = bytes.saturating_add(size);
+            page.push((*record).clone());
+            rest.next();
+        }
+        let next = if rest.peek().is_some() { page.last().map(|r: &SnapshotRecord| r.id) } else { None };
+        (page, next)
+    }
+
     fn owned_session(&self, tenant: TenantId, session: SessionId, now_ms: Option<u64>) -> Result<&SessionRecord, MetaResponse> {
         match self.sessions.get(&session) {
             Some(s) if s.tenant == tenant && now_ms.is_none_or(|now| !s.expired(now)) => Ok(s),
@@ -208,6 +243,41 @@ mod tests {
 
     fn rejected(r: &MetaResponse, code: ErrorCode) -> bool {
         matches!(r, MetaResponse::Rejected(e) if e.code == code)
+    }
+
+    #[test]
+    fn pages_cover_the_catalog_once_in_order_within_their_bounds() {
+        let (mut s, t) = state_with_tenant();
+        for id in 1..=25u8 {
+            let mut r = record(id);
+            r.summary = vec![id; 100 * usize::from(id)];
+            s.snapshots.entry(t).or_default().insert(r.id, r);
+        }
+        for (limit, max_bytes) in [(4, PAGE_BYTES), (100, 1500), (100, 1), (1, PAGE_BYTES), (0, PAGE_BYTES)] {
+            let (mut seen, mut after, mut pages) = (Vec::new(), None, 0);
+            loop {
+                let (page, next) = s.snapshot_page(t, after, limit, max_bytes);
+                pages += 1;
+                assert!(!page.is_empty() && page.len() <= limit.max(1) as usize, "limit {limit}: {} records", page.len());
+                let bytes: usize = page.iter().map(|r| postcard::to_stdvec(r).unwrap().len()).sum();
+                assert!(page.len() == 1 || bytes <= max_bytes, "{bytes} bytes in a page of at most {max_bytes}");
+                seen.extend(page.iter().map(|r| r.id.0[0]));
+                match next {
+                    Some(n) => {
+                        assert_eq!(Some(n), page.last().map(|r| r.id));
+                        after = Some(n);
+                    }
+                    None => break,
+                }
+            }
+            assert_eq!(seen, (1..=25).collect::<Vec<u8>>(), "limit {limit}, {max_bytes} bytes");
+            assert!(pages > 1, "limit {limit}, {max_bytes} bytes: the catalog should need several pages");
+        }
+        let (all, next) = s.snapshot_page(t, None, PAGE_LIMIT, PAGE_BYTES);
+        assert_eq!((all.len(), next), (25, None));
+        let (empty, next) = s.snapshot_page(t, Some(SnapshotId([25; 16])), 10, PAGE_BYTES);
+        assert!(empty.is_empty() && next.is_none());
+        assert_eq!(s.snapshot_page(TenantId(99), None, 10, PAGE_BYTES), (Vec::new(), None));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Handlers for the backup client's metadata requests: upload sessions, the snapshot catalog, key files.
 //!
-//! Listing runs a read barrier first, so a snapshot committed (or forgotten) through any node is reflected by
+//! Listing runs in pages of at most `meta::catalog::PAGE_BYTES` (years of snapshots do not fit in one reply)
+//! and each page runs a read barrier first, so a snapshot committed (or forgotten) through any node is reflected by
 //! every later list. A commit is accepted only once every chunk its reference lists name is stored durably:
 //! a snapshot that is visible is complete.
 
@@ -9,6 +10,7 @@ use strata_proto::{ErrorCode, Request, Response, RoleSet, WireError};
 
 use super::auth::{Caller, now_ms};
 use crate::context::NodeContext;
+use crate::meta::catalog::{PAGE_BYTES, PAGE_LIMIT};
 use crate::meta::command::{MetaCommand, MetaResponse};
 
 /// Sessions expire this long after their last renewal; clients renew every quarter of it.
@@ -22,7 +24,8 @@ fn ok(r: Response) -> Reply {
 
 /// Serves one catalog request.
 pub async fn dispatch(ctx: &NodeContext, caller: Caller, request: Request) -> Reply {
-    let writes = !matches!(request, Request::ListSnapshots | Request::GetKeyFile | Request::CollectGarbage);
+    let writes =
+        !matches!(request, Request::ListSnapshots | Request::ListSnapshotPage { .. } | Request::GetKeyFile | Request::CollectGarbage);
     if let (true, Caller::Tenant { tenant, .. }) = (writes, &caller)
         && !ctx.catalog_rate.try_take(*tenant)
     {
@@ -46,6 +49,7 @@ pub async fn dispatch(ctx: &NodeContext, caller: Caller, request: Request) -> Re
         },
         Request::CommitSnapshot { session, snapshot } => commit(ctx, caller, session, snapshot).await,
         Request::ListSnapshots => list(ctx, caller).await,
+        Request::ListSnapshotPage { after, limit } => list_page(ctx, caller, after, limit).await,
         Request::ForgetSnapshots { ids } => match caller.tenant_with("forget snapshots", RoleSet::can_delete) {
             Ok(tenant) => match ctx.meta.write_as(caller.origin(), MetaCommand::ForgetSnapshots { tenant, ids }).await {
                 Ok(MetaResponse::Count(count)) => ok(Response::Forgotten { count }),
@@ -97,11 +101,27 @@ async fn commit(ctx: &NodeContext, caller: Caller, session: strata_proto::Sessio
     write(ctx, &caller, MetaCommand::CommitSnapshot { tenant, session, record: snapshot, now_ms: now_ms() }).await
 }
 
+/// The whole catalog in one reply, for clients that do not list in pages; refused with a clear error once
+/// it no longer fits in a response frame (instead of a frame the client cannot read).
 async fn list(ctx: &NodeContext, caller: Caller) -> Reply {
     let tenant = caller.tenant_with("list snapshots", RoleSet::can_read)?;
     ctx.meta.read_barrier().await.map_err(|e| e.to_wire())?;
-    let snapshots = ctx.meta.reader.read(|s| s.snapshots.get(&tenant).map(|c| c.values().cloned().collect()).unwrap_or_default());
+    let (snapshots, next) = ctx.meta.reader.read(|s| s.snapshot_page(tenant, None, PAGE_LIMIT, PAGE_BYTES * 3));
+    if next.is_some() {
+        return Err(WireError::new(
+            ErrorCode::TooLarge,
+            "this tenant's snapshot catalog no longer fits in one reply; upgrade the client, which lists it in pages",
+        ));
+    }
     ok(Response::Snapshots(snapshots))
+}
+
+/// One page of the catalog (`MetaState::snapshot_page`), after a read barrier like the whole list.
+async fn list_page(ctx: &NodeContext, caller: Caller, after: Option<strata_proto::SnapshotId>, limit: u32) -> Reply {
+    let tenant = caller.tenant_with("list snapshots", RoleSet::can_read)?;
+    ctx.meta.read_barrier().await.map_err(|e| e.to_wire())?;
+    let (snapshots, next) = ctx.meta.reader.read(|s| s.snapshot_page(tenant, after, limit, PAGE_BYTES));
+    ok(Response::SnapshotPage { snapshots, next })
 }
 
 async fn get_key_file(ctx: &NodeContext, caller: Caller) -> Reply {

@@ -114,6 +114,7 @@ pub async fn dispatch(ctx: &NodeContext, caller: Caller, request: Request, body:
         | Request::AbortSession { .. }
         | Request::CommitSnapshot { .. }
         | Request::ListSnapshots
+        | Request::ListSnapshotPage { .. }
         | Request::ForgetSnapshots { .. }
         | Request::GetKeyFile
         | Request::PutKeyFile { .. }
