@@ -60,6 +60,60 @@ pub struct ClusterClient {
     rotation: AtomicUsize,
     /// Addresses that recently could not be reached, with when that was.
     suspects: Mutex<HashMap<String, Instant>>,
+    /// Where the addresses learned from the map are kept between runs, if anywhere.
+    node_cache: Option<NodeCache>,
+}
+
+/// The node addresses a client learned from the cluster map, kept in a file it owns (one `host:port` per
+/// line) so that the next run finds the cluster even when every address in the profile is gone: a drained
+/// and dropped generation takes its addresses with it, and a fleet's profiles must not need editing.
+#[derive(Debug, Clone)]
+pub struct NodeCache {
+    path: std::path::PathBuf,
+}
+
+/// Most addresses read from a node cache (a damaged or hostile file cannot make a client try millions).
+const NODE_CACHE_MAX: usize = 4096;
+
+impl NodeCache {
+    /// A cache kept at `path`.
+    pub fn new(path: std::path::PathBuf) -> Self {
+        NodeCache { path }
+    }
+
+    /// The addresses stored, in order; none if the file is missing. Lines that are not `host:port` are
+    /// skipped (with a warning): the cache only ever adds to the profile's seeds.
+    pub fn load(&self) -> Vec<String> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), error = %e, "cannot read the node address cache; using the profile's addresses");
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::new();
+        for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+            if line.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()) {
+                if !out.iter().any(|a| a == line) && out.len() < NODE_CACHE_MAX {
+                    out.push(line.to_owned());
+                }
+            } else {
+                tracing::warn!(path = %self.path.display(), line, "skipping a line of the node address cache that is not host:port");
+            }
+        }
+        out
+    }
+
+    /// Replaces the stored addresses (atomically; owner-only like the profile beside it).
+    pub fn store(&self, addrs: &[String]) -> std::io::Result<()> {
+        let mut text = String::from("# Node addresses learned from the cluster map by `strata`; rewritten on every map fetch.\n");
+        for a in addrs {
+            text.push_str(a);
+            text.push('\n');
+        }
+        crate::profile::write_private(&self.path, text.as_bytes())
+    }
 }
 
 /// Snapshots asked for per page of the catalog (the node also bounds a page by bytes).
@@ -93,7 +147,17 @@ impl ClusterClient {
             learned: RwLock::new(Vec::new()),
             rotation: AtomicUsize::new(0),
             suspects: Mutex::new(HashMap::new()),
+            node_cache: None,
         }
+    }
+
+    /// Keeps the addresses learned from the cluster map in `path` between runs, and starts from those kept
+    /// there by earlier runs.
+    pub fn with_node_cache(mut self, path: std::path::PathBuf) -> Self {
+        let cache = NodeCache::new(path);
+        *self.learned.write().unwrap_or_else(|e| e.into_inner()) = cache.load();
+        self.node_cache = Some(cache);
+        self
     }
 
     fn tenant_token(&self) -> Result<&Secret, ClientError> {
@@ -104,10 +168,10 @@ impl ClusterClient {
         self.operator.as_ref().ok_or(ClientError::MissingCredential("operator token (`operator_token`)"))
     }
 
-    /// Every address we know: seeds first, then the map's nodes.
+    /// Every address we know: the map's nodes first (they are newer than the profile), then the seeds.
     fn addresses(&self) -> Vec<String> {
-        let mut out = self.seeds.clone();
-        for a in self.learned.read().unwrap_or_else(|e| e.into_inner()).iter() {
+        let mut out = self.learned.read().unwrap_or_else(|e| e.into_inner()).clone();
+        for a in &self.seeds {
             if !out.contains(a) {
                 out.push(a.clone());
             }
@@ -199,8 +263,21 @@ impl ClusterClient {
                 return Err(ClientError::Unexpected(format!("{other:?} to GetClusterMap")));
             }
         };
-        *self.learned.write().unwrap_or_else(|e| e.into_inner()) =
+        let learned: Vec<String> =
             map.nodes.values().filter(|n| n.state != strata_proto::NodeState::Removed).map(|n| n.addr.clone()).collect();
+        let changed = {
+            let mut current = self.learned.write().unwrap_or_else(|e| e.into_inner());
+            let changed = *current != learned;
+            *current = learned.clone();
+            changed
+        };
+        if changed
+            && !learned.is_empty()
+            && let Some(cache) = &self.node_cache
+            && let Err(e) = cache.store(&learned)
+        {
+            tracing::warn!(path = %cache.path.display(), error = %e, "cannot update the node address cache");
+        }
         *self.map.write().unwrap_or_else(|e| e.into_inner()) = Some(map.clone());
         Ok(map)
     }
@@ -532,5 +609,28 @@ fn is_retryable(e: &ClientError) -> bool {
         ClientError::Rpc(r) => r.is_retryable(),
         ClientError::Unreachable { .. } => true,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_node_cache_keeps_addresses_and_skips_what_is_not_one() {
+        let d = tempfile::tempdir().unwrap();
+        let cache = NodeCache::new(d.path().join("profile.nodes"));
+        assert!(cache.load().is_empty(), "no file yet");
+        let addrs = vec!["10.0.0.7:7401".to_owned(), "node-8.example:7401".to_owned()];
+        cache.store(&addrs).unwrap();
+        assert_eq!(cache.load(), addrs);
+        std::fs::write(
+            d.path().join("profile.nodes"),
+            "# comment\n10.0.0.7:7401\nnot an address\n:7401\nh:99999\n10.0.0.7:7401\n\n[::1]:7401\n",
+        )
+        .unwrap();
+        assert_eq!(cache.load(), vec!["10.0.0.7:7401".to_owned(), "[::1]:7401".to_owned()]);
+        std::fs::write(d.path().join("profile.nodes"), [0xffu8, 0xfe, 0x00]).unwrap();
+        assert!(cache.load().is_empty(), "a file that is not text is ignored");
     }
 }

@@ -118,11 +118,13 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// Loads the profile and connects.
+    /// Loads the profile and connects. The node addresses the cluster map taught earlier runs are kept beside
+    /// the profile (`<profile>.nodes`, [`crate::cluster::NodeCache`]), so the profile keeps working after
+    /// every node it names was drained and switched off.
     pub async fn client(&self) -> Result<ClusterClient, ClientError> {
         let path = Profile::locate(self.profile_path.as_deref())?;
         let profile = Profile::load(&path)?;
-        ClusterClient::from_profile(&profile).await
+        Ok(ClusterClient::from_profile(&profile).await?.with_node_cache(path.with_extension("nodes")))
     }
 
     /// Like [`Ctx::client`], shared.
