@@ -9,6 +9,7 @@ pub mod ca_custody;
 pub mod config;
 pub mod context;
 pub mod coordinator;
+pub mod cpu;
 pub mod custody;
 pub mod db;
 pub mod dev;

@@ -158,6 +158,10 @@ struct DevArgs {
 
 fn main() {
     let cli = Cli::parse();
+    if let Err(e) = strata_node::cpu::check() {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
