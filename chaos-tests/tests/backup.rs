@@ -287,6 +287,10 @@ async fn excludes_passwords_roles_overwrite_and_retention() -> anyhow::Result<()
     assert_eq!(decisions.iter().filter(|d| d["keep"] == false).count(), 1, "{dry}");
     assert!(decisions.iter().any(|d| d["reasons"].to_string().contains("tag first")), "{dry}");
     assert_eq!(cli.json(&["snapshots"]).as_array().map(Vec::len), Some(3), "a dry run forgets nothing");
+    // `--json` listings are one JSON document per line, as restic prints them (scripts read them line by line).
+    let listed = cli.run(&["--json", "snapshots"]);
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert_eq!(text.trim_end().lines().count(), 1, "snapshots --json spans several lines: {text}");
     // A policy that would forget most snapshots only shows them until confirmed.
     let unconfirmed = cli.run(&["forget", "--keep-last", "1"]);
     assert_eq!(unconfirmed.status.code(), Some(1));

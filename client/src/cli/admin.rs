@@ -93,7 +93,7 @@ pub async fn run(ctx: &Ctx, cmd: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::Status => {
             let s = client.status().await?;
             if ctx.json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
+                println!("{}", serde_json::to_string(&s)?);
             } else {
                 print!("{}", render_status(&s));
             }
@@ -133,7 +133,7 @@ pub async fn run(ctx: &Ctx, cmd: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::Audit => {
             let log = client.audit_log().await?;
             if ctx.json {
-                println!("{}", serde_json::to_string_pretty(&log)?);
+                println!("{}", serde_json::to_string(&log)?);
             } else {
                 print!("{}", render_audit(&log));
             }

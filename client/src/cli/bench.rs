@@ -154,7 +154,7 @@ pub async fn run(ctx: &Ctx, cmd: BenchCommand) -> anyhow::Result<()> {
     if ctx.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(
+            serde_json::to_string(
                 &serde_json::json!({ "blob_bytes": size, "count": count, "concurrency": concurrency, "phases": phases })
             )?
         );

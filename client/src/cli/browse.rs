@@ -63,7 +63,7 @@ pub async fn snapshots(ctx: &Ctx, filter: SnapshotFilter) -> anyhow::Result<i32>
     let repo = ctx.repo().await?;
     let list: Vec<Snapshot> = repo.snapshots().await?.into_iter().filter(|s| filter.accepts(s)).collect();
     if ctx.json {
-        println!("{}", serde_json::to_string_pretty(&list.iter().map(snapshot_json).collect::<Vec<_>>())?);
+        println!("{}", serde_json::to_string(&list.iter().map(snapshot_json).collect::<Vec<_>>())?);
         return Ok(0);
     }
     println!("{:<10} {:<20} {:<16} {:<16} {:>10}  PATHS", "ID", "TIME (UTC)", "HOST", "TAGS", "SIZE");

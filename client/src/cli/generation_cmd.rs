@@ -67,7 +67,7 @@ pub async fn run(ctx: &Ctx, client: &ClusterClient, cmd: GenerationCommand) -> a
         GenerationCommand::List => {
             let s = client.status().await?;
             if ctx.json {
-                println!("{}", serde_json::to_string_pretty(&s.migration)?);
+                println!("{}", serde_json::to_string(&s.migration)?);
             } else {
                 print!("{}", render(&s));
             }

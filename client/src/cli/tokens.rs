@@ -96,7 +96,7 @@ pub fn print_list(json: bool, list: &[TokenInfo]) -> anyhow::Result<()> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        println!("{}", serde_json::to_string(&rows)?);
         return Ok(());
     }
     println!("{:<16}  {:<10}  {:<15}  {:<25}  {:<25}  LABEL", "ID", "TENANT", "ROLES", "CREATED", "EXPIRES");
