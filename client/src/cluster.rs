@@ -258,7 +258,11 @@ impl ClusterClient {
         let token = self.token.as_ref().or(self.operator.as_ref()).ok_or(ClientError::MissingCredential("token or operator token"))?;
         let reply = self.call_any(Some(token), Request::GetClusterMap { known_epoch: Epoch(0) }, Bytes::new()).await?;
         let map = match reply.response {
-            Response::ClusterMap(Some(m)) => Arc::new(*m),
+            // A map that does not hold together would send blobs to the wrong places: refuse it.
+            Response::ClusterMap(Some(m)) => {
+                m.validate().map_err(|e| ClientError::Unexpected(format!("a node sent an invalid cluster map: {e}")))?;
+                Arc::new(*m)
+            }
             other => {
                 return Err(ClientError::Unexpected(format!("{other:?} to GetClusterMap")));
             }

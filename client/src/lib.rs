@@ -23,6 +23,9 @@ pub mod transport;
 pub mod tree;
 pub mod wire;
 
+#[cfg(test)]
+mod hostile_bytes;
+
 pub use cluster::ClusterClient;
 pub use error::ClientError;
 pub use profile::Profile;

@@ -30,3 +30,6 @@ pub mod scrub;
 pub mod server;
 pub mod store;
 pub mod trust;
+
+#[cfg(test)]
+mod hostile_bytes;

@@ -17,6 +17,9 @@ pub mod reflist;
 pub mod snapshot;
 pub mod status;
 
+#[cfg(test)]
+mod hostile_bytes;
+
 pub use auth::{AuditEntry, Role, RoleSet, Secret, TokenInfo};
 pub use cluster_map::{
     ClusterMap, EcProfile, Generation, GenerationPartitions, GenerationState, NodeDescriptor, NodeSet, NodeState, PartitionPlacement,

@@ -11,7 +11,7 @@
 //! repairing and names its stripe (see [`decide`]), so a tenant's put can create shards but never replace
 //! stored data, whatever bytes it sends under an existing chunk id.
 
-mod format;
+pub(crate) mod format;
 mod memory;
 mod rocks;
 
