@@ -4,7 +4,7 @@
 # Pass --release first for an optimised build (for benchmarks). Ctrl-C stops the cluster.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-deploy/install-build-deps.sh
+deploy/install-build-deps.sh --build-only
 profile=()
 sub=debug
 if [ "${1:-}" = "--release" ]; then

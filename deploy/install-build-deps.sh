@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs the system packages a Strata build and its tests need, if missing (Debian/Ubuntu): libclang for the
-# bindgen step of RocksDB's bindings, a C/C++ toolchain for RocksDB itself, and Prometheus (`promtool` and
-# `prometheus`, for the tests of the alert rules and of the metrics they use). Safe to run repeatedly.
+# Installs the system packages a Strata build needs, if missing (Debian/Ubuntu): libclang for the bindgen step
+# of RocksDB's bindings and a C/C++ toolchain for RocksDB itself. Unless --build-only is given, also what the
+# tests need: Prometheus (`promtool` and `prometheus`, for the tests of the alert rules and of the metrics
+# they use). Safe to run repeatedly.
 set -euo pipefail
 strata_install_prereqs() {
   local need=()
@@ -10,7 +11,9 @@ strata_install_prereqs() {
   command -v cc >/dev/null 2>&1 || need+=(gcc)
   command -v make >/dev/null 2>&1 || need+=(make)
   local tests=()
-  { command -v promtool && command -v prometheus; } >/dev/null 2>&1 || tests+=(prometheus)
+  if [ "${1:-}" != "--build-only" ]; then
+    { command -v promtool && command -v prometheus; } >/dev/null 2>&1 || tests+=(prometheus)
+  fi
   ((${#need[@]} + ${#tests[@]} == 0)) && return 0
   if ! command -v apt-get >/dev/null 2>&1; then
     echo "missing system packages (${need[*]}) and no apt-get to install them; install them and retry" >&2
@@ -25,11 +28,14 @@ strata_install_prereqs() {
   fi
   # Without recommends: only the binaries, no exporters or services started on this machine.
   if ((${#tests[@]} > 0)); then
+    local was_active=no
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then was_active=yes; fi
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${tests[@]}" >/dev/null
-    # The package starts a Prometheus service where systemd runs; the tests start their own.
-    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
+    # The package starts a Prometheus service where systemd runs; the tests start their own. Only a service
+    # this install started is stopped.
+    if [ "$was_active" = no ] && command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
       $sudo systemctl disable --now prometheus >/dev/null 2>&1 || true
     fi
   fi
 }
-strata_install_prereqs
+strata_install_prereqs "$@"

@@ -87,7 +87,7 @@ async fn operators_never_get_tenant_tokens_and_device_tokens_stay_in_their_lane(
     let cluster = Cluster::start(ClusterSpec::default()).await?;
     let op = cluster.operator().await?;
     let (alice_id, alice) = cluster.create_tenant("alice").await?;
-    let (_, bob) = cluster.create_tenant("bob").await?;
+    let (bob_id, bob) = cluster.create_tenant("bob").await?;
 
     // The operator handed out alice's first admin token with the tenant; it cannot make another, nor any
     // token that reads her data, whatever token it presents the request with.
@@ -139,6 +139,22 @@ async fn operators_never_get_tenant_tokens_and_device_tokens_stay_in_their_lane(
         assert_eq!(code(&e), Some(ErrorCode::Unauthenticated), "node {} still accepts the revoked token: {e}", n.id);
         pinned.close();
     }
+
+    // Bob's admin token leaks. Bob cannot revoke his only admin token himself; the operator revokes it and
+    // hands bob a new one, once: the leaked one stops working and the operator cannot mint a second.
+    let bob_admin = op.list_tokens(Credential::Operator, Some(bob_id)).await?.into_iter().find(|t| t.roles.allows(Role::Admin));
+    let bob_admin = bob_admin.expect("bob's admin token is listed");
+    let e = bob_client.revoke_token(Credential::Tenant, bob_admin.id).await.unwrap_err();
+    assert_eq!(code(&e), Some(ErrorCode::Conflict), "{e}");
+    op.revoke_token(Credential::Operator, bob_admin.id).await?;
+    let replacement = op.replace_tenant_admin_token(bob_id).await?;
+    let e = op.replace_tenant_admin_token(bob_id).await.unwrap_err();
+    assert_eq!(code(&e), Some(ErrorCode::PermissionDenied), "a second replacement: {e}");
+    let new_bob = cluster.client_with_token(replacement.expose()).await?;
+    new_bob.list_snapshots().await?;
+    new_bob.close();
+    let e = bob_client.list_snapshots().await.unwrap_err();
+    assert_eq!(code(&e), Some(ErrorCode::Unauthenticated), "the leaked admin token still works: {e}");
 
     // Every issue and revocation is in the audit log, with who did it.
     let audit = op.audit_log().await?;

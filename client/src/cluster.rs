@@ -57,6 +57,8 @@ pub struct ClusterClient {
     /// Addresses of the cluster's nodes from the last map fetched; kept when the map is invalidated, so the
     /// client still finds the cluster after every seed's generation was drained and switched off.
     learned: RwLock<Vec<String>>,
+    /// Addresses of nodes the last map fetched says were removed: seeds among them are not tried.
+    removed: RwLock<Vec<String>>,
     rotation: AtomicUsize,
     /// Addresses that recently could not be reached, with when that was.
     suspects: Mutex<HashMap<String, Instant>>,
@@ -70,6 +72,12 @@ pub struct ClusterClient {
 #[derive(Debug, Clone)]
 pub struct NodeCache {
     path: std::path::PathBuf,
+}
+
+/// Whether `a` looks like `host:port`, with nothing that could break the cache's one-per-line format.
+fn is_host_port(a: &str) -> bool {
+    !a.chars().any(|c| c.is_control() || c.is_whitespace())
+        && a.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
 }
 
 /// Most addresses read from a node cache (a damaged or hostile file cannot make a client try millions).
@@ -94,7 +102,7 @@ impl NodeCache {
         };
         let mut out = Vec::new();
         for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
-            if line.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()) {
+            if is_host_port(line) {
                 if !out.iter().any(|a| a == line) && out.len() < NODE_CACHE_MAX {
                     out.push(line.to_owned());
                 }
@@ -108,7 +116,7 @@ impl NodeCache {
     /// Replaces the stored addresses (atomically; owner-only like the profile beside it).
     pub fn store(&self, addrs: &[String]) -> std::io::Result<()> {
         let mut text = String::from("# Node addresses learned from the cluster map by `strata`; rewritten on every map fetch.\n");
-        for a in addrs {
+        for a in addrs.iter().filter(|a| is_host_port(a)).take(NODE_CACHE_MAX) {
             text.push_str(a);
             text.push('\n');
         }
@@ -118,6 +126,8 @@ impl NodeCache {
 
 /// Snapshots asked for per page of the catalog (the node also bounds a page by bytes).
 const SNAPSHOT_PAGE: u32 = 5000;
+/// Most snapshots a listing may return (twice what a tenant may keep).
+const MAX_LISTED_SNAPSHOTS: usize = 40_000;
 
 impl ClusterClient {
     /// Connects using a profile (no network traffic until the first request).
@@ -145,6 +155,7 @@ impl ClusterClient {
             operator,
             map: RwLock::new(None),
             learned: RwLock::new(Vec::new()),
+            removed: RwLock::new(Vec::new()),
             rotation: AtomicUsize::new(0),
             suspects: Mutex::new(HashMap::new()),
             node_cache: None,
@@ -171,10 +182,15 @@ impl ClusterClient {
     /// Every address we know: the map's nodes first (they are newer than the profile), then the seeds.
     fn addresses(&self) -> Vec<String> {
         let mut out = self.learned.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let removed = self.removed.read().unwrap_or_else(|e| e.into_inner());
         for a in &self.seeds {
-            if !out.contains(a) {
+            if !out.contains(a) && !removed.contains(a) {
                 out.push(a.clone());
             }
+        }
+        if out.is_empty() {
+            // Every address we know was removed: try the seeds anyway rather than nothing.
+            out = self.seeds.clone();
         }
         out
     }
@@ -234,7 +250,12 @@ impl ClusterClient {
                 Err(e) if attempt < ATTEMPTS && is_retryable(&e) => {
                     tracing::debug!(attempt, error = %e, "retrying");
                     if matches!(&e, ClientError::Rpc(r) if r.code().is_some()) {
+                        // The cluster changed under us: learn where it is now (and which nodes left it)
+                        // before trying again.
                         self.invalidate_map();
+                        if let Err(e) = self.map().await {
+                            tracing::debug!(error = %e, "could not refresh the cluster map before retrying");
+                        }
                     }
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(3));
@@ -269,6 +290,8 @@ impl ClusterClient {
         };
         let learned: Vec<String> =
             map.nodes.values().filter(|n| n.state != strata_proto::NodeState::Removed).map(|n| n.addr.clone()).collect();
+        *self.removed.write().unwrap_or_else(|e| e.into_inner()) =
+            map.nodes.values().filter(|n| n.state == strata_proto::NodeState::Removed).map(|n| n.addr.clone()).collect();
         let changed = {
             let mut current = self.learned.write().unwrap_or_else(|e| e.into_inner());
             let changed = *current != learned;
@@ -434,6 +457,18 @@ impl ClusterClient {
         self.token_created(Credential::Tenant, request).await
     }
 
+    /// Issues tenant `tenant` a new admin token after an operator revoked its previous one (leaked or lost);
+    /// refused while the tenant has one (operator token).
+    pub async fn replace_tenant_admin_token(&self, tenant: TenantId) -> Result<Secret, ClientError> {
+        let request = Request::CreateToken {
+            tenant: Some(tenant),
+            roles: RoleSet::of(&[Role::Admin]),
+            ttl_secs: Some(0),
+            label: "replacement admin token".into(),
+        };
+        self.token_created(Credential::Operator, request).await
+    }
+
     /// Creates another operator token (operator token).
     pub async fn create_operator_token(&self, ttl_secs: Option<u64>, label: &str) -> Result<Secret, ClientError> {
         let request = Request::CreateToken { tenant: None, roles: RoleSet::of(&[Role::Operator]), ttl_secs, label: label.into() };
@@ -476,6 +511,33 @@ impl ClusterClient {
     pub async fn revoke_node(&self, node: NodeId) -> Result<(), ClientError> {
         let token = self.operator_token()?;
         self.retrying(|| self.call_any(Some(token), Request::RevokeNode { node }, Bytes::new())).await.map(|_| ())
+    }
+
+    /// Begins replacing the cluster CA (operator token). Asked of the nodes holding the current CA key, one
+    /// after the other, since only they can sign the new CA into the old one's trust.
+    pub async fn rotate_ca(&self) -> Result<(), ClientError> {
+        let token = self.operator_token()?;
+        let status = self.status().await?;
+        let holders: Vec<String> =
+            status.nodes.iter().filter(|n| status.ca_holders.contains(&n.descriptor.id)).map(|n| n.descriptor.addr.clone()).collect();
+        if holders.is_empty() {
+            return Err(ClientError::Unexpected("no node is recorded as holding the CA key yet; retry in a few seconds".into()));
+        }
+        self.call_in_order(&holders, Some(token), Request::RotateCa, Bytes::new()).await.map(|_| ())
+    }
+
+    /// Ends a CA rotation (operator token): only the new CA is trusted from then on.
+    pub async fn finish_ca_rotation(&self, force: bool) -> Result<(), ClientError> {
+        let token = self.operator_token()?;
+        self.retrying(|| self.call_any(Some(token), Request::FinishCaRotation { force }, Bytes::new())).await.map(|_| ())
+    }
+
+    /// The CA certificates the cluster trusts (PEM), as a node this client already trusts tells it.
+    pub async fn trusted_cas(&self) -> Result<String, ClientError> {
+        match self.call_any(None, Request::GetTrust, Bytes::new()).await?.response {
+            Response::Trust { ca_pem } => Ok(ca_pem),
+            other => Err(ClientError::Unexpected(format!("{other:?} to GetTrust"))),
+        }
     }
 
     /// The cluster's audit log, oldest first (operator token).
@@ -554,6 +616,10 @@ impl ClusterClient {
                         return Err(ClientError::Unexpected("a snapshot page that does not advance".into()));
                     }
                     all.extend(snapshots);
+                    // A tenant keeps at most 20,000 snapshots: a node that never stops paging is wrong.
+                    if all.len() > MAX_LISTED_SNAPSHOTS {
+                        return Err(ClientError::Unexpected(format!("the snapshot catalog ran past {MAX_LISTED_SNAPSHOTS} entries")));
+                    }
                     match next {
                         Some(n) => after = Some(n),
                         None => return Ok(all),

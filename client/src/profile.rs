@@ -167,10 +167,20 @@ impl Profile {
     }
 }
 
+/// Where a new version of `path` is written before it is renamed over it: named after the whole file name
+/// and this process, so that files sharing a stem (`profile.toml`, `profile.key`, `profile.nodes`) and two
+/// processes writing at once never share a temporary file.
+pub fn temp_path(path: &Path) -> PathBuf {
+    let mut name = std::ffi::OsString::from(".");
+    name.push(path.file_name().unwrap_or_default());
+    name.push(format!(".{}.tmp", std::process::id()));
+    path.with_file_name(name)
+}
+
 /// Writes a file readable only by its owner (0600 on Unix), replacing it atomically.
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let tmp = path.with_extension("tmp");
+    let tmp = temp_path(path);
     {
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create(true).truncate(true);
@@ -192,6 +202,15 @@ mod tests {
         let p = dir.join("p.toml");
         std::fs::write(&p, body).unwrap();
         p
+    }
+
+    #[test]
+    fn files_sharing_a_stem_never_share_a_temporary_file() {
+        let d = Path::new("/home/u/.config/strata");
+        let temps: std::collections::BTreeSet<PathBuf> =
+            ["profile.toml", "profile.key", "profile.nodes"].iter().map(|f| temp_path(&d.join(f))).collect();
+        assert_eq!(temps.len(), 3, "{temps:?}");
+        assert!(temps.iter().all(|t| t.parent() == Some(d)));
     }
 
     #[test]

@@ -44,9 +44,15 @@ async fn step(ctx: &NodeContext, pool: &RpcPool) -> anyhow::Result<()> {
     if !initialised || me.is_none_or(|s| s == NodeState::Removed) {
         return Ok(());
     }
+    // A rotation begun here and interrupted before the new key was put in place.
+    if ctx.ca_key().is_none() && adopt_next_key(ctx)? {
+        tracing::info!("put the new cluster CA key in place");
+    }
+    forget_rotated_key(ctx)?;
     if let Some(ca) = ctx.ca_key() {
         let voter = crate::server::is_voter(ctx, ctx.id);
-        if !voter && others_hold_it(ctx) {
+        // A key file the operator configured (`tls.ca_key`) is theirs to manage: it is never deleted here.
+        if !voter && ctx.config.tls.ca_key.is_none() && others_hold_it(ctx) {
             return relinquish(ctx, recorded).await;
         }
         if !recorded {
@@ -59,13 +65,58 @@ async fn step(ctx: &NodeContext, pool: &RpcPool) -> anyhow::Result<()> {
         return Ok(());
     }
     let key_pem = fetch(ctx, pool).await?;
-    let material = CaMaterial { cert_pem: ctx.ca_pem.clone(), key_pem };
+    let material = CaMaterial { cert_pem: ctx.issuing_pem(), key_pem };
     anyhow::ensure!(pki::key_matches_ca(&material), "the key a holder sent does not belong to this cluster's CA");
     crate::identity::replace_file(&ctx.config.tls.ca_key_path(), material.key_pem.as_bytes(), true)?;
     let material = Arc::new(material);
     *ctx.ca.write().unwrap_or_else(|e| e.into_inner()) = Some(material.clone());
     record(ctx, &material).await?;
     tracing::info!(path = %ctx.config.tls.ca_key_path().display(), "received the cluster CA key as a Raft voter");
+    Ok(())
+}
+
+/// Where a CA key waits while the rotation that made it is being committed.
+pub fn next_key_path(key_path: &std::path::Path) -> std::path::PathBuf {
+    let mut name = key_path.file_name().unwrap_or_default().to_os_string();
+    name.push(".next");
+    key_path.with_file_name(name)
+}
+
+/// Puts a new CA key waiting in `ca.key.next` in place once it is the issuing CA's key (the rotation that made
+/// it is applied here); returns whether it did.
+pub fn adopt_next_key(ctx: &NodeContext) -> anyhow::Result<bool> {
+    let key_path = ctx.config.tls.ca_key_path();
+    let next = next_key_path(&key_path);
+    let key_pem = match std::fs::read_to_string(&next) {
+        Ok(k) => k,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", next.display())),
+    };
+    let material = CaMaterial { cert_pem: ctx.issuing_pem(), key_pem };
+    if !pki::key_matches_ca(&material) {
+        return Ok(false);
+    }
+    std::fs::rename(&next, &key_path).with_context(|| format!("cannot move {} to {}", next.display(), key_path.display()))?;
+    *ctx.ca.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(material));
+    Ok(true)
+}
+
+/// After a rotation, a key of a CA that no longer issues is deleted: nothing is signed with it any more, and
+/// a copy that stays around is one more to steal (a voter fetches the new key next).
+fn forget_rotated_key(ctx: &NodeContext) -> anyhow::Result<()> {
+    let stale = ctx.ca.read().unwrap_or_else(|e| e.into_inner()).is_some() && ctx.ca_key().is_none();
+    let rotated = ctx.meta.reader.read(|s| !s.cas.is_empty());
+    if !(stale && rotated) {
+        return Ok(());
+    }
+    let path = ctx.config.tls.ca_key_path();
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot delete {}", path.display())),
+    }
+    *ctx.ca.write().unwrap_or_else(|e| e.into_inner()) = None;
+    tracing::info!(path = %path.display(), "deleted the key of the CA the cluster rotated away from");
     Ok(())
 }
 

@@ -31,7 +31,7 @@ pub struct NodeContext {
     pub metrics: Arc<Metrics>,
     /// Connection caps and memory budgets.
     pub admission: Arc<crate::server::Admission>,
-    /// The CA certificate (PEM), given to joining nodes.
+    /// The CA certificates in `tls.ca_cert` when the node started (PEM); see [`NodeContext::trusted_pem`].
     pub ca_pem: String,
     /// The CA key, if this node holds it (it then admits joining nodes and renews certificates).
     pub ca: RwLock<Option<Arc<CaMaterial>>>,
@@ -47,11 +47,39 @@ pub struct NodeContext {
     pub catalog_rate: crate::server::KeyedRate<strata_proto::TenantId>,
     /// When this node's last complete scrub pass ended, ms since the Unix epoch (0: never since start).
     pub scrubbed_at_ms: std::sync::atomic::AtomicU64,
+    /// Bumped whenever this node starts trusting another set of CAs (a rotation began or finished): open
+    /// connections of nodes whose certificate no trusted CA issued are closed then.
+    pub trust_changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl NodeContext {
-    /// The CA key, if this node holds it.
+    /// The key of the CA that issues certificates now, if this node holds it (a key of a CA that was rotated
+    /// away counts as none: nothing is signed with it any more).
     pub fn ca_key(&self) -> Option<Arc<CaMaterial>> {
-        self.ca.read().unwrap_or_else(|e| e.into_inner()).clone()
+        let ca = self.ca.read().unwrap_or_else(|e| e.into_inner()).clone()?;
+        crate::pki::same_cert(&ca.cert_pem, &self.issuing_pem()).then_some(ca)
+    }
+
+    /// The trusted CA certificates (PEM, concatenated): the replicated set once the CA has been rotated, else
+    /// the `tls.ca_cert` file this node started with.
+    pub fn trusted_pem(&self) -> String {
+        let cas = self.meta.reader.read(|s| s.cas.clone());
+        if cas.is_empty() { self.ca_pem.clone() } else { cas.concat() }
+    }
+
+    /// The certificate (PEM) of the CA that issues certificates now.
+    pub fn issuing_pem(&self) -> String {
+        self.meta.reader.read(|s| s.cas.last().cloned()).unwrap_or_else(|| crate::pki::pem_blocks(&self.ca_pem).pop().unwrap_or_default())
+    }
+
+    /// Whether a trusted CA issued `cert_der` (the handshake checked it against the CAs trusted then).
+    pub fn issued_by_trusted(&self, cert_der: &[u8]) -> bool {
+        crate::pki::pem_blocks(&self.trusted_pem()).iter().any(|ca| crate::pki::issued_by(cert_der, ca))
+    }
+
+    /// While a CA rotation is in progress, the new CA's certificate signed by the old one (sent with this
+    /// node's chain so that clients trusting only the old CA accept certificates from the new one).
+    pub fn cross_pem(&self) -> Option<String> {
+        self.meta.reader.read(|s| s.ca_cross.clone())
     }
 }

@@ -20,8 +20,10 @@ use crate::trust::{PeerClientVerifier, PeerServerVerifier, Revocations};
 /// A node's certificate and key (PEM), with the cluster CA they chain to.
 #[derive(Clone)]
 pub struct Identity {
-    /// Cluster CA certificate.
+    /// The trusted CA certificates (all of them during a CA rotation).
     pub ca_pem: String,
+    /// During a CA rotation: the new CA signed by the old one, sent with our chain.
+    pub cross_pem: Option<String>,
     /// This node's certificate.
     pub cert_pem: String,
     /// Its private key.
@@ -39,11 +41,24 @@ impl Identity {
         Ok(certs_from_pem(&self.ca_pem, "tls.ca_cert")?)
     }
 
-    /// Our chain: the certificate and the CA (so joining nodes can pin the CA by its fingerprint).
+    /// Our chain: the certificate, during a CA rotation the new CA signed by the old one (so clients that
+    /// trust only the old CA accept a certificate from the new one), and the trusted CAs (so joining nodes can
+    /// pin the CA by its fingerprint).
     fn chain(&self) -> anyhow::Result<Vec<CertificateDer<'static>>> {
         let mut chain = certs_from_pem(&self.cert_pem, "tls.node_cert")?;
+        if let Some(cross) = &self.cross_pem {
+            chain.extend(certs_from_pem(cross, "the cross-signed CA certificate")?);
+        }
         chain.extend(self.ca()?);
         Ok(chain)
+    }
+
+    /// Whether our certificate was issued by the CA whose certificate is `ca_pem`.
+    pub fn issued_by(&self, ca_pem: &str) -> bool {
+        certs_from_pem(&self.cert_pem, "tls.node_cert")
+            .ok()
+            .and_then(|c| c.into_iter().next())
+            .is_some_and(|c| crate::pki::issued_by(&c, ca_pem))
     }
 
     /// When this certificate stops being valid, seconds since the Unix epoch.
@@ -142,7 +157,7 @@ fn sync_dir(path: &Path) {
 /// Writes `bytes` to `path` through a temporary file and a rename, synced.
 pub fn replace_file(path: &Path, bytes: &[u8], private: bool) -> anyhow::Result<()> {
     use std::io::Write as _;
-    let tmp = path.with_extension("tmp");
+    let tmp = strata_client::profile::temp_path(path);
     {
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create(true).truncate(true);
@@ -187,7 +202,7 @@ mod tests {
             (std::fs::read_to_string(&cert).unwrap(), std::fs::read_to_string(&key).unwrap()),
             ("new cert".into(), "new key".into())
         );
-        let id = Identity { ca_pem: String::new(), cert_pem: "third cert".into(), key_pem: "third key".into() };
+        let id = Identity { ca_pem: String::new(), cross_pem: None, cert_pem: "third cert".into(), key_pem: "third key".into() };
         id.save(&cert, &key).unwrap();
         assert_eq!(std::fs::read_to_string(&key).unwrap(), "third key");
         assert!(!pending(&cert).exists() && !pending(&key).exists());

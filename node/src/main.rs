@@ -55,7 +55,8 @@ struct NodeArgs {
     #[arg(long)]
     advertise: Option<String>,
     /// TCP address for /metrics and /health [default: the --listen address's IP, port 9401, so that a
-    /// Prometheus on the LAN can scrape what the node serves there].
+    /// Prometheus on the LAN can scrape what the node serves there; with a wildcard --listen, the --advertise
+    /// IP, else 127.0.0.1].
     #[arg(long)]
     metrics: Option<String>,
     /// Failure domain of this node (rack, room, host).
@@ -69,6 +70,22 @@ struct NodeArgs {
     generation: String,
 }
 
+/// Where /metrics listens unless `--metrics` says: the `--listen` IP, port 9401, so a Prometheus on the LAN can
+/// scrape it. A wildcard listen address would expose the unauthenticated endpoint on every interface: then
+/// the `--advertise` IP if it is one, else loopback.
+fn default_metrics_addr(listen: std::net::SocketAddr, advertise: Option<&str>) -> String {
+    let ip = if listen.ip().is_unspecified() {
+        advertise
+            .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+            .map(|a| a.ip())
+            .filter(|ip| !ip.is_unspecified())
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+    } else {
+        listen.ip()
+    };
+    std::net::SocketAddr::new(ip, 9401).to_string()
+}
+
 impl NodeArgs {
     fn plan(&self, id: u64, seeds: Vec<String>) -> anyhow::Result<NodePlan> {
         let listen: std::net::SocketAddr = self.listen.parse().with_context(|| format!("--listen {:?} is not ip:port", self.listen))?;
@@ -80,7 +97,7 @@ impl NodeArgs {
             dir: self.data_dir.clone(),
             listen: self.listen.clone(),
             advertise: self.advertise.clone(),
-            metrics: Some(self.metrics.clone().unwrap_or_else(|| std::net::SocketAddr::new(listen.ip(), 9401).to_string())),
+            metrics: Some(self.metrics.clone().unwrap_or_else(|| default_metrics_addr(listen, self.advertise.as_deref()))),
             zone: self.zone.clone(),
             capacity_bytes: self.capacity,
             generation: self.generation.clone(),

@@ -38,8 +38,12 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
     let store: Arc<dyn ShardStore> = Arc::new(RocksShardStore::open(database.clone(), config.capacity_bytes, config.storage.sync_writes)?);
 
     Identity::finish_pending(&config.tls.node_cert, &config.tls.node_key)?;
-    let identity =
-        Identity { ca_pem: read(&config.tls.ca_cert)?, cert_pem: read(&config.tls.node_cert)?, key_pem: read(&config.tls.node_key)? };
+    let identity = Identity {
+        ca_pem: read(&config.tls.ca_cert)?,
+        cross_pem: None,
+        cert_pem: read(&config.tls.node_cert)?,
+        key_pem: read(&config.tls.node_key)?,
+    };
     let ca_pem = identity.ca_pem.clone();
     let ca = load_ca_key(&config, &ca_pem)?;
     let revocations = Arc::new(Revocations::default());
@@ -82,6 +86,7 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
         last_token_barrier: Mutex::new(None),
         gc_lock: tokio::sync::Mutex::new(()),
         scrubbed_at_ms: std::sync::atomic::AtomicU64::new(0),
+        trust_changes: watch::channel(0).0,
         join_rate: crate::server::Rate::per_minute(config.limits.join_requests_per_minute),
         catalog_rate: crate::server::KeyedRate::per_minute(config.limits.catalog_writes_per_minute_per_tenant),
         config: config.clone(),
@@ -141,9 +146,17 @@ fn load_ca_key(config: &NodeConfig, ca_pem: &str) -> anyhow::Result<Option<CaMat
         }
         Err(e) => return Err(e).with_context(|| format!("cannot read the CA key {}", path.display())),
     };
-    let material = CaMaterial { cert_pem: ca_pem.to_owned(), key_pem };
-    anyhow::ensure!(pki::key_matches_ca(&material), "{} is not the key of the cluster CA in tls.ca_cert", path.display());
-    Ok(Some(material))
+    // After a rotation `tls.ca_cert` holds every trusted CA; the last one issues.
+    let mut trusted = pki::pem_blocks(ca_pem);
+    let issuing = trusted.pop().unwrap_or_default();
+    let material = CaMaterial { cert_pem: issuing, key_pem };
+    if pki::key_matches_ca(&material) {
+        return Ok(Some(material));
+    }
+    let of_older = trusted.into_iter().any(|cert_pem| pki::key_matches_ca(&CaMaterial { cert_pem, key_pem: material.key_pem.clone() }));
+    anyhow::ensure!(of_older, "{} is not the key of the cluster CA in tls.ca_cert", path.display());
+    tracing::warn!(path = %path.display(), "the CA key is the key of a CA the cluster rotated away from; it is not used");
+    Ok(None)
 }
 
 /// Keeps the set of revoked node certificates equal to the Removed nodes of the applied map.

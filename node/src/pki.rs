@@ -53,15 +53,35 @@ fn validity(params: &mut CertificateParams, secs: u64) {
 
 /// Creates a new cluster CA.
 pub fn generate_ca(cluster_name: &str) -> Result<CaMaterial, PkiError> {
+    generate_ca_named(&format!("Strata cluster CA ({cluster_name})"))
+}
+
+/// Creates a CA to replace `current` (a rotation) and the new CA's certificate signed by `current`'s key
+/// (same name and key): sent by nodes during the rotation, it lets a client that trusts only the old CA
+/// verify certificates the new one issues. The new CA's name carries the time, so it never shares a name
+/// with the CA it replaces and certificate paths cannot mix them up.
+pub fn generate_successor_ca(current: &CaMaterial, cluster_name: &str, now_ms: u64) -> Result<(CaMaterial, String), PkiError> {
     let key = KeyPair::generate()?;
+    let params = ca_params(&format!("Strata cluster CA ({cluster_name}, from {now_ms})"))?;
+    let cert = params.self_signed(&key)?;
+    let cross = params.signed_by(&key, &issuer(current)?)?;
+    Ok((CaMaterial { cert_pem: cert.pem(), key_pem: key.serialize_pem() }, cross.pem()))
+}
+
+fn generate_ca_named(common_name: &str) -> Result<CaMaterial, PkiError> {
+    let key = KeyPair::generate()?;
+    let cert = ca_params(common_name)?.self_signed(&key)?;
+    Ok(CaMaterial { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+}
+
+fn ca_params(common_name: &str) -> Result<CertificateParams, PkiError> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.distinguished_name = DistinguishedName::new();
-    params.distinguished_name.push(DnType::CommonName, format!("Strata cluster CA ({cluster_name})"));
+    params.distinguished_name.push(DnType::CommonName, common_name);
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     validity(&mut params, 30 * 365 * 24 * 3600);
-    let cert = params.self_signed(&key)?;
-    Ok(CaMaterial { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+    Ok(params)
 }
 
 fn node_params(node: NodeId, lifetime_secs: u64) -> Result<CertificateParams, PkiError> {
@@ -113,6 +133,36 @@ pub fn sign_csr(ca: &CaMaterial, csr_der: &[u8], node: NodeId, lifetime_secs: u6
         .map_err(|e| PkiError::Parse(format!("invalid certificate signing request: {e}")))?;
     csr.params = node_params(node, lifetime_secs)?;
     Ok(csr.signed_by(&issuer(ca)?)?.pem())
+}
+
+/// The certificates in a PEM bundle, each as its own PEM text.
+pub fn pem_blocks(bundle: &str) -> Vec<String> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let mut out = Vec::new();
+    let mut rest = bundle;
+    while let Some(start) = rest.find(BEGIN) {
+        let Some(len) = rest[start..].find(END) else { break };
+        let end = start + len + END.len();
+        out.push(format!("{}\n", &rest[start..end]));
+        rest = &rest[end..];
+    }
+    out
+}
+
+/// Whether two PEM texts hold the same (first) certificate, whatever their formatting.
+pub fn same_cert(a: &str, b: &str) -> bool {
+    let first = |pem: &str| strata_client::tls::certs_from_pem(pem, "certificate").ok().and_then(|c| c.into_iter().next());
+    matches!((first(a), first(b)), (Some(x), Some(y)) if x == y)
+}
+
+/// Whether `cert_der` was issued by (names as its issuer) the CA whose certificate is `ca_pem`.
+pub fn issued_by(cert_der: &[u8], ca_pem: &str) -> bool {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let Ok(cas) = strata_client::tls::certs_from_pem(ca_pem, "CA") else { return false };
+    let Some(ca_der) = cas.first() else { return false };
+    let (Ok((_, cert)), Ok((_, ca))) = (X509Certificate::from_der(cert_der), X509Certificate::from_der(ca_der)) else { return false };
+    cert.issuer().as_raw() == ca.subject().as_raw()
 }
 
 /// Whether the key of `ca` is the private key of its certificate.
@@ -213,6 +263,38 @@ mod tests {
         let other = generate_ca("two").unwrap();
         assert!(!key_matches_ca(&CaMaterial { cert_pem: ca.cert_pem.clone(), key_pem: other.key_pem }));
         assert!(!key_matches_ca(&CaMaterial { cert_pem: ca.cert_pem, key_pem: "garbage".into() }));
+    }
+
+    /// Whether a client trusting `roots` accepts `leaf` presented with `intermediates`.
+    fn accepted(roots: &[&str], leaf: &str, intermediates: &[&str]) -> bool {
+        use rustls::client::danger::ServerCertVerifier as _;
+        let mut store = rustls::RootCertStore::empty();
+        for r in roots {
+            for c in strata_client::tls::certs_from_pem(r, "root").unwrap() {
+                store.add(c).unwrap();
+            }
+        }
+        let verifier =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(store.into(), strata_client::tls::provider()).build().unwrap();
+        let leaf = strata_client::tls::certs_from_pem(leaf, "leaf").unwrap().remove(0);
+        let inter: Vec<_> = intermediates.iter().flat_map(|p| strata_client::tls::certs_from_pem(p, "intermediate").unwrap()).collect();
+        let name = rustls_pki_types::ServerName::try_from(strata_client::tls::SERVER_NAME).unwrap();
+        verifier.verify_server_cert(&leaf, &inter, &name, &[], rustls_pki_types::UnixTime::now()).is_ok()
+    }
+
+    #[test]
+    fn a_cross_signed_successor_is_accepted_by_clients_of_either_ca() {
+        let old = generate_ca("c").unwrap();
+        let (new, cross) = generate_successor_ca(&old, "c", 42).unwrap();
+        let leaf = issue_node_identity(&new, NodeId(3), 3600).unwrap().cert_pem;
+        assert!(accepted(&[&old.cert_pem], &leaf, &[&cross]), "a client of the old CA, through the cross certificate");
+        assert!(!accepted(&[&old.cert_pem], &leaf, &[]), "and not without it");
+        assert!(accepted(&[&new.cert_pem], &leaf, &[&cross, &old.cert_pem, &new.cert_pem]), "a client of the new CA");
+        let der = strata_client::tls::certs_from_pem(&leaf, "leaf").unwrap().remove(0);
+        assert!(issued_by(&der, &new.cert_pem) && !issued_by(&der, &old.cert_pem));
+        // Once only the new CA is trusted, the old CA's certificates open nothing.
+        let old_leaf = issue_node_identity(&old, NodeId(3), 3600).unwrap().cert_pem;
+        assert!(!accepted(&[&new.cert_pem], &old_leaf, &[&cross]));
     }
 
     #[test]

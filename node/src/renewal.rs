@@ -1,10 +1,13 @@
 //! Renewing this node's certificate while it runs, before it expires.
 //!
-//! Node certificates are short-lived, so a certificate that leaks or outlives its node stops opening anything
-//! on its own. When a third of its lifetime is left, the node makes a new key pair, has a node holding the CA
-//! key sign it (itself, if it holds the key), writes the new pair to its files and installs it on its endpoint
-//! and connection pool (`identity`). Failures are logged and retried on the next tick; the expiry is exported
-//! as `strata_tls_cert_expiry_timestamp_seconds` for alerting.
+//! Node certificates are short-lived (30 days by default). That bounds a certificate nobody renews, such as one
+//! left on a decommissioned disk; whoever holds a certificate and its key can renew it, so a stolen one is
+//! stopped by revoking its node. When a third of the lifetime is left, or at once when a CA rotation made
+//! another CA the issuing one, the node makes a new key pair, has a node holding the CA key sign it (itself,
+//! if it holds the key), writes the new pair to its files and installs it on its endpoint and connection pool
+//! (`identity`). Failures are logged and retried on the next tick; the expiry is exported as
+//! `strata_tls_cert_expiry_timestamp_seconds` for alerting. The same loop keeps the node's trusted CAs (file,
+//! endpoint, pool) equal to the cluster's, and closes connections a finished rotation no longer trusts.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +22,8 @@ use crate::context::NodeContext;
 use crate::identity::Identity;
 use crate::pki;
 
-/// Checks the certificate every `lifetime / 10` (at most a minute) and renews it when a third is left.
+/// Checks the certificate every second and renews it when a third of its lifetime is left,
+/// or at once when a CA rotation made another CA the issuing one; follows the cluster's trusted CAs.
 pub async fn run(
     ctx: Arc<NodeContext>,
     mut identity: Identity,
@@ -28,8 +32,13 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let lifetime = ctx.config.tls.cert_lifetime_secs;
-    let tick = Duration::from_secs((lifetime / 10).clamp(1, 60));
+    // Every second: following the trusted CAs must be quick (a finished rotation cuts off the old CA), and
+    // the checks cost a few reads of the applied state.
+    let tick = Duration::from_secs(1);
     loop {
+        if let Err(e) = follow_trust(&ctx, &mut identity, &endpoint, &pool) {
+            tracing::error!(error = %e, "could not follow the cluster's trusted CAs; will retry");
+        }
         let not_after = match identity.not_after() {
             Ok(t) => t,
             Err(e) => {
@@ -39,7 +48,13 @@ pub async fn run(
         };
         ctx.metrics.cert_expiry.set(not_after);
         let left = not_after.saturating_sub(crate::server::now_ms() as i64 / 1000);
-        if left < (lifetime / 3) as i64 {
+        let issuing = ctx.issuing_pem();
+        let rotating = ctx.cross_pem().is_some();
+        let stale_ca = rotating && !identity.issued_by(&issuing);
+        if rotating && !stale_ca {
+            record_renewal(&ctx).await;
+        }
+        if left < (lifetime / 3) as i64 || stale_ca {
             match renew(&ctx, &identity, &pool).await {
                 Ok(renewed) => match install(&ctx, &renewed, &endpoint, &pool) {
                     Ok(()) => {
@@ -59,6 +74,37 @@ pub async fn run(
     }
 }
 
+/// Keeps this node's trusted CAs (its `tls.ca_cert` file, so a restart trusts them too, and the running
+/// endpoint and pool) and the cross certificate it sends equal to the cluster's.
+fn follow_trust(ctx: &NodeContext, identity: &mut Identity, endpoint: &quinn::Endpoint, pool: &RpcPool) -> anyhow::Result<()> {
+    let (trusted, cross) = (ctx.trusted_pem(), ctx.cross_pem());
+    if trusted == identity.ca_pem && cross == identity.cross_pem {
+        return Ok(());
+    }
+    let next = Identity { ca_pem: trusted, cross_pem: cross, ..identity.clone() };
+    crate::identity::replace_file(&ctx.config.tls.ca_cert, next.ca_pem.as_bytes(), false)?;
+    next.install(endpoint, pool, &ctx.config.limits, &ctx.revocations)?;
+    // Connections made under the previous set: ours to peers whose certificate is no longer trusted, and
+    // (through `trust_changes`) theirs to us.
+    pool.close_refused(|cert| !ctx.issued_by_trusted(cert));
+    ctx.trust_changes.send_modify(|v| *v += 1);
+    let count = pki::pem_blocks(&next.ca_pem).len();
+    tracing::info!(trusted_cas = count, rotating = next.cross_pem.is_some(), "now trusting the cluster's CAs");
+    *identity = next;
+    Ok(())
+}
+
+/// Records (once per rotation) that this node's certificate is from the new CA.
+async fn record_renewal(ctx: &NodeContext) {
+    if ctx.meta.reader.read(|s| s.ca_renewed.contains(&ctx.id)) {
+        return;
+    }
+    match ctx.meta.write(crate::meta::command::MetaCommand::RecordCaRenewal { node: ctx.id, now_ms: crate::server::now_ms() }).await {
+        Ok(_) => tracing::info!("recorded this node's renewal onto the new cluster CA"),
+        Err(e) => tracing::info!(error = %e, "could not record the renewal onto the new CA yet; will retry"),
+    }
+}
+
 fn install(ctx: &NodeContext, renewed: &Identity, endpoint: &quinn::Endpoint, pool: &RpcPool) -> anyhow::Result<()> {
     renewed.save(&ctx.config.tls.node_cert, &ctx.config.tls.node_key)?;
     renewed.install(endpoint, pool, &ctx.config.limits, &ctx.revocations)
@@ -73,7 +119,11 @@ async fn renew(ctx: &NodeContext, current: &Identity, pool: &RpcPool) -> anyhow:
     };
     let der = strata_client::tls::certs_from_pem(&cert_pem, "renewed certificate")?;
     anyhow::ensure!(der.first().and_then(|c| pki::node_id_of(c)) == Some(ctx.id), "the renewed certificate does not name this node");
-    Ok(Identity { ca_pem: current.ca_pem.clone(), cert_pem, key_pem: key.serialize_pem() })
+    anyhow::ensure!(
+        der.first().is_some_and(|c| pki::issued_by(c, &ctx.issuing_pem())),
+        "the renewed certificate is not from the CA that issues now (the signer holds an older key)"
+    );
+    Ok(Identity { ca_pem: current.ca_pem.clone(), cross_pem: current.cross_pem.clone(), cert_pem, key_pem: key.serialize_pem() })
 }
 
 async fn signed_by_a_holder(ctx: &NodeContext, pool: &RpcPool, csr: Vec<u8>) -> anyhow::Result<String> {

@@ -426,6 +426,17 @@ pub enum Request {
         /// Most snapshots wanted (the node may return fewer).
         limit: u32,
     },
+    /// Start replacing the cluster CA (operator role; served by a node holding the current CA key): a new CA
+    /// is made, trusted beside the old one, and nodes renew onto it (docs/rfcs/0003-node-trust.md).
+    RotateCa,
+    /// End a CA rotation (operator role): only the new CA is trusted from then on. Refused while a node that
+    /// is not Removed still has a certificate from the old CA, unless `force`.
+    FinishCaRotation {
+        /// Finish even though some nodes have not renewed (they will need to be admitted again).
+        force: bool,
+    },
+    /// The CA certificates the cluster trusts (any caller): clients keep their profile's CA file current.
+    GetTrust,
 }
 
 impl Request {
@@ -473,6 +484,9 @@ impl Request {
             Request::FetchCaKey => "fetch_ca_key",
             Request::RevokeNode { .. } => "revoke_node",
             Request::ListSnapshotPage { .. } => "list_snapshots",
+            Request::RotateCa => "rotate_ca",
+            Request::FinishCaRotation { .. } => "finish_ca_rotation",
+            Request::GetTrust => "get_trust",
         }
     }
 
@@ -663,6 +677,11 @@ pub enum Response {
         snapshots: Vec<SnapshotRecord>,
         /// Where the next page starts (`after`), `None` when this page is the last.
         next: Option<SnapshotId>,
+    },
+    /// Answer to `GetTrust`.
+    Trust {
+        /// Every trusted CA certificate (PEM, concatenated).
+        ca_pem: String,
     },
 }
 

@@ -35,6 +35,10 @@ pub struct ClusterStatus {
     pub migration: MigrationStatus,
     /// Nodes holding the cluster CA key (which admits nodes and renews their certificates).
     pub ca_holders: Vec<NodeId>,
+    /// SHA-256 fingerprints (hex) of the trusted CA certificates; the last one issues new certificates.
+    pub trusted_cas: Vec<String>,
+    /// While a CA rotation is in progress: the nodes (not Removed) still waiting to renew onto the new CA.
+    pub ca_rotation_pending: Option<Vec<NodeId>>,
 }
 
 /// Cluster-wide view of data movement.

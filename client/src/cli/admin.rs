@@ -26,6 +26,9 @@ pub enum AdminCommand {
     /// Nodes: revoke one (a stolen or compromised machine).
     #[command(subcommand)]
     Node(NodeCommand),
+    /// Replace the cluster CA: `rotate`, then `finish` once every node renewed (`status` shows who has not).
+    #[command(subcommand)]
+    Ca(CaCommand),
     /// Manage storage generations: add, list, drain, pause, resume, cancel, drop; set the move rate.
     #[command(subcommand)]
     Generation(GenerationCommand),
@@ -47,6 +50,12 @@ pub enum TenantCommand {
         /// Unique name.
         name: String,
     },
+    /// Issue a tenant a new admin token, once its previous one was revoked (`strata admin token revoke`, for a
+    /// leaked or lost admin token); printed once, for the tenant's owner. Refused while the tenant has one.
+    AdminToken {
+        /// The tenant's id.
+        tenant: u64,
+    },
 }
 
 /// Node commands.
@@ -58,6 +67,24 @@ pub enum NodeCommand {
     Revoke {
         /// The node's id (as `status` shows it: 7 or node-7).
         node: String,
+    },
+}
+
+/// CA rotation commands (docs/rfcs/0003-node-trust.md).
+#[derive(Subcommand)]
+pub enum CaCommand {
+    /// Make a new CA, trusted beside the current one: nodes renew onto it, clients pick it up on their next
+    /// run (and accept it meanwhile through its certificate signed by the old CA).
+    Rotate,
+    /// Which CAs are trusted, and during a rotation which nodes have not renewed onto the new one yet.
+    Status,
+    /// Trust only the new CA from now on: certificates from the old one (or minted with its leaked key) open
+    /// nothing. Refused while a node has not renewed, unless --force (such nodes must be admitted again).
+    /// Clients that did not run during the rotation need the new CA file (`tls.ca_cert` of any node).
+    Finish {
+        /// Finish even though some nodes have not renewed.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -109,6 +136,15 @@ pub async fn run(ctx: &Ctx, cmd: AdminCommand) -> anyhow::Result<()> {
                 eprintln!("`strata token create --role backup --label LAPTOP` makes each device's token.");
             }
         }
+        AdminCommand::Tenant(TenantCommand::AdminToken { tenant }) => {
+            let token = client.replace_tenant_admin_token(TenantId(tenant)).await?;
+            if ctx.json {
+                println!("{}", serde_json::json!({ "tenant": tenant, "admin_token": token.expose() }));
+            } else {
+                println!("tenant {tenant}'s new admin token (shown once; hand it to the tenant's owner):");
+                println!("{}", token.expose());
+            }
+        }
         AdminCommand::Token(TokenCommand::Create { ttl, label }) => {
             let token = client.create_operator_token(ttl.or(Some(0)), &label).await?;
             print_token(ctx.json, &token, None);
@@ -138,6 +174,7 @@ pub async fn run(ctx: &Ctx, cmd: AdminCommand) -> anyhow::Result<()> {
                 print!("{}", render_audit(&log));
             }
         }
+        AdminCommand::Ca(cmd) => run_ca(ctx, &client, cmd).await?,
         AdminCommand::Generation(cmd) => generation_cmd::run(ctx, &client, cmd).await?,
         AdminCommand::JoinToken { ttl } => {
             let token = client.create_join_token(ttl).await?;
@@ -150,6 +187,48 @@ pub async fn run(ctx: &Ctx, cmd: AdminCommand) -> anyhow::Result<()> {
         }
     }
     client.close();
+    Ok(())
+}
+
+async fn run_ca(ctx: &Ctx, client: &strata_client::ClusterClient, cmd: CaCommand) -> anyhow::Result<()> {
+    match cmd {
+        CaCommand::Rotate => {
+            client.rotate_ca().await?;
+            if ctx.json {
+                println!("{}", serde_json::json!({ "rotation": "begun" }));
+            } else {
+                println!("a new cluster CA is trusted beside the current one; nodes are renewing onto it");
+                println!("watch `strata admin ca status`, then run `strata admin ca finish`");
+            }
+        }
+        CaCommand::Status => {
+            let s = client.status().await?;
+            if ctx.json {
+                println!("{}", serde_json::json!({ "trusted_cas": s.trusted_cas, "pending": s.ca_rotation_pending }));
+            } else {
+                for (i, fp) in s.trusted_cas.iter().enumerate() {
+                    let role = if i + 1 == s.trusted_cas.len() { "issuing" } else { "trusted until the rotation finishes" };
+                    println!("CA {fp} ({role})");
+                }
+                match &s.ca_rotation_pending {
+                    None => println!("no rotation in progress"),
+                    Some(p) if p.is_empty() => println!("every node renewed onto the new CA: `strata admin ca finish` is safe"),
+                    Some(p) => {
+                        let names: Vec<String> = p.iter().map(ToString::to_string).collect();
+                        println!("still on the old CA: {}", names.join(", "));
+                    }
+                }
+            }
+        }
+        CaCommand::Finish { force } => {
+            client.finish_ca_rotation(force).await?;
+            if ctx.json {
+                println!("{}", serde_json::json!({ "rotation": "finished" }));
+            } else {
+                println!("only the new cluster CA is trusted now");
+            }
+        }
+    }
     Ok(())
 }
 

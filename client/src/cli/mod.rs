@@ -119,12 +119,14 @@ pub struct Ctx {
 
 impl Ctx {
     /// Loads the profile and connects. The node addresses the cluster map taught earlier runs are kept beside
-    /// the profile (`<profile>.nodes`, [`crate::cluster::NodeCache`]), so the profile keeps working after
+    /// the profile (`<profile>.nodes`, [`strata_client::cluster::NodeCache`]), so the profile keeps working after
     /// every node it names was drained and switched off.
     pub async fn client(&self) -> Result<ClusterClient, ClientError> {
         let path = Profile::locate(self.profile_path.as_deref())?;
         let profile = Profile::load(&path)?;
-        Ok(ClusterClient::from_profile(&profile).await?.with_node_cache(path.with_extension("nodes")))
+        let client = ClusterClient::from_profile(&profile).await?.with_node_cache(path.with_extension("nodes"));
+        follow_trusted_cas(&client, &profile).await;
+        Ok(client)
     }
 
     /// Like [`Ctx::client`], shared.
@@ -154,6 +156,31 @@ impl Ctx {
             anyhow::ensure!(again == first, "the passwords do not match");
         }
         Ok(first)
+    }
+}
+
+/// Keeps the profile's CA file equal to the CAs the cluster trusts, so a client follows a CA rotation: the
+/// set comes from a node that the CAs already in the file verified (during a rotation, through the new CA's
+/// certificate signed by the old one). Failing to check or to write is only a warning: the command goes on
+/// with what it has.
+async fn follow_trusted_cas(client: &ClusterClient, profile: &Profile) {
+    let path = profile.ca_cert_path();
+    let trusted = match client.trusted_cas().await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::debug!(error = %e, "could not ask which CAs the cluster trusts");
+            return;
+        }
+    };
+    let current = std::fs::read_to_string(&path).unwrap_or_default();
+    let parsed = |pem: &str| strata_client::tls::certs_from_pem(pem, "CA").unwrap_or_default();
+    let fresh = parsed(&trusted);
+    if fresh.is_empty() || fresh == parsed(&current) {
+        return;
+    }
+    match strata_client::profile::write_private(&path, trusted.as_bytes()) {
+        Ok(()) => eprintln!("the cluster's CAs changed (a CA rotation); updated {}", path.display()),
+        Err(e) => eprintln!("warning: the cluster's CAs changed, but {} could not be updated: {e}", path.display()),
     }
 }
 

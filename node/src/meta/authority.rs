@@ -245,6 +245,21 @@ pub fn authorize(state: &MetaState, principal: &Principal, cmd: &MetaCommand, no
             }
             Ok(())
         }
+        MetaCommand::RecordCaRenewal { node, .. } => {
+            let n = member(state, principal, "recording a renewal onto the new CA")?;
+            if n != *node {
+                return Err(denied(format!("{n} may only record its own renewal")));
+            }
+            Ok(())
+        }
+        MetaCommand::BeginCaRotation { trusted, cross_pem, .. } => {
+            operator(principal, "replacing the cluster CA")?;
+            if trusted.iter().chain([cross_pem]).any(|pem| pem.len() > 16 << 10) {
+                return Err(too_large("CA certificates are limited to 16 KiB each"));
+            }
+            Ok(())
+        }
+        MetaCommand::FinishCaRotation { .. } => operator(principal, "replacing the cluster CA"),
         MetaCommand::OpenSession { tenant, .. } | MetaCommand::RenewSession { tenant, .. } | MetaCommand::CloseSession { tenant, .. } => {
             tenant_role(principal, *tenant, "upload snapshots", RoleSet::can_append)
         }
@@ -342,6 +357,11 @@ mod tests {
         assert!(denied_for(&s, &n, &token(None, &[Role::Operator], Actor::Node(NodeId(4)))));
         assert!(denied_for(&s, &n, &token(Some(t), &[Role::Admin], Actor::Operator)), "a node cannot claim to be the operator");
         assert!(denied_for(&s, &n, &MetaCommand::CreateJoinToken { digest: [2; 32], expires_at_ms: 9 }));
+        // Nor replace the CA, nor record another node's renewal onto a new one.
+        let rotate = MetaCommand::BeginCaRotation { trusted: vec!["rogue".into()], cross_pem: "x".into(), now_ms: 0 };
+        assert!(denied_for(&s, &n, &rotate));
+        assert!(denied_for(&s, &n, &MetaCommand::FinishCaRotation { force: true, now_ms: 0 }));
+        assert!(denied_for(&s, &n, &MetaCommand::RecordCaRenewal { node: NodeId(5), now_ms: 0 }));
         assert!(denied_for(&s, &n, &MetaCommand::AddGeneration { name: "g2".into(), profile: EcProfile::DEFAULT }));
         let other = NodeAnnouncement { id: NodeId(5), addr: "a:1".into(), zone: "z".into(), capacity_bytes: 1, generation: "g".into() };
         assert!(denied_for(&s, &n, &MetaCommand::RegisterNode(other.clone())));

@@ -292,6 +292,31 @@ pub enum MetaCommand {
         /// Proposer's clock.
         now_ms: u64,
     },
+    /// Begin replacing the cluster CA: `trusted` becomes the set of trusted CA certificates (the current ones
+    /// and, last, the new one, which issues from now on); `cross_pem` is the new CA signed by the old one.
+    /// Clears the recorded key holders: they held the old key.
+    BeginCaRotation {
+        /// Trusted CA certificates (PEM each), the new one last.
+        trusted: Vec<String>,
+        /// The new CA's certificate signed by the old CA's key.
+        cross_pem: String,
+        /// Proposer's clock.
+        now_ms: u64,
+    },
+    /// Record that `node` renewed its certificate onto the new CA during a rotation.
+    RecordCaRenewal {
+        /// The node.
+        node: NodeId,
+        /// Proposer's clock.
+        now_ms: u64,
+    },
+    /// End a CA rotation: only the new CA is trusted from then on.
+    FinishCaRotation {
+        /// Even though some nodes have not renewed.
+        force: bool,
+        /// Proposer's clock.
+        now_ms: u64,
+    },
 }
 
 /// A token's public id: the first eight bytes of its digest, shown in lists and used to revoke it.

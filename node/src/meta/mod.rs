@@ -163,7 +163,7 @@ impl Meta {
         let sm = StateMachineStore::open(db).map_err(|e| MetaError::Storage(e.to_string()))?;
         let reader = sm.reader();
         let voters = network::Voters::default();
-        let network = RaftNetworkFactoryImpl::new(pool.clone(), voters.clone());
+        let network = RaftNetworkFactoryImpl::new(pool.clone());
         let raft = Raft::new(node_id.0, Arc::new(config), network, log, sm).await.map_err(|e| MetaError::Raft(e.to_string()))?;
         tokio::spawn(follow_voters(raft.clone(), voters.clone()));
         Ok(Meta { raft, reader, node_id, pool, voters, ca_pem })
@@ -307,18 +307,15 @@ impl Meta {
     /// campaign or lead in another's name), runs it and returns the encoded result.
     pub async fn handle_raft(&self, rpc: strata_proto::RaftRpc, body: &[u8], from: NodeId) -> Result<Vec<u8>, WireError> {
         let bad = |e: postcard::Error| WireError::new(ErrorCode::BadRequest, format!("malformed raft {rpc:?} body: {e}"));
-        // Only voters campaign: a learner (every storage node) cannot start elections. Replication is not held
-        // to the same rule: a follower that restarts with an old log knows an old voter set, possibly all
-        // gone, and only the current leader's AppendEntries can tell it the new one.
-        if rpc == strata_proto::RaftRpc::Vote {
+        // Only voters campaign: a learner (every storage node) cannot start elections. A candidate whose log
+        // is longer than ours may know a newer voter set than we do (a membership change we have not received
+        // yet), so its request goes to openraft, which grants it only on Raft's own terms. Replication is not
+        // held to the voter rule at all: a follower that restarts with an old log knows an old voter set,
+        // possibly all gone, and only the current leader's AppendEntries can tell it the new one.
+        let not_voter = {
             let voters = self.voters.read().unwrap_or_else(|e| e.into_inner());
-            if !voters.is_empty() && !voters.contains(&from.0) {
-                return Err(WireError::new(
-                    ErrorCode::PermissionDenied,
-                    format!("{from} is not a Raft voter here: its {rpc:?} is refused"),
-                ));
-            }
-        }
+            !voters.is_empty() && !voters.contains(&from.0)
+        };
         let own = |vote: &openraft::Vote<u64>| -> Result<(), WireError> {
             match vote.leader_id().voted_for() {
                 Some(n) if n == from.0 => Ok(()),
@@ -337,6 +334,13 @@ impl Meta {
             strata_proto::RaftRpc::Vote => {
                 let req: openraft::raft::VoteRequest<u64> = postcard::from_bytes(body).map_err(bad)?;
                 own(&req.vote)?;
+                let ours = self.raft.metrics().borrow().last_log_index;
+                if not_voter && req.last_log_id.map(|l| l.index) <= ours {
+                    return Err(WireError::new(
+                        ErrorCode::PermissionDenied,
+                        format!("{from} is not a Raft voter here: its vote request is refused"),
+                    ));
+                }
                 postcard::to_stdvec(&self.raft.vote(req).await)
             }
             strata_proto::RaftRpc::InstallSnapshot => {
@@ -381,7 +385,10 @@ impl Meta {
                 format!("the CA key holder proof of {node} is dated {now_ms} ms, too far from this node's clock ({now} ms)"),
             ));
         }
-        if !crate::pki::verify_holder_proof(&self.ca_pem, *node, *now_ms, proof) {
+        // The CA that issues now: the last trusted one after a rotation, else the CA the node started with.
+        let issuing =
+            self.reader.read(|s| s.cas.last().cloned()).unwrap_or_else(|| crate::pki::pem_blocks(&self.ca_pem).pop().unwrap_or_default());
+        if !crate::pki::verify_holder_proof(&issuing, *node, *now_ms, proof) {
             return Err(WireError::new(ErrorCode::PermissionDenied, format!("{node} did not prove that it holds the cluster CA key")));
         }
         Ok(())

@@ -2,9 +2,9 @@
 //!
 //! Each openraft RPC is postcard-encoded into the body of a `Request::Raft` on the node-to-node (mutual TLS)
 //! connection pool; the reply body is the encoded `Result` from the peer's Raft. A peer that cannot be reached
-//! is reported as `Unreachable` so openraft backs off instead of hammering it. A peer that is not a voter
-//! cannot make the leader step down: an answer from it carrying a higher vote is dropped as a network error
-//! (only voters campaign; `Meta::handle_raft` refuses vote requests from non-voters likewise).
+//! is reported as `Unreachable` so openraft backs off instead of hammering it. Answers are taken as Raft
+//! defines them, a higher vote from a learner included: a node that was demoted while cut off comes back
+//! with a higher term, and only a leader that steps above it brings it back into replication.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
@@ -30,13 +30,12 @@ pub type Voters = Arc<RwLock<BTreeSet<u64>>>;
 #[derive(Clone)]
 pub struct RaftNetworkFactoryImpl {
     pool: Arc<RpcPool>,
-    voters: Voters,
 }
 
 impl RaftNetworkFactoryImpl {
-    /// Raft networking over `pool` (the node's mutual-TLS pool); `voters` says whose higher votes count.
-    pub fn new(pool: Arc<RpcPool>, voters: Voters) -> Self {
-        RaftNetworkFactoryImpl { pool, voters }
+    /// Raft networking over `pool` (the node's mutual-TLS pool).
+    pub fn new(pool: Arc<RpcPool>) -> Self {
+        RaftNetworkFactoryImpl { pool }
     }
 }
 
@@ -44,7 +43,7 @@ impl RaftNetworkFactory<TypeConfig> for RaftNetworkFactoryImpl {
     type Network = PeerLink;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerLink {
-        PeerLink { target, addr: node.addr.clone(), pool: self.pool.clone(), voters: self.voters.clone() }
+        PeerLink { target, addr: node.addr.clone(), pool: self.pool.clone() }
     }
 }
 
@@ -53,7 +52,6 @@ pub struct PeerLink {
     target: u64,
     addr: String,
     pool: Arc<RpcPool>,
-    voters: Voters,
 }
 
 type RpcResult<T, E> = Result<T, RPCError<u64, BasicNode, RaftError<u64, E>>>;
@@ -82,31 +80,13 @@ impl PeerLink {
     }
 }
 
-impl PeerLink {
-    fn is_voter(&self) -> bool {
-        self.voters.read().unwrap_or_else(|e| e.into_inner()).contains(&self.target)
-    }
-
-    fn ignored<E>(&self) -> RPCError<u64, BasicNode, RaftError<u64, E>>
-    where
-        E: std::error::Error,
-    {
-        let why = AnyError::error(format!("node {} is not a voter and answered with a higher vote; ignored", self.target));
-        RPCError::Network(NetworkError::new(&why))
-    }
-}
-
 impl RaftNetwork<TypeConfig> for PeerLink {
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<u64>, openraft::error::Infallible> {
-        let resp: AppendEntriesResponse<u64> = self.send(RaftRpc::AppendEntries, &rpc, &option).await?;
-        if matches!(resp, AppendEntriesResponse::HigherVote(_)) && !self.is_voter() {
-            return Err(self.ignored());
-        }
-        Ok(resp)
+        self.send(RaftRpc::AppendEntries, &rpc, &option).await
     }
 
     async fn install_snapshot(
@@ -114,11 +94,7 @@ impl RaftNetwork<TypeConfig> for PeerLink {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<u64>, InstallSnapshotError> {
-        let resp: InstallSnapshotResponse<u64> = self.send(RaftRpc::InstallSnapshot, &rpc, &option).await?;
-        if resp.vote > rpc.vote && !self.is_voter() {
-            return Err(self.ignored());
-        }
-        Ok(resp)
+        self.send(RaftRpc::InstallSnapshot, &rpc, &option).await
     }
 
     async fn vote(&mut self, rpc: VoteRequest<u64>, option: RPCOption) -> RpcResult<VoteResponse<u64>, openraft::error::Infallible> {

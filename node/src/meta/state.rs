@@ -81,6 +81,13 @@ pub struct MetaState {
     pub audit: VecDeque<AuditRecord>,
     /// Nodes holding the cluster CA's key (the voters receive it; see `ca_custody`).
     pub ca_holders: BTreeSet<NodeId>,
+    /// The trusted CA certificates (PEM, one per entry) once the CA has been rotated; the last one issues new
+    /// certificates. Empty until the first rotation: the CA in every node's `tls.ca_cert` file is the only one.
+    pub cas: Vec<String>,
+    /// While a CA rotation is in progress: the new CA's certificate signed by the old CA's key.
+    pub ca_cross: Option<String>,
+    /// Nodes that renewed onto the new CA during the rotation in progress.
+    pub ca_renewed: BTreeSet<NodeId>,
 }
 
 /// One entry of the audit log.
@@ -142,6 +149,9 @@ impl Default for MetaState {
             key_file_history: BTreeMap::new(),
             audit: VecDeque::new(),
             ca_holders: BTreeSet::new(),
+            cas: Vec::new(),
+            ca_cross: None,
+            ca_renewed: BTreeSet::new(),
         }
     }
 }
@@ -229,6 +239,9 @@ impl MetaState {
             MetaCommand::StoreKeyFile { tenant, text, check, proof, now_ms } => self.store_key_file(*tenant, text, *check, *proof, *now_ms),
             MetaCommand::RecordCaHolder { node, now_ms, .. } => self.record_ca_holder(*node, *now_ms),
             MetaCommand::DropCaHolder { node, now_ms } => self.drop_ca_holder(*node, *now_ms),
+            MetaCommand::BeginCaRotation { trusted, cross_pem, now_ms } => self.begin_ca_rotation(trusted, cross_pem, *now_ms),
+            MetaCommand::RecordCaRenewal { node, now_ms } => self.record_ca_renewal(*node, *now_ms),
+            MetaCommand::FinishCaRotation { force, now_ms } => self.finish_ca_rotation(*force, *now_ms),
             MetaCommand::RevokeNode { node, now_ms } => self.revoke_node(*node, *now_ms),
         }
     }

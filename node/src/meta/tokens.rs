@@ -83,12 +83,18 @@ impl MetaState {
             return MetaResponse::reject(ErrorCode::NotFound, format!("no token {} that you may revoke", hex::encode(id)));
         };
         let record = &self.tokens[&digest];
-        if let Some(tenant) = record.tenant.filter(|_| record.roles.allows(Role::Admin)) {
-            // A tenant has exactly one admin token (nobody may issue another), so revoking it would leave
-            // nobody able to forget snapshots or issue and revoke device tokens.
+        let tenant_admin = record.tenant.filter(|_| record.roles.allows(Role::Admin));
+        if let Some(tenant) = tenant_admin
+            && by != Actor::Operator
+        {
+            // A tenant has one admin token (its admins cannot issue another), so revoking it itself would
+            // leave nobody able to forget snapshots or issue and revoke device tokens.
             return MetaResponse::reject(
                 ErrorCode::Conflict,
-                format!("this is {tenant}'s admin token, its only one: revoking it would leave the tenant without an admin"),
+                format!(
+                    "this is {tenant}'s admin token, its only one; an operator can revoke it (a leaked admin token) and \
+                     hand the tenant a new one"
+                ),
             );
         }
         if record.tenant.is_none() {
@@ -102,7 +108,14 @@ impl MetaState {
         }
         let label = record.label.clone();
         self.tokens.remove(&digest);
-        self.audit(now_ms, by, format!("revoked token {} labelled {label:?}", hex::encode(id)));
+        self.audit(now_ms, by.clone(), format!("revoked token {} labelled {label:?}", hex::encode(id)));
+        if let Some(tenant) = tenant_admin
+            && !self.tokens.values().any(|r| r.tenant == Some(tenant) && r.roles.allows(Role::Admin))
+        {
+            // An operator revoked a (leaked) admin token: the tenant may receive a new first admin token.
+            self.bootstrapped.remove(&tenant);
+            self.audit(now_ms, by, format!("{tenant} has no admin token left; an operator may issue it a new one"));
+        }
         MetaResponse::Ok
     }
 }
@@ -167,9 +180,14 @@ mod tests {
         assert!(rejected(s.apply(&revoke(4, Some(other), Actor::TenantAdmin(other))), ErrorCode::NotFound));
         assert_eq!(s.apply(&revoke(4, Some(t), Actor::TenantAdmin(t))), MetaResponse::Ok);
         assert!(s.token(&[4; 32], 10).is_err(), "a revoked token no longer authenticates");
-        // A tenant's one admin token cannot be revoked: nothing could replace it.
+        // A tenant's one admin token cannot be revoked by the tenant; an operator can (a leaked admin token),
+        // and may then hand the tenant a new one, once.
         assert!(rejected(s.apply(&revoke(2, Some(t), Actor::TenantAdmin(t))), ErrorCode::Conflict));
         assert!(s.token(&[2; 32], 10).is_ok());
+        assert_eq!(s.apply(&revoke(2, Some(t), Actor::Operator)), MetaResponse::Ok);
+        assert!(s.token(&[2; 32], 10).is_err());
+        assert_eq!(s.apply(&issue(6, Some(t), &[Role::Admin], Actor::Operator)), MetaResponse::Ok);
+        assert!(rejected(s.apply(&issue(7, Some(t), &[Role::Admin], Actor::Operator)), ErrorCode::PermissionDenied));
         // The last operator token cannot go; with a second one it can.
         assert!(rejected(s.apply(&revoke(1, None, Actor::Operator)), ErrorCode::Conflict));
         assert_eq!(s.apply(&issue(5, None, &[Role::Operator], Actor::Operator)), MetaResponse::Ok);

@@ -51,7 +51,7 @@ pub async fn dispatch(ctx: &NodeContext, caller: Caller, request: Request) -> Re
         }
         Request::CreateJoinToken { ttl_secs } => {
             caller.operator("creating join tokens")?;
-            let token = join::JoinToken::create(&ctx.ca_pem)?;
+            let token = join::JoinToken::create(&ctx.trusted_pem())?;
             let cmd = MetaCommand::CreateJoinToken {
                 digest: token.secret().digest(),
                 expires_at_ms: now_ms().saturating_add(ttl_secs.saturating_mul(1000)),

@@ -186,9 +186,12 @@ pub async fn dispatch(ctx: &NodeContext, caller: Caller, request: Request, body:
         | Request::RevokeToken { .. }
         | Request::ListAudit) => super::credentials::dispatch(ctx, caller, credentials).await,
         Request::Join { .. } => join::handle(ctx, request, caller).await,
-        trust @ (Request::RenewCertificate { .. } | Request::FetchCaKey | Request::RevokeNode { .. }) => {
-            super::node_trust::dispatch(ctx, caller, trust).await
-        }
+        trust @ (Request::RenewCertificate { .. }
+        | Request::FetchCaKey
+        | Request::RevokeNode { .. }
+        | Request::RotateCa
+        | Request::FinishCaRotation { .. }
+        | Request::GetTrust) => super::node_trust::dispatch(ctx, caller, trust).await,
         Request::RegisterNode { node } => {
             let from = caller.node()?;
             if from != node.id {

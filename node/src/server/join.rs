@@ -119,7 +119,7 @@ pub async fn handle(ctx: &NodeContext, request: Request, caller: Caller) -> Resu
         .map_err(|e| WireError::new(ErrorCode::BadRequest, e.to_string()))?;
     let seeds = ctx.meta.reader.read(|s| s.map.nodes.values().filter(|n| n.id != node_id).map(|n| n.addr.clone()).collect());
     tracing::info!(node = %node_id, %addr, "admitted a new node");
-    Ok((Response::Joined { node_id, cert_pem, ca_pem: ctx.ca_pem.clone(), seeds }, Bytes::new()))
+    Ok((Response::Joined { node_id, cert_pem, ca_pem: ctx.trusted_pem(), seeds }, Bytes::new()))
 }
 
 /// Refuses a join token this replica does not hold as valid, after catching up once if it is not known yet

@@ -76,9 +76,14 @@ async fn connection(incoming: quinn::Incoming, ctx: Arc<NodeContext>, guard: adm
     // Per-address limits apply to everyone but the cluster's own nodes.
     let source = peer.is_none().then(|| guard.source().clone());
     let mut maps = ctx.meta.reader.subscribe_map();
+    let mut trust = ctx.trust_changes.subscribe();
     // A member of this cluster gets the window and stream count nodes use between themselves; a certificate
     // for an id the cluster does not know (yet) keeps a client's until the node is registered.
     let mut raised = false;
+    // Requests in flight on this connection, so that cutting off a removed node lets the ones it made before
+    // (already authorized) answer: a metadata write a node forwarded just before the change that removed it
+    // (dropping its own generation, say) must not lose its reply.
+    let mut in_flight = tokio::task::JoinSet::new();
     loop {
         if !raised && peer.is_some_and(|p| maps.borrow().nodes.get(&p).is_some_and(|d| d.state != strata_proto::NodeState::Removed)) {
             conn.set_receive_window(quinn::VarInt::from_u32(strata_client::transport::NODE_RECEIVE_WINDOW_BYTES));
@@ -88,10 +93,11 @@ async fn connection(incoming: quinn::Incoming, ctx: Arc<NodeContext>, guard: adm
         tokio::select! {
             accepted = conn.accept_bi() => match accepted {
                 Ok((send, recv)) => {
-                    tokio::spawn(stream(ctx.clone(), peer, source.clone(), send, recv));
+                    in_flight.spawn(stream(ctx.clone(), peer, source.clone(), send, recv));
                 }
                 Err(_) => break,
             },
+            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
             // A node removed from the cluster loses the connections it already has, not only new handshakes.
             changed = maps.changed() => {
                 if changed.is_err() {
@@ -99,19 +105,50 @@ async fn connection(incoming: quinn::Incoming, ctx: Arc<NodeContext>, guard: adm
                 }
                 if peer.is_some_and(|p| ctx.revocations.is_removed(p) || maps.borrow().nodes.get(&p).is_some_and(|d| d.state == strata_proto::NodeState::Removed)) {
                     tracing::info!(?peer, "closing the connection of a removed node");
+                    finish_in_flight(&mut in_flight).await;
                     conn.close(0u32.into(), b"node removed from the cluster");
+                    break;
+                }
+            }
+            // After a CA rotation finished, a certificate from the old CA loses the connections it has too.
+            changed = trust.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                if peer_leaf(&conn).is_some_and(|leaf| !ctx.issued_by_trusted(&leaf)) {
+                    tracing::info!(?peer, "closing a connection whose certificate no trusted CA issued");
+                    finish_in_flight(&mut in_flight).await;
+                    conn.close(0u32.into(), b"certificate from a CA no longer trusted");
                     break;
                 }
             }
         }
     }
+    // Requests still running when the peer went away finish on their own, as they would have before.
+    in_flight.detach_all();
     drop(guard);
+}
+
+/// How long a connection being cut off waits for the requests already in flight on it.
+const IN_FLIGHT_GRACE: Duration = Duration::from_secs(10);
+
+/// Lets the requests in flight answer (no new one is accepted meanwhile), for at most [`IN_FLIGHT_GRACE`].
+async fn finish_in_flight(in_flight: &mut tokio::task::JoinSet<()>) {
+    let drained = tokio::time::timeout(IN_FLIGHT_GRACE, async { while in_flight.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        in_flight.abort_all();
+    }
 }
 
 /// The node id in the peer's certificate, if it presented one (the TLS layer already verified it).
 fn peer_node(conn: &quinn::Connection) -> Option<NodeId> {
+    pki::node_id_of(&peer_leaf(conn)?)
+}
+
+/// The certificate the peer presented, if any.
+fn peer_leaf(conn: &quinn::Connection) -> Option<CertificateDer<'static>> {
     let certs = conn.peer_identity()?.downcast::<Vec<CertificateDer<'static>>>().ok()?;
-    pki::node_id_of(certs.first()?)
+    certs.first().cloned()
 }
 
 fn frame_error_code(e: &WireIoError) -> ErrorCode {
