@@ -1,9 +1,10 @@
 //! `strata restore`: recreate a snapshot's files below a target directory, verified chunk by chunk.
 //!
 //! The snapshot's trees are read first into a plan; then directories, links and empty files are created;
-//! then file contents are fetched with bounded concurrency (memory is at most `concurrency` chunks) and
-//! written at their offsets. All-zero chunks are recognised by id and never fetched or written, so sparse
-//! files stay sparse. Hard links are linked again, and modes, times and (as root) owners are applied last,
+//! then file contents are fetched with bounded concurrency (at most `concurrency` chunks and
+//! [`IN_FLIGHT_BYTES`] of chunk data at a time) and written at their offsets. All-zero chunks of the chunker's
+//! largest size (what a run of zeros is cut into) are recognised by id and never fetched; zero blocks inside
+//! any chunk are not written, so sparse files stay sparse. Hard links are linked again, and modes, times and (as root) owners are applied last,
 //! directories deepest first. Nothing is written outside the target: names were checked when trees were
 //! decoded, and no existing symlink is followed.
 
@@ -44,7 +45,7 @@ pub struct RestoreOptions {
     pub excludes: Vec<String>,
     /// Existing files.
     pub overwrite: Overwrite,
-    /// Chunk fetches in flight.
+    /// Chunk fetches in flight (at most [`IN_FLIGHT_BYTES`] of chunk data whatever this says).
     pub concurrency: usize,
 }
 
@@ -297,14 +298,30 @@ fn write_skipping_zero_blocks(f: &std::fs::File, data: &[u8], offset: u64) -> st
     Ok(())
 }
 
-/// Fetches, verifies and writes every non-zero chunk of `jobs`, `concurrency` at a time.
+/// Chunk bytes being fetched, verified or written at once: enough to keep every node busy, bounded so that a
+/// restore of large chunks stays within a laptop's memory.
+pub const IN_FLIGHT_BYTES: u64 = 64 << 20;
+
+/// Budget units of [`IN_FLIGHT_BYTES`] (a semaphore counts in `u32` permits).
+const BUDGET_UNIT: u64 = 64 << 10;
+
+/// Permits a chunk of `len` bytes holds while it is fetched and written.
+fn budget_permits(len: u32) -> u32 {
+    (u64::from(len).div_ceil(BUDGET_UNIT).clamp(1, IN_FLIGHT_BYTES / BUDGET_UNIT)) as u32
+}
+
+/// Fetches, verifies and writes every non-zero chunk of `jobs`, `concurrency` at a time within
+/// [`IN_FLIGHT_BYTES`].
 async fn fetch_contents(repo: &Arc<Repository>, jobs: &[FileJob], concurrency: usize, progress: &Arc<Progress>) -> Result<(), RepoError> {
-    let mut zero_ids: HashMap<u32, ChunkId> = HashMap::new();
+    // Content-defined chunking cuts a run of zeros into chunks of the largest size, so only that length's
+    // all-zero id is worth knowing. Hashing zeros for every distinct length cost a hash of the whole restore
+    // before the first fetch; a shorter all-zero chunk (the end of a run) is fetched like any other and its
+    // zero blocks are still left as holes.
+    let zero = repo.ids().id(&vec![0u8; crate::chunker::MAX_CHUNK]);
     let mut writes = Vec::new();
     for job in jobs {
         let mut offset = 0u64;
         for c in &job.node.content {
-            let zero = *zero_ids.entry(c.len).or_insert_with(|| repo.ids().id(&vec![0u8; c.len as usize]));
             if c.id != zero {
                 writes.push((job.path.clone(), offset, *c));
             } else {
@@ -320,10 +337,12 @@ async fn fetch_contents(repo: &Arc<Repository>, jobs: &[FileJob], concurrency: u
             )));
         }
     }
+    let budget = Arc::new(tokio::sync::Semaphore::new((IN_FLIGHT_BYTES / BUDGET_UNIT) as usize));
     let results: Vec<Result<(), RepoError>> = futures::stream::iter(writes)
         .map(|(path, offset, chunk)| {
-            let (repo, progress) = (repo.clone(), progress.clone());
+            let (repo, progress, budget) = (repo.clone(), progress.clone(), budget.clone());
             async move {
+                let _held = budget.acquire_many_owned(budget_permits(chunk.len)).await.map_err(|e| RepoError::Io(e.to_string()))?;
                 let data = repo.get_chunk(chunk.id).await?;
                 if data.len() != chunk.len as usize {
                     return Err(RepoError::Io(format!(

@@ -38,8 +38,8 @@ pub struct RestoreArgs {
     /// What to do with files that already exist.
     #[arg(long, value_enum, default_value = "always")]
     overwrite: OverwriteArg,
-    /// Chunk downloads in flight.
-    #[arg(long, default_value_t = 8)]
+    /// Chunk downloads in flight (at most 64 MiB of chunk data whatever this says).
+    #[arg(long, default_value_t = 32)]
     concurrency: usize,
 }
 
