@@ -35,7 +35,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from devcluster import BIN, DevCluster, build, log, process_usage, reset_peaks, timed
+from devcluster import BIN, DevCluster, build, log, process_usage, quiesce, reset_peaks, timed
 
 HOMEDIR = Path(__file__).resolve().parent / "homedir.py"
 PASSWORD = "compare-benchmark-password"
@@ -47,13 +47,6 @@ def sh(*args, cwd=None, env=None):
     if r.returncode != 0:
         sys.exit(f"{' '.join(map(str, args))} failed ({r.returncode}): {r.stderr.strip()[-2000:]}")
     return r.stdout
-
-
-def quiesce():
-    """Flushes dirty pages and, as root, drops the page cache, so the next step starts cold."""
-    os.sync()
-    if os.geteuid() == 0:
-        Path("/proc/sys/vm/drop_caches").write_text("3\n")
 
 
 def du(*paths):

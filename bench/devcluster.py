@@ -128,6 +128,13 @@ def process_usage(pids):
     return cpu, hwm, rss
 
 
+def quiesce():
+    """Flushes dirty pages and, as root, drops the page cache, so the next step starts cold."""
+    os.sync()
+    if os.geteuid() == 0:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+
+
 def reset_peaks(pids):
     """Restarts the peak-RSS counters (VmHWM) of `pids`."""
     for pid in pids:

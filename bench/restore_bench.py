@@ -30,17 +30,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from devcluster import BIN, DevCluster, build, log, process_usage, timed
+from devcluster import BIN, DevCluster, build, log, process_usage, quiesce, timed
 
 HOMEDIR = Path(__file__).resolve().parent / "homedir.py"
 PASSWORD = "restore-benchmark-password"
 PORT = int(os.environ.get("STRATA_BENCH_PORT", "7950"))
-
-
-def quiesce():
-    os.sync()
-    if os.geteuid() == 0:
-        Path("/proc/sys/vm/drop_caches").write_text("3\n")
 
 
 def parse_variant(spec):
