@@ -88,6 +88,11 @@ enum Command {
     /// Measure the cluster: blob put/get throughput and latency.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Print a shell completion script (e.g. `strata completions bash > /etc/bash_completion.d/strata`).
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Makes a closed output pipe (`strata snapshots | head`) end the process quietly, as Unix tools do, instead
@@ -209,6 +214,11 @@ pub fn main() -> i32 {
             return code;
         }
     };
+    if let Command::Completions { shell } = cli.command {
+        use clap::CommandFactory;
+        clap_complete::generate(shell, &mut Cli::command(), "strata", &mut std::io::stdout());
+        return exit::OK;
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
@@ -241,6 +251,8 @@ pub fn main() -> i32 {
             Command::Token(c) => tokens::run(&ctx, c).await.map(|()| exit::OK),
             Command::Admin(c) => admin::run(&ctx, c).await.map(|()| exit::OK),
             Command::Bench(c) => bench::run(&ctx, c).await.map(|()| exit::OK),
+            // Answered above, before the runtime starts.
+            Command::Completions { .. } => Ok(exit::OK),
         }
     });
     match result {
@@ -248,6 +260,26 @@ pub fn main() -> i32 {
         Err(e) => {
             eprintln!("strata: {e:#}");
             exit_code(&e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    #[test]
+    fn the_command_line_is_consistent_and_completes_every_command() {
+        Cli::command().debug_assert();
+        for shell in [clap_complete::Shell::Bash, clap_complete::Shell::Zsh, clap_complete::Shell::Fish] {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "strata", &mut out);
+            let script = String::from_utf8(out).expect("completion scripts are text");
+            for word in ["backup", "restore", "snapshots", "forget", "admin", "exclude", "keep-within", "limit-upload"] {
+                assert!(script.contains(word), "{shell} completion lacks {word}");
+            }
         }
     }
 }
