@@ -109,13 +109,7 @@ fn forget_rotated_key(ctx: &NodeContext) -> anyhow::Result<()> {
     if !(stale && rotated) {
         return Ok(());
     }
-    let path = ctx.config.tls.ca_key_path();
-    match std::fs::remove_file(&path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("cannot delete {}", path.display())),
-    }
-    *ctx.ca.write().unwrap_or_else(|e| e.into_inner()) = None;
+    let path = delete_key_file(ctx)?;
     tracing::info!(path = %path.display(), "deleted the key of the CA the cluster rotated away from");
     Ok(())
 }
@@ -142,6 +136,13 @@ async fn relinquish(ctx: &NodeContext, recorded: bool) -> anyhow::Result<()> {
     if recorded {
         ctx.meta.write(MetaCommand::DropCaHolder { node: ctx.id, now_ms: crate::server::now_ms() }).await?;
     }
+    let path = delete_key_file(ctx)?;
+    tracing::info!(path = %path.display(), "deleted this node's copy of the cluster CA key: it is no longer a Raft voter");
+    Ok(())
+}
+
+/// Deletes this node's CA key file (gone already is fine) and forgets the key in memory; returns the path.
+fn delete_key_file(ctx: &NodeContext) -> anyhow::Result<std::path::PathBuf> {
     let path = ctx.config.tls.ca_key_path();
     match std::fs::remove_file(&path) {
         Ok(()) => {}
@@ -149,8 +150,7 @@ async fn relinquish(ctx: &NodeContext, recorded: bool) -> anyhow::Result<()> {
         Err(e) => return Err(e).with_context(|| format!("cannot delete {}", path.display())),
     }
     *ctx.ca.write().unwrap_or_else(|e| e.into_inner()) = None;
-    tracing::info!(path = %path.display(), "deleted this node's copy of the cluster CA key: it is no longer a Raft voter");
-    Ok(())
+    Ok(path)
 }
 
 async fn fetch(ctx: &NodeContext, pool: &RpcPool) -> anyhow::Result<String> {

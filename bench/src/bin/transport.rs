@@ -44,24 +44,24 @@ fn strata() -> TransportConfig {
     Arc::try_unwrap(strata_client::transport::transport_config()).unwrap_or_else(|_| unreachable!("fresh Arc"))
 }
 
-fn strata_jumbo() -> TransportConfig {
+/// Strata's settings, starting at a jumbo frame's payload and letting MTU discovery go up to `upper_bound`.
+fn strata_large_packets(upper_bound: u16) -> TransportConfig {
     let mut t = strata();
-    // Loopback's MTU is 65536: start big and let discovery go as far as the path allows.
     t.initial_mtu(8952);
     let mut mtu = quinn::MtuDiscoveryConfig::default();
-    mtu.upper_bound(65_000);
+    mtu.upper_bound(upper_bound);
     t.mtu_discovery_config(Some(mtu));
     t
 }
 
+/// Loopback's MTU is 65536: start big and let discovery go as far as the path allows.
+fn strata_jumbo() -> TransportConfig {
+    strata_large_packets(65_000)
+}
+
 /// A jumbo-frame Ethernet LAN's packets (9000-byte MTU) on loopback.
 fn strata_9000() -> TransportConfig {
-    let mut t = strata();
-    t.initial_mtu(8952);
-    let mut mtu = quinn::MtuDiscoveryConfig::default();
-    mtu.upper_bound(8952);
-    t.mtu_discovery_config(Some(mtu));
-    t
+    strata_large_packets(8952)
 }
 
 fn tls() -> anyhow::Result<(String, Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
