@@ -18,9 +18,10 @@ use anyhow::{Context as _, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde::Deserialize;
-use strata_client::health_probe::get_health;
-use strata_client::{ClusterClient, Profile};
+use strata_client::ClusterClient;
 use strata_proto::{Role, RoleSet, Secret};
+use strata_transport::Profile;
+use strata_transport::health_probe::get_health;
 
 static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -394,23 +395,24 @@ impl Cluster {
 
     /// A raw QUIC connection to a node, as a client without a certificate: for sending hand-made frames.
     pub async fn raw_connection(&self, id: usize) -> anyhow::Result<quinn::Connection> {
-        let config = strata_client::tls::client_config(&self.ca_pem(), None)?;
+        let config = strata_transport::tls::client_config(&self.ca_pem(), None)?;
         let addr: std::net::SocketAddr = self.nodes[id - 1].quic.parse()?;
-        let endpoint = strata_client::transport::client_endpoint(addr)?;
-        Ok(endpoint.connect_with(config, addr, strata_client::tls::SERVER_NAME)?.await?)
+        let endpoint = strata_transport::endpoint::client_endpoint(addr)?;
+        Ok(endpoint.connect_with(config, addr, strata_transport::tls::SERVER_NAME)?.await?)
     }
 
     /// A request pool that presents node `id`'s certificate and key, as that node (or someone who stole its
     /// files) would: for attacks that need a node identity.
-    pub fn pool_as_node(&self, id: usize) -> anyhow::Result<strata_client::RpcPool> {
+    pub fn pool_as_node(&self, id: usize) -> anyhow::Result<strata_transport::RpcPool> {
         let tls = self.nodes[id - 1].config.with_file_name("tls");
         let cert = std::fs::read_to_string(tls.join("node.pem"))?;
         let key = std::fs::read_to_string(tls.join("node.key"))?;
-        let mut chain = strata_client::tls::certs_from_pem(&cert, "node certificate")?;
-        chain.extend(strata_client::tls::certs_from_pem(&self.ca_pem(), "cluster CA")?);
-        let config = strata_client::tls::client_config(&self.ca_pem(), Some((chain, strata_client::tls::key_from_pem(&key, "node key")?)))?;
-        let endpoint = strata_client::transport::client_endpoint(self.nodes[0].quic.parse()?)?;
-        Ok(strata_client::RpcPool::new(endpoint, config, strata_client::RpcLimits::default()))
+        let mut chain = strata_transport::tls::certs_from_pem(&cert, "node certificate")?;
+        chain.extend(strata_transport::tls::certs_from_pem(&self.ca_pem(), "cluster CA")?);
+        let config =
+            strata_transport::tls::client_config(&self.ca_pem(), Some((chain, strata_transport::tls::key_from_pem(&key, "node key")?)))?;
+        let endpoint = strata_transport::endpoint::client_endpoint(self.nodes[0].quic.parse()?)?;
+        Ok(strata_transport::RpcPool::new(endpoint, config, strata_transport::RpcLimits::default()))
     }
 
     /// Directory holding the cluster's files (CA, node directories, logs).
@@ -561,7 +563,7 @@ impl Cluster {
     /// carry the leading labels of the samples wanted: `strata_requests_total{op="get_blob"`.
     pub async fn metric(&self, id: usize, name: &str) -> Option<f64> {
         let (_, text) =
-            strata_client::health_probe::get_path(&self.nodes[id - 1].metrics, "/metrics", Duration::from_secs(2)).await.ok()?;
+            strata_transport::health_probe::get_path(&self.nodes[id - 1].metrics, "/metrics", Duration::from_secs(2)).await.ok()?;
         let samples = text.lines().filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(['{', ' ', ','])));
         Some(samples.filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum())
     }

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use strata_chaos::{Cluster, ClusterSpec};
+use strata_client::ClientError;
 use strata_client::cluster::Credential;
-use strata_client::{ClientError, RpcLimits, RpcPool};
 use strata_proto::{ChunkId, ErrorCode, Request, Role, RoleSet, Secret};
+use strata_transport::{RpcLimits, RpcPool};
 
 fn code(e: &ClientError) -> Option<ErrorCode> {
     match e {
@@ -53,8 +54,8 @@ async fn made_up_join_tokens_never_reach_the_raft_log() -> anyhow::Result<()> {
     // Fifty join requests with well-formed tokens that were never issued, naming the public generation name.
     let addr: std::net::SocketAddr = cluster.nodes[0].quic.parse()?;
     let pool = RpcPool::new(
-        strata_client::transport::client_endpoint(addr)?,
-        strata_client::tls::client_config(&cluster.ca_pem(), None)?,
+        strata_transport::endpoint::client_endpoint(addr)?,
+        strata_transport::tls::client_config(&cluster.ca_pem(), None)?,
         RpcLimits::default(),
     );
     let (_key, csr) = strata_node::pki::new_csr()?;
@@ -127,8 +128,8 @@ async fn operators_never_get_tenant_tokens_and_device_tokens_stay_in_their_lane(
     for n in &cluster.nodes {
         let pinned = strata_client::ClusterClient::new(
             std::sync::Arc::new(RpcPool::new(
-                strata_client::transport::client_endpoint(n.quic.parse()?)?,
-                strata_client::tls::client_config(&cluster.ca_pem(), None)?,
+                strata_transport::endpoint::client_endpoint(n.quic.parse()?)?,
+                strata_transport::tls::client_config(&cluster.ca_pem(), None)?,
                 RpcLimits::default(),
             )),
             vec![n.quic.clone()],

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use strata_chaos::workload::{Workload, assert_intact, seed};
 use strata_chaos::{Cluster, ClusterSpec};
-use strata_client::wire;
 use strata_proto::frame::{self, FrameKind};
 use strata_proto::{ErrorCode, Request, RequestEnvelope, ResponseEnvelope, Role};
+use strata_transport::wire;
 
 const MIB: u64 = 1 << 20;
 

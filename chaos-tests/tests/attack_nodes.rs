@@ -5,11 +5,11 @@
 
 use bytes::Bytes;
 use strata_chaos::{Cluster, ClusterSpec};
-use strata_client::{RpcError, RpcPool};
 use strata_node::meta::authority::{Actor, Origin};
 use strata_node::meta::command::{MetaCommand, MetaResponse};
 use strata_node::meta::{ForwardReply, ForwardRequest};
 use strata_proto::{ErrorCode, NodeAnnouncement, NodeId, PartitionId, Request, Role, RoleSet, Secret};
+use strata_transport::{RpcError, RpcPool};
 
 /// Forwards `cmd` to node 1 as the leader-bound write of a compromised node; returns the leader's verdict.
 async fn forward(pool: &RpcPool, cluster: &Cluster, cmd: MetaCommand, origin: Origin) -> anyhow::Result<MetaResponse> {
@@ -25,7 +25,7 @@ fn refused(r: &MetaResponse, code: ErrorCode) -> bool {
     matches!(r, MetaResponse::Rejected(e) if e.code == code)
 }
 
-fn remote_code(r: &Result<strata_client::Reply, RpcError>) -> Option<ErrorCode> {
+fn remote_code(r: &Result<strata_transport::Reply, RpcError>) -> Option<ErrorCode> {
     r.as_ref().err().and_then(RpcError::code)
 }
 
@@ -91,14 +91,16 @@ async fn a_node_certificate_cannot_mint_credentials_or_impersonate_other_nodes()
         key_pem: std::fs::read_to_string(cluster.nodes[0].config.with_file_name("tls").join("ca.key"))?,
     };
     let stranger = strata_node::pki::issue_node_identity(&ca, NodeId(99), 3600)?;
-    let mut chain = strata_client::tls::certs_from_pem(&stranger.cert_pem, "cert")?;
-    chain.extend(strata_client::tls::certs_from_pem(&cluster.ca_pem(), "ca")?);
-    let config =
-        strata_client::tls::client_config(&cluster.ca_pem(), Some((chain, strata_client::tls::key_from_pem(&stranger.key_pem, "key")?)))?;
+    let mut chain = strata_transport::tls::certs_from_pem(&stranger.cert_pem, "cert")?;
+    chain.extend(strata_transport::tls::certs_from_pem(&cluster.ca_pem(), "ca")?);
+    let config = strata_transport::tls::client_config(
+        &cluster.ca_pem(),
+        Some((chain, strata_transport::tls::key_from_pem(&stranger.key_pem, "key")?)),
+    )?;
     let pool = RpcPool::new(
-        strata_client::transport::client_endpoint(cluster.nodes[0].quic.parse()?)?,
+        strata_transport::endpoint::client_endpoint(cluster.nodes[0].quic.parse()?)?,
         config,
-        strata_client::RpcLimits::default(),
+        strata_transport::RpcLimits::default(),
     );
     let scan = Request::ScanShards { partition: PartitionId(0), after: None, limit: 10, min_epoch: strata_proto::Epoch(0) };
     let r = pool.call(&cluster.nodes[0].quic, None, scan, Bytes::new()).await;

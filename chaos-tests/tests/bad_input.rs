@@ -9,9 +9,9 @@ use bytes::Bytes;
 use strata_chaos::workload::{Workload, assert_intact, seed};
 use strata_chaos::{Cluster, ClusterSpec};
 use strata_client::ClientError;
-use strata_client::wire;
 use strata_proto::frame::{self, FrameKind};
 use strata_proto::{ChunkId, ErrorCode, Request, RequestEnvelope, ResponseEnvelope, Role, RoleSet, Secret};
+use strata_transport::wire;
 
 fn code(e: &ClientError) -> Option<ErrorCode> {
     match e {
@@ -218,12 +218,12 @@ async fn certificates_from_another_cluster_are_refused() -> anyhow::Result<()> {
     assert!(e.to_string().contains("TLS handshake failed"), "{e}");
 
     // A node certificate from another cluster is refused by ours, even when it trusts our CA.
-    let chain = strata_client::tls::certs_from_pem(&read("node.pem"), "node")?;
-    let key = strata_client::tls::key_from_pem(&read("node.key"), "key")?;
-    let config = strata_client::tls::client_config(&cluster.ca_pem(), Some((chain, key)))?;
+    let chain = strata_transport::tls::certs_from_pem(&read("node.pem"), "node")?;
+    let key = strata_transport::tls::key_from_pem(&read("node.key"), "key")?;
+    let config = strata_transport::tls::client_config(&cluster.ca_pem(), Some((chain, key)))?;
     let addr: std::net::SocketAddr = cluster.nodes[0].quic.parse()?;
-    let endpoint = strata_client::transport::client_endpoint(addr)?;
-    let pool = strata_client::RpcPool::new(endpoint, config, strata_client::RpcLimits::default());
+    let endpoint = strata_transport::endpoint::client_endpoint(addr)?;
+    let pool = strata_transport::RpcPool::new(endpoint, config, strata_transport::RpcLimits::default());
     let announce = strata_proto::NodeAnnouncement {
         id: strata_proto::NodeId(1),
         addr: "10.6.6.6:7401".into(),

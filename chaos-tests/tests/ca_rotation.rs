@@ -11,7 +11,7 @@ use strata_client::Profile;
 use strata_proto::{NodeId, Request};
 
 fn cert_count(pem: &str) -> usize {
-    strata_client::tls::certs_from_pem(pem, "CA").map(|c| c.len()).unwrap_or(0)
+    strata_transport::tls::certs_from_pem(pem, "CA").map(|c| c.len()).unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,14 +67,15 @@ async fn the_cluster_ca_is_replaced_while_clients_keep_working() -> anyhow::Resu
     // The old CA's key, as a thief of node 1's disk would have it, mints a certificate for a member: refused.
     let ca = strata_node::pki::CaMaterial { cert_pem: old_ca.clone(), key_pem: old_key.clone() };
     let forged = strata_node::pki::issue_node_identity(&ca, NodeId(3), 3600)?;
-    let mut chain = strata_client::tls::certs_from_pem(&forged.cert_pem, "forged")?;
-    chain.extend(strata_client::tls::certs_from_pem(&old_ca, "old CA")?);
+    let mut chain = strata_transport::tls::certs_from_pem(&forged.cert_pem, "forged")?;
+    chain.extend(strata_transport::tls::certs_from_pem(&old_ca, "old CA")?);
     let trusted = std::fs::read_to_string(away.join("ca.pem"))?;
-    let config = strata_client::tls::client_config(&trusted, Some((chain, strata_client::tls::key_from_pem(&forged.key_pem, "key")?)))?;
-    let forger = strata_client::RpcPool::new(
-        strata_client::transport::client_endpoint(cluster.nodes[0].quic.parse()?)?,
+    let config =
+        strata_transport::tls::client_config(&trusted, Some((chain, strata_transport::tls::key_from_pem(&forged.key_pem, "key")?)))?;
+    let forger = strata_transport::RpcPool::new(
+        strata_transport::endpoint::client_endpoint(cluster.nodes[0].quic.parse()?)?,
         config,
-        strata_client::RpcLimits::default(),
+        strata_transport::RpcLimits::default(),
     );
     // Every node follows the finished rotation within seconds (it polls the applied state every second).
     cluster

@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 
 use bytes::Bytes;
 use strata_chaos::{Cluster, ClusterSpec};
-use strata_client::RpcPool;
 use strata_proto::{ErrorCode, Request, SnapshotId, SnapshotRecord};
+use strata_transport::RpcPool;
 
 /// Summaries this large make 56 snapshots about 3.4 MiB of records: more than a page (1 MiB) and more than
 /// the one-reply listing may send (3 MiB).
@@ -46,9 +46,9 @@ async fn a_catalog_larger_than_a_reply_lists_whole_in_pages() -> anyhow::Result<
 
     // An older client's one-reply listing gets an error that says what to do, not an unreadable frame.
     let pool = RpcPool::new(
-        strata_client::transport::client_endpoint(cluster.nodes[0].quic.parse()?)?,
-        strata_client::tls::client_config(&cluster.ca_pem(), None)?,
-        strata_client::RpcLimits::default(),
+        strata_transport::endpoint::client_endpoint(cluster.nodes[0].quic.parse()?)?,
+        strata_transport::tls::client_config(&cluster.ca_pem(), None)?,
+        strata_transport::RpcLimits::default(),
     );
     let old = pool.call(&cluster.nodes[0].quic, Some(&admin), Request::ListSnapshots, Bytes::new()).await;
     let e = old.expect_err("a catalog of 3.4 MiB does not fit in one reply");

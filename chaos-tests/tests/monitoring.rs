@@ -111,7 +111,7 @@ async fn prometheus_scraping_a_cluster_finds_every_metric_the_alerts_and_dashboa
         let mut missing = Vec::new();
         for name in &wanted {
             let path = format!("/api/v1/series?match%5B%5D={name}");
-            let found = match strata_client::health_probe::get_path(&web, &path, Duration::from_secs(2)).await {
+            let found = match strata_transport::health_probe::get_path(&web, &path, Duration::from_secs(2)).await {
                 Ok((200, body)) => serde_json::from_str::<serde_json::Value>(&body)
                     .ok()
                     .and_then(|v| v["data"].as_array().map(|series| !series.is_empty()))

@@ -18,9 +18,9 @@ use strata_proto::{
 };
 
 use crate::error::ClientError;
-use crate::profile::Profile;
-use crate::rpc::{Reply, RpcError, RpcLimits, RpcPool};
-use crate::tls;
+use strata_transport::profile::Profile;
+use strata_transport::rpc::{Reply, RpcError, RpcLimits, RpcPool};
+use strata_transport::tls;
 
 /// Most ids sent in one dedup query.
 pub const HAS_BATCH: usize = 1024;
@@ -120,7 +120,7 @@ impl NodeCache {
             text.push_str(a);
             text.push('\n');
         }
-        crate::profile::write_private(&self.path, text.as_bytes())
+        strata_transport::profile::write_private(&self.path, text.as_bytes())
     }
 }
 
@@ -135,8 +135,9 @@ impl ClusterClient {
         let ca = std::fs::read_to_string(profile.ca_cert_path())
             .map_err(|e| ClientError::Io(format!("cannot read {}: {e}", profile.ca_cert_path().display())))?;
         let config = tls::client_config(&ca, None)?;
-        let first = crate::rpc::resolve(&profile.nodes[0]).await?;
-        let endpoint = crate::transport::client_endpoint(first).map_err(|e| ClientError::Io(format!("cannot open a UDP socket: {e}")))?;
+        let first = strata_transport::rpc::resolve(&profile.nodes[0]).await?;
+        let endpoint =
+            strata_transport::endpoint::client_endpoint(first).map_err(|e| ClientError::Io(format!("cannot open a UDP socket: {e}")))?;
         let limits = RpcLimits { request_timeout: Duration::from_millis(profile.request_timeout_ms), ..RpcLimits::default() };
         Ok(Self::new(
             Arc::new(RpcPool::new(endpoint, config, limits)),

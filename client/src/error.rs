@@ -2,9 +2,9 @@
 
 use strata_proto::ErrorCode;
 
-use crate::profile::ProfileError;
-use crate::rpc::RpcError;
-use crate::tls::TlsError;
+use strata_transport::profile::ProfileError;
+use strata_transport::rpc::RpcError;
+use strata_transport::tls::TlsError;
 
 /// Errors from the client library.
 #[derive(Debug, thiserror::Error)]

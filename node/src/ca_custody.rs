@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use strata_client::RpcPool;
 use strata_proto::{NodeState, Request, Response};
+use strata_transport::RpcPool;
 use tokio::sync::watch;
 
 use crate::context::NodeContext;

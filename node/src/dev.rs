@@ -10,11 +10,12 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use strata_client::ClusterClient;
-use strata_client::health_probe::get_health;
-use strata_client::profile::{Profile, write_private};
-use strata_proto::{EcProfile, NodeId, Secret};
+use strata_proto::{EcProfile, NodeId, Request, Response, Secret};
+use strata_transport::health_probe::get_health;
+use strata_transport::profile::{Profile, write_private};
+use strata_transport::{RpcLimits, RpcPool, endpoint, rpc, tls};
 
 use crate::config::{Bootstrap, Limits};
 use crate::pki;
@@ -199,13 +200,43 @@ pub async fn ensure_demo_profile(dir: &Path, manifest: &DevManifest) -> anyhow::
         request_timeout_ms: 60_000,
         base_dir: dir.to_path_buf(),
     };
-    let client = ClusterClient::from_profile(&profile).await?;
     // The demo tenant's first admin token: what an operator hands to a tenant's owner.
-    let (_, token): (_, Secret) = client.create_tenant("demo").await.context("creating the demo tenant")?;
-    client.close();
+    let token = create_demo_tenant(&profile).await.context("creating the demo tenant")?;
     profile.token = Some(token.expose().to_owned());
     profile.save(&path)?;
     Ok(path)
+}
+
+/// Creates the `demo` tenant through any node with the profile's operator token, retrying while the cluster
+/// settles (a leader may still be being elected); returns the tenant's first admin token.
+async fn create_demo_tenant(profile: &Profile) -> anyhow::Result<Secret> {
+    const ATTEMPTS: usize = 40;
+    let ca_path = profile.ca_cert_path();
+    let ca = std::fs::read_to_string(&ca_path).with_context(|| format!("cannot read {}", ca_path.display()))?;
+    let operator = profile.operator_secret().context("the dev profile has no operator token")?;
+    let first = rpc::resolve(&profile.nodes[0]).await?;
+    let pool = RpcPool::new(endpoint::client_endpoint(first)?, tls::client_config(&ca, None)?, RpcLimits::default());
+    let mut last = None;
+    for attempt in 0..ATTEMPTS {
+        let addr = &profile.nodes[attempt % profile.nodes.len()];
+        match pool.call(addr, Some(&operator), Request::CreateTenant { name: "demo".into() }, Bytes::new()).await {
+            Ok(reply) => {
+                pool.close_all();
+                return match reply.response {
+                    Response::TenantCreated { admin_token, .. } => Ok(admin_token),
+                    other => Err(anyhow::anyhow!("unexpected reply from {addr}: {other:?}")),
+                };
+            }
+            Err(e) if e.is_retryable() => last = Some(e),
+            Err(e) => return Err(e.into()),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    pool.close_all();
+    Err(anyhow::anyhow!(
+        "no node created the tenant after {ATTEMPTS} attempts; last error: {}",
+        last.map_or_else(String::new, |e| e.to_string())
+    ))
 }
 
 /// Runs the dev cluster until Ctrl-C.

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use strata_client::RpcPool;
 use strata_proto::{NodeId, Request, Response};
+use strata_transport::RpcPool;
 use tokio::sync::watch;
 
 use crate::meta::state_machine::MetaReader;

@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use rustls_pki_types::CertificateDer;
-use strata_client::RpcPool;
-use strata_client::tls::{ALPN, certs_from_pem, key_from_pem, provider};
+use strata_transport::RpcPool;
+use strata_transport::tls::{ALPN, certs_from_pem, key_from_pem, provider};
 
 use crate::config::Limits;
 use crate::trust::{PeerClientVerifier, PeerServerVerifier, Revocations};
@@ -84,7 +84,7 @@ impl Identity {
         tls.send_tls13_tickets = 0;
         let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| anyhow::anyhow!("QUIC TLS config: {e}"))?;
         let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(quic));
-        cfg.transport_config(strata_client::transport::server_transport_config(
+        cfg.transport_config(strata_transport::endpoint::server_transport_config(
             limits.client_receive_window_bytes,
             limits.client_streams_per_connection,
         ));
@@ -94,7 +94,7 @@ impl Identity {
     /// The QUIC client configuration for calling peers: presents our certificate, checks theirs.
     pub fn client_config(&self, revocations: &Arc<Revocations>) -> anyhow::Result<quinn::ClientConfig> {
         let verifier = PeerServerVerifier::new(&self.ca()?, revocations.clone())?;
-        Ok(strata_client::tls::client_config_verified(verifier, Some((self.chain()?, key_from_pem(&self.key_pem, "tls.node_key")?)))?)
+        Ok(strata_transport::tls::client_config_verified(verifier, Some((self.chain()?, key_from_pem(&self.key_pem, "tls.node_key")?)))?)
     }
 
     /// Installs this identity on a running node: new connections to and from it present it.
@@ -157,7 +157,7 @@ fn sync_dir(path: &Path) {
 /// Writes `bytes` to `path` through a temporary file and a rename, synced.
 pub fn replace_file(path: &Path, bytes: &[u8], private: bool) -> anyhow::Result<()> {
     use std::io::Write as _;
-    let tmp = strata_client::profile::temp_path(path);
+    let tmp = strata_transport::profile::temp_path(path);
     {
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create(true).truncate(true);

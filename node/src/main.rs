@@ -6,15 +6,15 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
 use clap::{Args, Parser, Subcommand};
-use strata_client::size::{parse_duration_secs, parse_size};
-use strata_client::tls::pinned_client_config;
-use strata_client::{RpcLimits, RpcPool};
 use strata_node::config::{Bootstrap, NodeConfig};
 use strata_node::dev::{self, DevOptions};
 use strata_node::pki;
 use strata_node::provision::{NodePlan, NodeTls, ensure_fresh, write_node};
 use strata_node::server::{JoinToken, new_secret};
+use strata_proto::units::{parse_duration_secs, parse_size};
 use strata_proto::{EcProfile, NodeId, Request, Response};
+use strata_transport::tls::pinned_client_config;
+use strata_transport::{RpcLimits, RpcPool};
 
 /// The Strata storage node.
 ///
@@ -216,7 +216,7 @@ fn init(a: InitArgs) -> anyhow::Result<()> {
     };
     let tls = NodeTls { ca_pem: &ca.cert_pem, cert_pem: &identity.cert_pem, key_pem: &identity.key_pem, ca_key_pem: Some(&ca.key_pem) };
     let config = write_node(&plan, &tls, Some(bootstrap), true)?;
-    let profile = strata_client::Profile {
+    let profile = strata_transport::Profile {
         ca_cert: "tls/ca.pem".into(),
         nodes: vec![plan.advertise.clone().unwrap_or(plan.listen.clone())],
         token: None,
@@ -251,8 +251,8 @@ async fn join(a: JoinArgs) -> anyhow::Result<()> {
     ensure_fresh(&a.node.data_dir)?;
     let token = JoinToken::parse(&a.token).map_err(anyhow::Error::msg)?;
     let (key, csr) = pki::new_csr()?;
-    let seed_addr = strata_client::rpc::resolve(&a.seed).await?;
-    let endpoint = strata_client::transport::client_endpoint(seed_addr)?;
+    let seed_addr = strata_transport::rpc::resolve(&a.seed).await?;
+    let endpoint = strata_transport::endpoint::client_endpoint(seed_addr)?;
     let pool = RpcPool::new(endpoint, pinned_client_config(token.ca_fingerprint())?, RpcLimits::default());
     let plan = a.node.plan(0, vec![])?;
     let request = Request::Join {

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use strata_client::{RpcLimits, RpcPool};
 use strata_proto::{EcProfile, ErrorCode, NodeAnnouncement, NodeId, Request, Response};
+use strata_transport::{RpcLimits, RpcPool};
 use tokio::sync::watch;
 
 use crate::config::NodeConfig;

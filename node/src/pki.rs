@@ -85,7 +85,7 @@ fn ca_params(common_name: &str) -> Result<CertificateParams, PkiError> {
 }
 
 fn node_params(node: NodeId, lifetime_secs: u64) -> Result<CertificateParams, PkiError> {
-    let mut params = CertificateParams::new(vec![strata_client::tls::SERVER_NAME.to_owned(), node_dns_name(node)])?;
+    let mut params = CertificateParams::new(vec![strata_transport::tls::SERVER_NAME.to_owned(), node_dns_name(node)])?;
     params.distinguished_name = DistinguishedName::new();
     params.distinguished_name.push(DnType::CommonName, format!("strata {node}"));
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -152,14 +152,14 @@ pub fn pem_blocks(bundle: &str) -> Vec<String> {
 
 /// Whether two PEM texts hold the same (first) certificate, whatever their formatting.
 pub fn same_cert(a: &str, b: &str) -> bool {
-    let first = |pem: &str| strata_client::tls::certs_from_pem(pem, "certificate").ok().and_then(|c| c.into_iter().next());
+    let first = |pem: &str| strata_transport::tls::certs_from_pem(pem, "certificate").ok().and_then(|c| c.into_iter().next());
     matches!((first(a), first(b)), (Some(x), Some(y)) if x == y)
 }
 
 /// Whether `cert_der` was issued by (names as its issuer) the CA whose certificate is `ca_pem`.
 pub fn issued_by(cert_der: &[u8], ca_pem: &str) -> bool {
     use x509_parser::prelude::{FromDer, X509Certificate};
-    let Ok(cas) = strata_client::tls::certs_from_pem(ca_pem, "CA") else { return false };
+    let Ok(cas) = strata_transport::tls::certs_from_pem(ca_pem, "CA") else { return false };
     let Some(ca_der) = cas.first() else { return false };
     let (Ok((_, cert)), Ok((_, ca))) = (X509Certificate::from_der(cert_der), X509Certificate::from_der(ca_der)) else { return false };
     cert.issuer().as_raw() == ca.subject().as_raw()
@@ -169,7 +169,7 @@ pub fn issued_by(cert_der: &[u8], ca_pem: &str) -> bool {
 pub fn key_matches_ca(ca: &CaMaterial) -> bool {
     use x509_parser::prelude::{FromDer, X509Certificate};
     let Ok(key) = KeyPair::from_pem(&ca.key_pem) else { return false };
-    let Ok(certs) = strata_client::tls::certs_from_pem(&ca.cert_pem, "cluster CA") else { return false };
+    let Ok(certs) = strata_transport::tls::certs_from_pem(&ca.cert_pem, "cluster CA") else { return false };
     let Some(der) = certs.first() else { return false };
     let Ok((_, cert)) = X509Certificate::from_der(der) else { return false };
     cert.public_key().subject_public_key.data.as_ref() == key.public_key_raw()
@@ -191,7 +191,7 @@ pub fn holder_proof(ca: &CaMaterial, node: NodeId, now_ms: u64) -> Result<Vec<u8
 /// Whether `proof` was made with the key of the CA in `ca_pem` for `node` at `now_ms`.
 pub fn verify_holder_proof(ca_pem: &str, node: NodeId, now_ms: u64, proof: &[u8]) -> bool {
     use x509_parser::prelude::{FromDer, X509Certificate};
-    let Ok(certs) = strata_client::tls::certs_from_pem(ca_pem, "cluster CA") else { return false };
+    let Ok(certs) = strata_transport::tls::certs_from_pem(ca_pem, "cluster CA") else { return false };
     let Some(der) = certs.first() else { return false };
     let Ok((_, cert)) = X509Certificate::from_der(der) else { return false };
     let key = ring::signature::UnparsedPublicKey::new(
@@ -210,8 +210,8 @@ pub fn not_after(cert_der: &[u8]) -> Option<i64> {
 
 /// The fingerprint of the CA in `ca_pem` (what join tokens pin and custody records).
 pub fn ca_fingerprint(ca_pem: &str) -> Result<[u8; 32], PkiError> {
-    let certs = strata_client::tls::certs_from_pem(ca_pem, "cluster CA").map_err(|e| PkiError::Parse(e.to_string()))?;
-    certs.first().map(|c| strata_client::tls::fingerprint(c)).ok_or_else(|| PkiError::Parse("no CA certificate".into()))
+    let certs = strata_transport::tls::certs_from_pem(ca_pem, "cluster CA").map_err(|e| PkiError::Parse(e.to_string()))?;
+    certs.first().map(|c| strata_transport::tls::fingerprint(c)).ok_or_else(|| PkiError::Parse("no CA certificate".into()))
 }
 
 /// The node id a certificate was issued to, from its `node-<id>.strata` name.
@@ -233,11 +233,11 @@ mod tests {
     fn issued_and_csr_signed_certificates_name_the_node() {
         let ca = generate_ca("test").unwrap();
         let id = issue_node_identity(&ca, NodeId(7), 3600).unwrap();
-        let der = strata_client::tls::certs_from_pem(&id.cert_pem, "cert").unwrap();
+        let der = strata_transport::tls::certs_from_pem(&id.cert_pem, "cert").unwrap();
         assert_eq!(node_id_of(&der[0]), Some(NodeId(7)));
         let (_key, csr) = new_csr().unwrap();
         let signed = sign_csr(&ca, &csr, NodeId(42), 600).unwrap();
-        let der = strata_client::tls::certs_from_pem(&signed, "cert").unwrap();
+        let der = strata_transport::tls::certs_from_pem(&signed, "cert").unwrap();
         assert_eq!(node_id_of(&der[0]), Some(NodeId(42)));
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let expiry = not_after(&der[0]).unwrap();
@@ -270,15 +270,15 @@ mod tests {
         use rustls::client::danger::ServerCertVerifier as _;
         let mut store = rustls::RootCertStore::empty();
         for r in roots {
-            for c in strata_client::tls::certs_from_pem(r, "root").unwrap() {
+            for c in strata_transport::tls::certs_from_pem(r, "root").unwrap() {
                 store.add(c).unwrap();
             }
         }
         let verifier =
-            rustls::client::WebPkiServerVerifier::builder_with_provider(store.into(), strata_client::tls::provider()).build().unwrap();
-        let leaf = strata_client::tls::certs_from_pem(leaf, "leaf").unwrap().remove(0);
-        let inter: Vec<_> = intermediates.iter().flat_map(|p| strata_client::tls::certs_from_pem(p, "intermediate").unwrap()).collect();
-        let name = rustls_pki_types::ServerName::try_from(strata_client::tls::SERVER_NAME).unwrap();
+            rustls::client::WebPkiServerVerifier::builder_with_provider(store.into(), strata_transport::tls::provider()).build().unwrap();
+        let leaf = strata_transport::tls::certs_from_pem(leaf, "leaf").unwrap().remove(0);
+        let inter: Vec<_> = intermediates.iter().flat_map(|p| strata_transport::tls::certs_from_pem(p, "intermediate").unwrap()).collect();
+        let name = rustls_pki_types::ServerName::try_from(strata_transport::tls::SERVER_NAME).unwrap();
         verifier.verify_server_cert(&leaf, &inter, &name, &[], rustls_pki_types::UnixTime::now()).is_ok()
     }
 
@@ -290,7 +290,7 @@ mod tests {
         assert!(accepted(&[&old.cert_pem], &leaf, &[&cross]), "a client of the old CA, through the cross certificate");
         assert!(!accepted(&[&old.cert_pem], &leaf, &[]), "and not without it");
         assert!(accepted(&[&new.cert_pem], &leaf, &[&cross, &old.cert_pem, &new.cert_pem]), "a client of the new CA");
-        let der = strata_client::tls::certs_from_pem(&leaf, "leaf").unwrap().remove(0);
+        let der = strata_transport::tls::certs_from_pem(&leaf, "leaf").unwrap().remove(0);
         assert!(issued_by(&der, &new.cert_pem) && !issued_by(&der, &old.cert_pem));
         // Once only the new CA is trusted, the old CA's certificates open nothing.
         let old_leaf = issue_node_identity(&old, NodeId(3), 3600).unwrap().cert_pem;

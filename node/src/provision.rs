@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use strata_client::profile::write_private;
+use strata_transport::profile::write_private;
 
 use crate::config::{
     Bootstrap, Durability, Limits, MigrationConfig, NodeConfig, RaftSettings, RepairConfig, ScrubConfig, StorageSettings, TlsFiles,

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use strata_client::RpcPool;
 use strata_proto::{NodeState, Request, Response};
+use strata_transport::RpcPool;
 use tokio::sync::watch;
 
 use crate::context::NodeContext;
@@ -117,7 +117,7 @@ async fn renew(ctx: &NodeContext, current: &Identity, pool: &RpcPool) -> anyhow:
         Some(ca) => pki::sign_csr(&ca, &csr, ctx.id, ctx.config.tls.cert_lifetime_secs)?,
         None => signed_by_a_holder(ctx, pool, csr).await?,
     };
-    let der = strata_client::tls::certs_from_pem(&cert_pem, "renewed certificate")?;
+    let der = strata_transport::tls::certs_from_pem(&cert_pem, "renewed certificate")?;
     anyhow::ensure!(der.first().and_then(|c| pki::node_id_of(c)) == Some(ctx.id), "the renewed certificate does not name this node");
     anyhow::ensure!(
         der.first().is_some_and(|c| pki::issued_by(c, &ctx.issuing_pem())),

@@ -73,7 +73,7 @@ fn roots(ca: &[CertificateDer<'static>]) -> Result<Arc<RootCertStore>, rustls::E
 impl PeerClientVerifier {
     /// Trusting `ca`, refusing what `revocations` names.
     pub fn new(ca: &[CertificateDer<'static>], revocations: Arc<Revocations>) -> Result<Arc<Self>, rustls::Error> {
-        let inner = WebPkiClientVerifier::builder_with_provider(roots(ca)?, strata_client::tls::provider())
+        let inner = WebPkiClientVerifier::builder_with_provider(roots(ca)?, strata_transport::tls::provider())
             .allow_unauthenticated()
             .build()
             .map_err(|e| rustls::Error::General(e.to_string()))?;
@@ -84,7 +84,7 @@ impl PeerClientVerifier {
 impl PeerServerVerifier {
     /// Trusting `ca`, refusing what `revocations` names.
     pub fn new(ca: &[CertificateDer<'static>], revocations: Arc<Revocations>) -> Result<Arc<Self>, rustls::Error> {
-        let inner = WebPkiServerVerifier::builder_with_provider(roots(ca)?, strata_client::tls::provider())
+        let inner = WebPkiServerVerifier::builder_with_provider(roots(ca)?, strata_transport::tls::provider())
             .build()
             .map_err(|e| rustls::Error::General(e.to_string()))?;
         Ok(Arc::new(PeerServerVerifier { inner, revocations }))
@@ -184,9 +184,9 @@ mod tests {
     #[test]
     fn removed_nodes_are_refused_and_others_accepted() {
         let ca = pki::generate_ca("t").unwrap();
-        let ca_der = strata_client::tls::certs_from_pem(&ca.cert_pem, "ca").unwrap();
+        let ca_der = strata_transport::tls::certs_from_pem(&ca.cert_pem, "ca").unwrap();
         let cert = |n| {
-            strata_client::tls::certs_from_pem(&pki::issue_node_identity(&ca, NodeId(n), 3600).unwrap().cert_pem, "c").unwrap().remove(0)
+            strata_transport::tls::certs_from_pem(&pki::issue_node_identity(&ca, NodeId(n), 3600).unwrap().cert_pem, "c").unwrap().remove(0)
         };
         let revocations = Arc::new(Revocations::default());
         let verifier = PeerClientVerifier::new(&ca_der, revocations.clone()).unwrap();
@@ -214,7 +214,7 @@ mod tests {
         // Another cluster's certificate fails the chain check, as before.
         let other = pki::generate_ca("other").unwrap();
         let stranger =
-            strata_client::tls::certs_from_pem(&pki::issue_node_identity(&other, NodeId(4), 3600).unwrap().cert_pem, "c").unwrap();
+            strata_transport::tls::certs_from_pem(&pki::issue_node_identity(&other, NodeId(4), 3600).unwrap().cert_pem, "c").unwrap();
         assert!(verifier.verify_client_cert(&stranger[0], &[], now).is_err());
     }
 }

@@ -16,6 +16,7 @@ pub mod message;
 pub mod reflist;
 pub mod snapshot;
 pub mod status;
+pub mod units;
 
 #[cfg(test)]
 mod hostile_bytes;

@@ -41,7 +41,7 @@ fn quinn_default() -> TransportConfig {
 }
 
 fn strata() -> TransportConfig {
-    Arc::try_unwrap(strata_client::transport::transport_config()).unwrap_or_else(|_| unreachable!("fresh Arc"))
+    Arc::try_unwrap(strata_transport::endpoint::transport_config()).unwrap_or_else(|_| unreachable!("fresh Arc"))
 }
 
 /// Strata's settings, starting at a jumbo frame's payload and letting MTU discovery go up to `upper_bound`.
@@ -70,18 +70,19 @@ fn tls() -> anyhow::Result<(String, Vec<CertificateDer<'static>>, PrivateKeyDer<
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca_cert = ca.self_signed(&ca_key)?;
     let leaf_key = KeyPair::generate()?;
-    let leaf = CertificateParams::new(vec![strata_client::tls::SERVER_NAME.to_owned()])?.signed_by(&leaf_key, &Issuer::new(ca, ca_key))?;
+    let leaf =
+        CertificateParams::new(vec![strata_transport::tls::SERVER_NAME.to_owned()])?.signed_by(&leaf_key, &Issuer::new(ca, ca_key))?;
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
     Ok((ca_cert.pem(), vec![leaf.der().clone()], key))
 }
 
 async fn server(variant: &Variant) -> anyhow::Result<(quinn::Endpoint, SocketAddr, String)> {
     let (ca_pem, chain, key) = tls()?;
-    let mut crypto = rustls::ServerConfig::builder_with_provider(strata_client::tls::provider())
+    let mut crypto = rustls::ServerConfig::builder_with_provider(strata_transport::tls::provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_no_client_auth()
         .with_single_cert(chain, key)?;
-    crypto.alpn_protocols = vec![strata_client::tls::ALPN.to_vec()];
+    crypto.alpn_protocols = vec![strata_transport::tls::ALPN.to_vec()];
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(quinn::crypto::rustls::QuicServerConfig::try_from(crypto)?));
     config.transport_config(Arc::new((variant.transport)()));
     let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
@@ -110,11 +111,11 @@ async fn server(variant: &Variant) -> anyhow::Result<(quinn::Endpoint, SocketAdd
 }
 
 async fn client(variant: &Variant, addr: SocketAddr, ca_pem: &str) -> anyhow::Result<quinn::Connection> {
-    let mut config = strata_client::tls::client_config(ca_pem, None)?;
+    let mut config = strata_transport::tls::client_config(ca_pem, None)?;
     config.transport_config(Arc::new((variant.transport)()));
     let socket = std::net::UdpSocket::bind(if addr.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" })?;
     let endpoint = quinn::Endpoint::new(endpoint_config(variant), None, socket, Arc::new(quinn::TokioRuntime))?;
-    Ok(endpoint.connect_with(config, addr, strata_client::tls::SERVER_NAME)?.await?)
+    Ok(endpoint.connect_with(config, addr, strata_transport::tls::SERVER_NAME)?.await?)
 }
 
 async fn one_stream(conn: &quinn::Connection, bytes: usize) -> anyhow::Result<()> {

@@ -2,9 +2,9 @@
 
 use clap::Subcommand;
 use strata_client::cluster::Credential;
-use strata_client::size::parse_duration_secs;
 use strata_proto::TenantId;
 use strata_proto::status::ClusterStatus;
+use strata_proto::units::parse_duration_secs;
 
 use super::Ctx;
 use super::generation_cmd::{self, GenerationCommand};

@@ -43,10 +43,10 @@ pub struct BackupArgs {
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
     /// Upload at most this many bytes per second (e.g. 5MiB), to leave bandwidth for others.
-    #[arg(long, value_parser = strata_client::size::parse_size)]
+    #[arg(long, value_parser = strata_proto::units::parse_size)]
     limit_upload: Option<u64>,
     /// Chunk bytes read ahead of the uploads at most (e.g. 64MiB); the client's memory grows with it.
-    #[arg(long, default_value = "128MiB", value_parser = strata_client::size::parse_size)]
+    #[arg(long, default_value = "128MiB", value_parser = strata_proto::units::parse_size)]
     upload_buffer: u64,
 }
 

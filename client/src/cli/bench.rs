@@ -8,8 +8,8 @@ use bytes::Bytes;
 use clap::Subcommand;
 use futures::StreamExt;
 use serde::Serialize;
-use strata_client::size::parse_size;
 use strata_proto::ChunkId;
+use strata_proto::units::parse_size;
 
 use super::Ctx;
 

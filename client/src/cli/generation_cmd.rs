@@ -4,8 +4,8 @@
 
 use clap::Subcommand;
 use strata_client::ClusterClient;
-use strata_client::size::parse_size;
 use strata_proto::status::ClusterStatus;
+use strata_proto::units::parse_size;
 use strata_proto::{EcProfile, GenerationOp};
 
 use super::Ctx;

@@ -178,12 +178,12 @@ async fn follow_trusted_cas(client: &ClusterClient, profile: &Profile) {
         }
     };
     let current = std::fs::read_to_string(&path).unwrap_or_default();
-    let parsed = |pem: &str| strata_client::tls::certs_from_pem(pem, "CA").unwrap_or_default();
+    let parsed = |pem: &str| strata_transport::tls::certs_from_pem(pem, "CA").unwrap_or_default();
     let fresh = parsed(&trusted);
     if fresh.is_empty() || fresh == parsed(&current) {
         return;
     }
-    match strata_client::profile::write_private(&path, trusted.as_bytes()) {
+    match strata_transport::profile::write_private(&path, trusted.as_bytes()) {
         Ok(()) => eprintln!("the cluster's CAs changed (a CA rotation); updated {}", path.display()),
         Err(e) => eprintln!("warning: the cluster's CAs changed, but {} could not be updated: {e}", path.display()),
     }

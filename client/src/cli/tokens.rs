@@ -3,7 +3,7 @@
 
 use clap::Subcommand;
 use strata_client::cluster::Credential;
-use strata_client::size::parse_duration_secs;
+use strata_proto::units::parse_duration_secs;
 use strata_proto::{AuditEntry, Role, RoleSet, Secret, TokenInfo};
 
 use super::Ctx;

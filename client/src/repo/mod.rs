@@ -112,7 +112,7 @@ fn save_key_file(path: &Path, file: &KeyFile) -> Result<(), RepoError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| RepoError::Io(format!("cannot create {}: {e}", dir.display())))?;
     }
-    crate::profile::write_private(path, file.to_text().as_bytes())
+    strata_transport::profile::write_private(path, file.to_text().as_bytes())
         .map_err(|e| RepoError::Io(format!("cannot write {}: {e}", path.display())))
 }
 

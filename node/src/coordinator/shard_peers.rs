@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use strata_client::{RpcError, RpcPool};
 use strata_proto::cluster_map::NodeDescriptor;
 use strata_proto::{
     ChunkId, Epoch, ErrorCode, GcAction, Holding, NodeId, PartitionId, Request, Response, ShardHeader, ShardKey, ShardPut, StripeTag,
     TenantId, WriteMode,
 };
+use strata_transport::{RpcError, RpcPool};
 
 use crate::custody::{Custody, CustodyError};
 use crate::health::Health;
@@ -133,7 +133,7 @@ impl ShardPeers {
         op: &'static str,
         request: Request,
         body: Bytes,
-    ) -> Result<strata_client::Reply, ShardOpError> {
+    ) -> Result<strata_transport::Reply, ShardOpError> {
         self.remote_with(node, op, request, body, true).await
     }
 
@@ -146,7 +146,7 @@ impl ShardPeers {
         request: Request,
         body: Bytes,
         skip_if_down: bool,
-    ) -> Result<strata_client::Reply, ShardOpError> {
+    ) -> Result<strata_transport::Reply, ShardOpError> {
         if skip_if_down && self.health.is_down(node.id) {
             self.metrics.shard_rpc_failures.with_label_values(&[op]).inc();
             return Err(ShardOpError::Unreachable { node: node.id, reason: "its last probe failed".into() });

@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
-use strata_client::RpcPool;
 use strata_proto::{ErrorCode, NodeId, Request, WireError};
+use strata_transport::RpcPool;
 
 use self::authority::{Origin, Principal, check_proposal, principal_of};
 use self::command::{MetaCommand, MetaResponse};

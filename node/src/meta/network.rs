@@ -18,8 +18,8 @@ use openraft::raft::{
 use openraft::{AnyError, BasicNode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use strata_client::RpcPool;
 use strata_proto::{RaftRpc, Request};
+use strata_transport::RpcPool;
 
 use super::types::TypeConfig;
 

@@ -35,8 +35,8 @@ impl JoinToken {
     /// A new token for the cluster whose CA certificate is `ca_pem`.
     pub fn create(ca_pem: &str) -> Result<Self, WireError> {
         let ca =
-            strata_client::tls::certs_from_pem(ca_pem, "cluster CA").map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?;
-        let fp = strata_client::tls::fingerprint(&ca[0]);
+            strata_transport::tls::certs_from_pem(ca_pem, "cluster CA").map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?;
+        let fp = strata_transport::tls::fingerprint(&ca[0]);
         let secret = new_secret("stj1");
         Ok(JoinToken { text: format!("{}_{}", secret.expose(), hex::encode(fp)), ca_fingerprint: fp })
     }

@@ -25,9 +25,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rustls_pki_types::CertificateDer;
-use strata_client::wire::{self, WireIoError};
 use strata_proto::frame::{FrameError, FrameKind, HEADER_LEN};
 use strata_proto::{ErrorCode, NodeId, Request, RequestEnvelope, Response, ResponseEnvelope, WireError};
+use strata_transport::wire::{self, WireIoError};
 use tokio::sync::watch;
 
 pub use self::admission::{Admission, Class, Held, Source};
@@ -86,8 +86,8 @@ async fn connection(incoming: quinn::Incoming, ctx: Arc<NodeContext>, guard: adm
     let mut in_flight = tokio::task::JoinSet::new();
     loop {
         if !raised && peer.is_some_and(|p| maps.borrow().nodes.get(&p).is_some_and(|d| d.state != strata_proto::NodeState::Removed)) {
-            conn.set_receive_window(quinn::VarInt::from_u32(strata_client::transport::NODE_RECEIVE_WINDOW_BYTES));
-            conn.set_max_concurrent_bi_streams(quinn::VarInt::from_u32(strata_client::transport::NODE_STREAMS_PER_CONNECTION));
+            conn.set_receive_window(quinn::VarInt::from_u32(strata_transport::endpoint::NODE_RECEIVE_WINDOW_BYTES));
+            conn.set_max_concurrent_bi_streams(quinn::VarInt::from_u32(strata_transport::endpoint::NODE_STREAMS_PER_CONNECTION));
             raised = true;
         }
         tokio::select! {

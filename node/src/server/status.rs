@@ -57,8 +57,8 @@ pub fn cluster_status(ctx: &NodeContext) -> ClusterStatus {
             partitions_awaiting_repair: crate::migrate::plan::repair_queue(&map) as u32,
         },
         ca_holders: ctx.meta.reader.read(|s| s.ca_holders.iter().copied().collect()),
-        trusted_cas: strata_client::tls::certs_from_pem(&ctx.trusted_pem(), "trusted CAs")
-            .map(|certs| certs.iter().map(|c| hex::encode(strata_client::tls::fingerprint(c))).collect())
+        trusted_cas: strata_transport::tls::certs_from_pem(&ctx.trusted_pem(), "trusted CAs")
+            .map(|certs| certs.iter().map(|c| hex::encode(strata_transport::tls::fingerprint(c))).collect())
             .unwrap_or_default(),
         ca_rotation_pending: ctx.meta.reader.read(|s| s.ca_rotation_pending()),
     }

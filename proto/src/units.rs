@@ -1,4 +1,5 @@
-//! Human sizes on the command line: `10GiB`, `500MB`, `1T`, or plain bytes.
+//! Human sizes and durations on the command lines of `strata` and `strata-node`: `10GiB`, `500MB`, `1T` or
+//! plain bytes; `90s`, `15m`, `2h`, `7d`.
 
 /// Parses a size; binary (KiB, MiB, GiB, TiB) and decimal (KB, MB, GB, TB) units, single letters are binary.
 pub fn parse_size(text: &str) -> Result<u64, String> {

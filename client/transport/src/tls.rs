@@ -76,7 +76,7 @@ fn quic_client(mut cfg: rustls::ClientConfig) -> Result<quinn::ClientConfig, Tls
     cfg.alpn_protocols = vec![ALPN.to_vec()];
     let quic = quinn::crypto::rustls::QuicClientConfig::try_from(cfg).map_err(|e| TlsError::Quic(e.to_string()))?;
     let mut client = quinn::ClientConfig::new(Arc::new(quic));
-    client.transport_config(crate::transport::transport_config());
+    client.transport_config(crate::endpoint::transport_config());
     Ok(client)
 }
 
