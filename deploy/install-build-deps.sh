@@ -2,7 +2,8 @@
 # Installs the system packages a Strata build needs, if missing (Debian/Ubuntu): libclang for the bindgen step
 # of RocksDB's bindings and a C/C++ toolchain for RocksDB itself. Unless --build-only is given, also what the
 # tests need: Prometheus (`promtool` and `prometheus`, for the tests of the alert rules and of the metrics
-# they use). Safe to run repeatedly.
+# they use), and iproute2 and nftables (the partition tests run nodes in network namespaces and cut their links
+# with nftables rules). Safe to run repeatedly.
 set -euo pipefail
 strata_install_prereqs() {
   local need=()
@@ -13,6 +14,8 @@ strata_install_prereqs() {
   local tests=()
   if [ "${1:-}" != "--build-only" ]; then
     { command -v promtool && command -v prometheus; } >/dev/null 2>&1 || tests+=(prometheus)
+    command -v ip >/dev/null 2>&1 || tests+=(iproute2)
+    command -v nft >/dev/null 2>&1 || tests+=(nftables)
   fi
   ((${#need[@]} + ${#tests[@]} == 0)) && return 0
   if ! command -v apt-get >/dev/null 2>&1; then

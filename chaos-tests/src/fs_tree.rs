@@ -164,7 +164,8 @@ pub fn generate(root: &Path, seed: u64, spec: &TreeSpec) -> Manifest {
     let f = File::create(&sparse).expect("sparse");
     f.set_len(spec.sparse_bytes).expect("set_len");
     use std::os::unix::fs::FileExt;
-    for off in [0, spec.sparse_bytes / 3, spec.sparse_bytes - 4096] {
+    for off in [0, spec.sparse_bytes / 3, spec.sparse_bytes.saturating_sub(4096)].into_iter().filter(|off| off + 4096 <= spec.sparse_bytes)
+    {
         f.write_all_at(&[0xab; 4096], off).expect("island");
     }
     drop(f);

@@ -3,10 +3,12 @@
 //! [`Cluster::start`] prepares a cluster with `strata-node dev --prepare-only` on free loopback ports, starts
 //! every node, and waits until all report ready on `/health`. Any node can then be killed with SIGKILL,
 //! restarted on its data, paused with SIGSTOP and resumed with SIGCONT. Clusters are torn down (SIGKILL) when
-//! dropped. Only one cluster runs at a time per test process, so tests never compete for the machine's cores;
+//! dropped. [`Cluster::start_networked`] runs each node in its own network namespace instead ([`netns`]), so that
+//! links can be cut and degraded per node and per direction. Only one cluster runs at a time per test process, so tests never compete for the machine's cores;
 //! every wait is bounded and polls a condition instead of sleeping blindly.
 
 pub mod fs_tree;
+pub mod netns;
 pub mod workload;
 
 use std::path::{Path, PathBuf};
@@ -86,6 +88,7 @@ pub struct Cluster {
     dir: tempfile::TempDir,
     binary: PathBuf,
     operator_token: String,
+    net: Option<netns::Net>,
     _exclusive: MutexGuard<'static, ()>,
 }
 
@@ -121,6 +124,24 @@ fn free_base_port(nodes: usize) -> anyhow::Result<u16> {
 impl Cluster {
     /// Prepares and starts a cluster, waiting until every node is ready.
     pub async fn start(spec: ClusterSpec) -> anyhow::Result<Cluster> {
+        Self::start_with(spec, false).await
+    }
+
+    /// Like [`Cluster::start`], with every node in its own network namespace on a test bridge ([`netns::Net`]);
+    /// `None` (after saying why on stderr) when this machine cannot create one, so the calling test can skip.
+    /// With `STRATA_REQUIRE_NETNS=1` (set by CI) that is an error instead: a fault test must not pass unrun.
+    pub async fn start_networked(spec: ClusterSpec) -> anyhow::Result<Option<Cluster>> {
+        if let Some(why) = netns::Net::unavailable() {
+            if std::env::var_os("STRATA_REQUIRE_NETNS").is_some_and(|v| v == "1") {
+                bail!("STRATA_REQUIRE_NETNS=1, but this machine cannot run nodes in network namespaces: {why}");
+            }
+            eprintln!("SKIPPED: this test runs nodes in network namespaces and {why}");
+            return Ok(None);
+        }
+        Ok(Some(Self::start_with(spec, true).await?))
+    }
+
+    async fn start_with(spec: ClusterSpec, networked: bool) -> anyhow::Result<Cluster> {
         let exclusive = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let binary = node_binary()?;
         let dir = tempfile::Builder::new().prefix("strata-chaos-").tempdir()?;
@@ -151,7 +172,10 @@ impl Cluster {
             .enumerate()
             .map(|(i, n)| NodeProc { id: i + 1, config: n.config, quic: n.quic, metrics: n.metrics, child: None, paused: false })
             .collect();
-        let mut cluster = Cluster { nodes, dir, binary, operator_token: manifest.operator_token, _exclusive: exclusive };
+        let mut cluster = Cluster { nodes, dir, binary, operator_token: manifest.operator_token, net: None, _exclusive: exclusive };
+        if networked {
+            cluster.move_onto_network(netns::Net::create(spec.nodes)?)?;
+        }
         if !spec.extra_config.is_empty() {
             let extra: toml::Table = spec.extra_config.parse().context("ClusterSpec::extra_config")?;
             for n in &cluster.nodes {
@@ -167,15 +191,46 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// Gives every node an address of `net` (same ports): rewrites the addresses in every node's
+    /// configuration, where each node names itself and its seeds.
+    fn move_onto_network(&mut self, net: netns::Net) -> anyhow::Result<()> {
+        let mut moves = Vec::new();
+        for n in &mut self.nodes {
+            for addr in [&mut n.quic, &mut n.metrics] {
+                let port = addr.rsplit(':').next().context("node address without a port")?.to_owned();
+                let moved = format!("{}:{port}", net.ip(n.id));
+                moves.push((format!("\"{addr}\""), format!("\"{moved}\"")));
+                *addr = moved;
+            }
+        }
+        for n in &self.nodes {
+            let mut text = std::fs::read_to_string(&n.config)?;
+            for (from, to) in &moves {
+                text = text.replace(from, to);
+            }
+            std::fs::write(&n.config, text)?;
+        }
+        self.net = Some(net);
+        Ok(())
+    }
+
+    /// The test network of a cluster started with [`Cluster::start_networked`].
+    pub fn net(&self) -> &netns::Net {
+        self.net.as_ref().expect("the cluster was started with Cluster::start_networked")
+    }
+
     fn node(&mut self, id: usize) -> &mut NodeProc {
         &mut self.nodes[id - 1]
     }
 
     fn spawn(&mut self, id: usize) -> anyhow::Result<()> {
-        let binary = self.binary.clone();
+        let mut command = match &self.net {
+            Some(net) => net.command(id, &self.binary),
+            None => Command::new(&self.binary),
+        };
         let n = self.node(id);
         let log = std::fs::OpenOptions::new().create(true).append(true).open(n.config.with_file_name("node.log"))?;
-        let child = Command::new(binary)
+        let child = command
             .arg("run")
             .arg("--config")
             .arg(&n.config)
@@ -316,11 +371,17 @@ impl Cluster {
 
     /// Waits until every running node agrees on a leader other than `not`; returns it.
     pub async fn wait_new_leader(&self, not: Option<usize>, timeout: Duration) -> anyhow::Result<usize> {
+        let running: Vec<usize> = self.nodes.iter().filter(|n| n.child.is_some() && !n.paused).map(|n| n.id).collect();
+        self.wait_leader_among(&running, not, timeout).await
+    }
+
+    /// Waits until nodes `ids` agree on a leader other than `not`; returns it.
+    pub async fn wait_leader_among(&self, ids: &[usize], not: Option<usize>, timeout: Duration) -> anyhow::Result<usize> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             let mut seen = Vec::new();
-            for n in self.nodes.iter().filter(|n| n.child.is_some() && !n.paused) {
-                seen.push(self.health(n.id).await.and_then(|h| h["leader"].as_u64()).map(|l| l as usize));
+            for &id in ids {
+                seen.push(self.health(id).await.and_then(|h| h["leader"].as_u64()).map(|l| l as usize));
             }
             if let Some(Some(l)) = seen.first().copied()
                 && Some(l) != not
@@ -330,7 +391,7 @@ impl Cluster {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        bail!("no agreed leader (other than {not:?}) within {} s", timeout.as_secs())
+        bail!("nodes {ids:?} agreed on no leader (other than {not:?}) within {} s", timeout.as_secs())
     }
 
     fn profile(&self, token: Option<String>, operator: bool) -> Profile {

@@ -208,9 +208,13 @@ impl ClusterClient {
         self.call_in_order(&order, auth, request, body).await
     }
 
-    /// Tries `addrs` in order until one is reachable; remote errors end the search.
+    /// Tries `addrs` in order until one answers with success or a permanent error. A node that cannot be
+    /// reached, or that answers with a retryable error (it cannot reach enough of its peers, or has no leader),
+    /// is tried last for a while and the next one is asked at once: a node cut off from the others but not
+    /// from us must not decide for the whole cluster.
     async fn call_in_order(&self, addrs: &[String], auth: Option<&Secret>, request: Request, body: Bytes) -> Result<Reply, ClientError> {
-        let mut last: Option<RpcError> = None;
+        let mut last_unreachable: Option<RpcError> = None;
+        let mut last_refusal: Option<RpcError> = None;
         for addr in self.healthy_first(addrs) {
             match self.pool.call(&addr, auth, request.clone(), body.clone()).await {
                 Ok(r) => {
@@ -219,14 +223,21 @@ impl ClusterClient {
                 }
                 Err(e) if e.is_unreachable() => {
                     self.suspects.lock().unwrap_or_else(|e| e.into_inner()).insert(addr.clone(), Instant::now());
-                    last = Some(e);
+                    last_unreachable = Some(e);
+                }
+                Err(e) if e.is_retryable() => {
+                    tracing::debug!(%addr, error = %e, "asking the next node");
+                    self.suspects.lock().unwrap_or_else(|e| e.into_inner()).insert(addr.clone(), Instant::now());
+                    last_refusal = Some(e);
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        match last {
-            Some(e) => Err(ClientError::Unreachable { tried: addrs.join(", "), last: e.to_string() }),
-            None => Err(ClientError::Unreachable { tried: "no addresses".into(), last: "none".into() }),
+        // What a node said is more useful than which nodes were silent.
+        match (last_refusal, last_unreachable) {
+            (Some(e), _) => Err(e.into()),
+            (None, Some(e)) => Err(ClientError::Unreachable { tried: addrs.join(", "), last: e.to_string() }),
+            (None, None) => Err(ClientError::Unreachable { tried: "no addresses".into(), last: "none".into() }),
         }
     }
 
