@@ -2,8 +2,9 @@
 # Installs the system packages a Strata build needs, if missing (Debian/Ubuntu): libclang for the bindgen step
 # of RocksDB's bindings and a C/C++ toolchain for RocksDB itself. Unless --build-only is given, also what the
 # tests need: Prometheus (`promtool` and `prometheus`, for the tests of the alert rules and of the metrics
-# they use), and iproute2 and nftables (the partition tests run nodes in network namespaces and cut their links
-# with nftables rules). Safe to run repeatedly.
+# they use), iproute2 and nftables (the partition tests run nodes in network namespaces and cut their links
+# with nftables rules) and e2fsprogs (the disk-full tests put a node on a small loop-mounted ext4 file system).
+# Safe to run repeatedly.
 set -euo pipefail
 strata_install_prereqs() {
   local need=()
@@ -16,6 +17,7 @@ strata_install_prereqs() {
     { command -v promtool && command -v prometheus; } >/dev/null 2>&1 || tests+=(prometheus)
     command -v ip >/dev/null 2>&1 || tests+=(iproute2)
     command -v nft >/dev/null 2>&1 || tests+=(nftables)
+    command -v mkfs.ext4 >/dev/null 2>&1 || tests+=(e2fsprogs)
   fi
   ((${#need[@]} + ${#tests[@]} == 0)) && return 0
   if ! command -v apt-get >/dev/null 2>&1; then

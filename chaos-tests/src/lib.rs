@@ -7,6 +7,7 @@
 //! links can be cut and degraded per node and per direction. Only one cluster runs at a time per test process, so tests never compete for the machine's cores;
 //! every wait is bounded and polls a condition instead of sleeping blindly.
 
+pub mod disk;
 pub mod fs_tree;
 pub mod netns;
 pub mod workload;
@@ -85,6 +86,8 @@ struct DevManifest {
 pub struct Cluster {
     /// Node processes, index 0 is node 1.
     pub nodes: Vec<NodeProc>,
+    // Unmounted before `dir` is removed (fields drop in this order, after Drop killed the nodes).
+    disks: Vec<(usize, disk::SmallDisk)>,
     dir: tempfile::TempDir,
     binary: PathBuf,
     operator_token: String,
@@ -129,11 +132,11 @@ impl Cluster {
 
     /// Like [`Cluster::start`], with every node in its own network namespace on a test bridge ([`netns::Net`]);
     /// `None` (after saying why on stderr) when this machine cannot create one, so the calling test can skip.
-    /// With `STRATA_REQUIRE_NETNS=1` (set by CI) that is an error instead: a fault test must not pass unrun.
+    /// With `STRATA_CHAOS_REQUIRE_ALL=1` (set by CI) that is an error instead: a fault test must not pass unrun.
     pub async fn start_networked(spec: ClusterSpec) -> anyhow::Result<Option<Cluster>> {
         if let Some(why) = netns::Net::unavailable() {
-            if std::env::var_os("STRATA_REQUIRE_NETNS").is_some_and(|v| v == "1") {
-                bail!("STRATA_REQUIRE_NETNS=1, but this machine cannot run nodes in network namespaces: {why}");
+            if std::env::var_os("STRATA_CHAOS_REQUIRE_ALL").is_some_and(|v| v == "1") {
+                bail!("STRATA_CHAOS_REQUIRE_ALL=1, but this machine cannot run nodes in network namespaces: {why}");
             }
             eprintln!("SKIPPED: this test runs nodes in network namespaces and {why}");
             return Ok(None);
@@ -172,7 +175,8 @@ impl Cluster {
             .enumerate()
             .map(|(i, n)| NodeProc { id: i + 1, config: n.config, quic: n.quic, metrics: n.metrics, child: None, paused: false })
             .collect();
-        let mut cluster = Cluster { nodes, dir, binary, operator_token: manifest.operator_token, net: None, _exclusive: exclusive };
+        let mut cluster =
+            Cluster { nodes, disks: Vec::new(), dir, binary, operator_token: manifest.operator_token, net: None, _exclusive: exclusive };
         if networked {
             cluster.move_onto_network(netns::Net::create(spec.nodes)?)?;
         }
@@ -212,6 +216,37 @@ impl Cluster {
         }
         self.net = Some(net);
         Ok(())
+    }
+
+    /// Moves node `id`'s data onto a small file system of `bytes` of its own ([`disk::SmallDisk`]): stops the
+    /// node, copies its data directory there and starts it again. `false` (after saying why on stderr) when
+    /// this machine cannot mount one; with `STRATA_CHAOS_REQUIRE_ALL=1` (CI) that is an error instead.
+    pub async fn move_to_small_disk(&mut self, id: usize, bytes: u64) -> anyhow::Result<bool> {
+        if let Some(why) = disk::SmallDisk::unavailable() {
+            if std::env::var_os("STRATA_CHAOS_REQUIRE_ALL").is_some_and(|v| v == "1") {
+                bail!("STRATA_CHAOS_REQUIRE_ALL=1, but this machine cannot mount a small disk: {why}");
+            }
+            eprintln!("SKIPPED: this test puts a node on a small file system and {why}");
+            return Ok(false);
+        }
+        self.stop(id)?;
+        let node_dir = self.nodes[id - 1].config.parent().context("config without a directory")?.to_owned();
+        let (data, before) = (node_dir.join("data"), node_dir.join("data.before"));
+        std::fs::rename(&data, &before)?;
+        let disk = disk::SmallDisk::create(&node_dir.join("small-disk.img"), &data, bytes)?;
+        let out = Command::new("cp").arg("-a").arg(before.join(".")).arg(&data).output()?;
+        anyhow::ensure!(out.status.success(), "copying node {id}'s data: {}", String::from_utf8_lossy(&out.stderr));
+        std::fs::remove_dir_all(&before)?;
+        self.disks.push((id, disk));
+        self.restart(id)?;
+        self.wait_all_ready(Duration::from_secs(60)).await?;
+        eprintln!("chaos: node {id}'s data is on a file system of {} MiB of its own", bytes >> 20);
+        Ok(true)
+    }
+
+    /// The small file system node `id` was moved to by [`Cluster::move_to_small_disk`].
+    pub fn small_disk(&self, id: usize) -> &disk::SmallDisk {
+        self.disks.iter().find(|(n, _)| *n == id).map(|(_, d)| d).expect("the node was moved to a small disk")
     }
 
     /// The test network of a cluster started with [`Cluster::start_networked`].
@@ -304,6 +339,32 @@ impl Cluster {
         self.signal(id, Signal::SIGCONT)?;
         self.node(id).paused = false;
         eprintln!("chaos: resumed node {id}");
+        Ok(())
+    }
+
+    /// Waits until node `id` exits by itself (at most `timeout`); returns its exit status.
+    pub async fn wait_exit(&mut self, id: usize, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.node(id).child.as_mut().with_context(|| format!("node {id} is not running"))?;
+            if let Some(status) = child.try_wait()? {
+                self.node(id).child = None;
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!("node {id} was still running {} s later", timeout.as_secs());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Overlays `toml` on node `id`'s configuration (it takes effect when the node next starts).
+    pub fn set_node_config(&self, id: usize, toml: &str) -> anyhow::Result<()> {
+        let extra: toml::Table = toml.parse().context("node configuration overlay")?;
+        let path = &self.nodes[id - 1].config;
+        let mut config: toml::Table = std::fs::read_to_string(path)?.parse()?;
+        merge(&mut config, &extra);
+        std::fs::write(path, toml::to_string(&config)?)?;
         Ok(())
     }
 
@@ -626,6 +687,20 @@ impl Cluster {
         let (_, text) =
             strata_transport::health_probe::get_path(&self.nodes[id - 1].metrics, "/metrics", Duration::from_secs(2)).await.ok()?;
         let samples = text.lines().filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(['{', ' ', ','])));
+        Some(samples.filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum())
+    }
+
+    /// The sum of the samples of metric `name` on node `id` whose labels include every one of `labels`
+    /// (`op="get_shard"`), in any order (`None` if the node does not answer).
+    pub async fn metric_with(&self, id: usize, name: &str, labels: &[&str]) -> Option<f64> {
+        let (_, text) =
+            strata_transport::health_probe::get_path(&self.nodes[id - 1].metrics, "/metrics", Duration::from_secs(2)).await.ok()?;
+        let samples = text.lines().filter(|l| {
+            l.strip_prefix(name).and_then(|rest| rest.strip_prefix('{')).and_then(|rest| rest.split_once('}')).is_some_and(|(set, _)| {
+                let have: Vec<&str> = set.split(',').collect();
+                labels.iter().all(|want| have.contains(want))
+            })
+        });
         Some(samples.filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum())
     }
 

@@ -303,11 +303,15 @@ pub struct StorageSettings {
     pub block_cache_bytes: usize,
     /// Memtable size for shard data.
     pub write_buffer_bytes: usize,
+    /// Space kept free on the file system holding the data directory: shard writes are refused (as a full
+    /// disk) once less than this would stay available, so the metadata log, memtable flushes and compactions
+    /// still have room when shards have filled the disk.
+    pub reserve_bytes: u64,
 }
 
 impl Default for StorageSettings {
     fn default() -> Self {
-        StorageSettings { sync_writes: true, block_cache_bytes: 64 << 20, write_buffer_bytes: 32 << 20 }
+        StorageSettings { sync_writes: true, block_cache_bytes: 64 << 20, write_buffer_bytes: 32 << 20, reserve_bytes: 512 << 20 }
     }
 }
 

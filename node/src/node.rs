@@ -20,7 +20,7 @@ use crate::meta::command::{InitCluster, MetaCommand};
 use crate::meta::{Meta, MetaError, leader_tasks};
 use crate::metrics::Metrics;
 use crate::pki::{self, CaMaterial};
-use crate::store::{RocksShardStore, ShardStore};
+use crate::store::{DiskReserve, RocksShardStore, ShardStore};
 use crate::trust::Revocations;
 use crate::{db, http, migrate, scrub, server};
 
@@ -35,7 +35,10 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
     let db_opts =
         db::DbOptions { block_cache_bytes: config.storage.block_cache_bytes, write_buffer_bytes: config.storage.write_buffer_bytes };
     let database = db::open(&config.data_dir.join("db"), &db_opts)?;
-    let store: Arc<dyn ShardStore> = Arc::new(RocksShardStore::open(database.clone(), config.capacity_bytes, config.storage.sync_writes)?);
+    let store: Arc<dyn ShardStore> = Arc::new(
+        RocksShardStore::open(database.clone(), config.capacity_bytes, config.storage.sync_writes)?
+            .with_reserve(DiskReserve::new(config.data_dir.clone(), config.storage.reserve_bytes)),
+    );
 
     Identity::finish_pending(&config.tls.node_cert, &config.tls.node_key)?;
     let identity = Identity {
@@ -116,8 +119,18 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
         }));
     }
     tracing::info!(node = %id, listen = %config.listen_addr, "node started");
-    stop.await;
-    tracing::info!("shutting down");
+    let raft_failure = tokio::select! {
+        () = stop => None,
+        failure = raft_stopped(&meta) => Some(failure),
+    };
+    match &raft_failure {
+        None => tracing::info!("shutting down"),
+        Some(failure) => tracing::error!(
+            %failure,
+            "the metadata log stopped (Raft cannot go on after a storage error): stopping this node so that it \
+             starts again on its data once the cause is fixed (a service manager restarts it)"
+        ),
+    }
     let _ = stop_tx.send(true);
     endpoint.close(0u32.into(), b"node shutting down");
     meta.shutdown().await;
@@ -126,9 +139,34 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
     }
     pool.close_all();
     let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+    if let Some(failure) = raft_failure {
+        // The data directory may be full or failing: flushing may fail as well, and must not hide why.
+        if let Err(e) = database.flush_wal(true) {
+            tracing::warn!(error = %e, "could not flush the write-ahead log while stopping");
+        }
+        anyhow::bail!("the metadata log stopped: {failure}");
+    }
     database.flush_wal(true).context("flushing the write-ahead log")?;
+    // The log already holds everything: a failed flush (a full disk) costs a longer replay at the next start.
+    if let Err(e) = db::flush_all(&database) {
+        tracing::warn!(error = %e, "could not flush the memtables while stopping; the next start replays the log");
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Resolves when this node's Raft core has stopped by itself (a storage error: openraft does not go on after
+/// one), with the reason. A node whose Raft is gone must not keep answering as if it were a member.
+async fn raft_stopped(meta: &Meta) -> String {
+    let mut metrics = meta.raft.metrics();
+    loop {
+        if let Err(fatal) = &metrics.borrow_and_update().running_state {
+            return fatal.to_string();
+        }
+        if metrics.changed().await.is_err() {
+            return "the Raft core exited".into();
+        }
+    }
 }
 
 /// The CA key: from `tls.ca_key` (the node `init` created), or the copy this node received as a voter. A key

@@ -345,3 +345,20 @@ fn rocks_store_recounts_usage_after_reopen() {
     assert_eq!(s.usage(), Usage { shards: 2, bytes: 1000 });
     assert_eq!(s.get(&key(1, 1, 1, 0)).unwrap().unwrap().data, vec![5; 700]);
 }
+
+#[test]
+fn rocks_store_keeps_the_disk_reserve_free_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = crate::db::open(&dir.path().join("db"), &crate::db::DbOptions::default()).unwrap();
+    let open =
+        super::RocksShardStore::open(db.clone(), 1 << 30, false).unwrap().with_reserve(super::DiskReserve::new(dir.path().into(), 0));
+    put(&open, &key(1, 1, 1, 0), &[5; 700]);
+    // A reserve larger than the disk: nothing more may be written, whatever the capacity says, and what is
+    // stored stays readable.
+    let full = super::RocksShardStore::open(db, 1 << 30, false).unwrap().with_reserve(super::DiskReserve::new(dir.path().into(), u64::MAX));
+    let k = key(1, 1, 2, 0);
+    let err = full.put(&k, &shard(&k, &[6; 300]), &[6; 300]).unwrap_err();
+    assert!(matches!(&err, StoreError::NoSpace(m) if m.contains("reserve_bytes")), "{err}");
+    assert_eq!(full.get(&key(1, 1, 1, 0)).unwrap().unwrap().data, vec![5; 700]);
+    assert!(full.get(&k).unwrap().is_none(), "the refused shard was not stored");
+}

@@ -13,6 +13,7 @@
 
 pub(crate) mod format;
 mod memory;
+mod reserve;
 mod rocks;
 
 #[cfg(test)]
@@ -24,6 +25,7 @@ pub use strata_proto::WriteMode;
 
 pub use format::{decode_key, encode_key, key_prefix};
 pub use memory::MemoryShardStore;
+pub use reserve::DiskReserve;
 pub use rocks::RocksShardStore;
 
 /// Errors at the shard store boundary.

@@ -12,8 +12,8 @@ use strata_proto::{ChunkId, Holding, PartitionId, ShardHeader, ShardKey, TenantI
 
 use super::format::{KEY_LEN, decode_header, decode_key, encode_header, encode_key, is_condemned, key_prefix, with_condemned};
 use super::{
-    CorruptForTest, Existing, Shard, ShardStore, ShardWrite, StoreError, Usage, WriteDecision, WriteMode, add_to_holding, decide,
-    display_key, verify_incoming, verify_stored,
+    CorruptForTest, DiskReserve, Existing, Shard, ShardStore, ShardWrite, StoreError, Usage, WriteDecision, WriteMode, add_to_holding,
+    decide, display_key, verify_incoming, verify_stored,
 };
 use crate::db::{CF_SHARD_DATA, CF_SHARD_META, Db, cf};
 
@@ -67,6 +67,7 @@ pub struct RocksShardStore {
     sync_writes: bool,
     usage: Mutex<Usage>,
     stripes: Vec<Mutex<()>>,
+    reserve: Option<DiskReserve>,
 }
 
 fn io(e: rocksdb::Error) -> StoreError {
@@ -98,7 +99,14 @@ impl RocksShardStore {
             sync_writes,
             usage: Mutex::new(usage),
             stripes: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            reserve: None,
         })
+    }
+
+    /// Refuses shard writes that would leave less than the reserve free on the data directory's file system.
+    pub fn with_reserve(mut self, reserve: DiskReserve) -> Self {
+        self.reserve = Some(reserve);
+        self
     }
 
     fn stripe(&self, key: &ShardKey) -> std::sync::MutexGuard<'_, ()> {
@@ -176,8 +184,13 @@ impl RocksShardStore {
 
     /// Stored header and data length of `key`, if present and decodable.
     fn stored_header(&self, enc: &[u8]) -> Result<Option<HeaderRecord>, StoreError> {
-        let raw = self.db.get_pinned_cf(cf(&self.db, CF_SHARD_META), enc).map_err(io)?;
-        Ok(raw.map(|v| decode_header(&v)))
+        match self.db.get_pinned_cf(cf(&self.db, CF_SHARD_META), enc) {
+            Ok(raw) => Ok(raw.map(|v| decode_header(&v))),
+            // A rotten table block: the record is there but unreadable, so the slot is damaged (and may be
+            // rebuilt), not absent.
+            Err(e) if e.kind() == rocksdb::ErrorKind::Corruption => Ok(Some(Err(format!("unreadable header record: {e}")))),
+            Err(e) => Err(io(e)),
+        }
     }
 }
 
@@ -189,6 +202,8 @@ impl ShardStore for RocksShardStore {
         stripes.dedup();
         let _guards: Vec<_> = stripes.iter().map(|i| self.stripes[*i].lock().unwrap_or_else(|e| e.into_inner())).collect();
         let mut used = self.usage_mut().bytes;
+        let reserve = self.reserve.as_ref().and_then(|d| Some((d, d.room()?)));
+        let over_reserve = |adding: u64| reserve.filter(|(_, room)| adding > room.for_shards).map(|(d, room)| d.refusal(room));
         let mut batch = WriteBatch::default();
         let mut results: Vec<Result<(), StoreError>> = Vec::with_capacity(shards.len());
         let (mut added_bytes, mut removed_bytes, mut new_shards) = (0u64, 0u64, 0u64);
@@ -212,6 +227,10 @@ impl ShardStore for RocksShardStore {
                     results.push(Err(StoreError::Conflict { key: display_key(&w.key), reason }));
                 }
                 Ok(Prepared::Write { enc, data_len, previous_len, is_new }) => {
+                    if let Some(refusal) = over_reserve(added_bytes + u64::from(data_len)) {
+                        results.push(Err(refusal));
+                        continue;
+                    }
                     batch.put_cf(cf(&self.db, CF_SHARD_META), &enc, encode_header(&w.header, data_len));
                     batch.put_cf(cf(&self.db, CF_SHARD_DATA), &enc, w.data);
                     used = used - previous_len.min(used) + u64::from(data_len);
@@ -246,8 +265,13 @@ impl ShardStore for RocksShardStore {
         };
         let corrupt = |reason: String| StoreError::Corrupt { key: display_key(key), reason };
         let (header, len) = header.map_err(corrupt)?;
-        let data =
-            self.db.get_cf(cf(&self.db, CF_SHARD_DATA), enc).map_err(io)?.ok_or_else(|| corrupt("header present, data missing".into()))?;
+        let data = match self.db.get_cf(cf(&self.db, CF_SHARD_DATA), enc) {
+            Ok(data) => data.ok_or_else(|| corrupt("header present, data missing".into()))?,
+            // A rotten blob record or table block fails RocksDB's own checksum: this shard is corrupt and
+            // must be rebuilt from the others, like one failing ours.
+            Err(e) if e.kind() == rocksdb::ErrorKind::Corruption => return Err(corrupt(e.to_string())),
+            Err(e) => return Err(io(e)),
+        };
         if data.len() != len as usize {
             return Err(corrupt(format!("data is {} bytes, header says {len}", data.len())));
         }
