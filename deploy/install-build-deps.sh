@@ -3,8 +3,8 @@
 # of RocksDB's bindings and a C/C++ toolchain for RocksDB itself. Unless --build-only is given, also what the
 # tests need: Prometheus (`promtool` and `prometheus`, for the tests of the alert rules and of the metrics
 # they use), iproute2 and nftables (the partition tests run nodes in network namespaces and cut their links
-# with nftables rules) and e2fsprogs (the disk-full tests put a node on a small loop-mounted ext4 file system).
-# Safe to run repeatedly.
+# with nftables rules), e2fsprogs (the disk-full tests put a node on a small loop-mounted ext4 file system) and
+# faketime (the clock tests run nodes on skewed and jumping clocks). Safe to run repeatedly.
 set -euo pipefail
 strata_install_prereqs() {
   local need=()
@@ -18,6 +18,7 @@ strata_install_prereqs() {
     command -v ip >/dev/null 2>&1 || tests+=(iproute2)
     command -v nft >/dev/null 2>&1 || tests+=(nftables)
     command -v mkfs.ext4 >/dev/null 2>&1 || tests+=(e2fsprogs)
+    compgen -G "/usr/lib/*/faketime/libfaketimeMT.so.1" >/dev/null || tests+=(faketime)
   fi
   ((${#need[@]} + ${#tests[@]} == 0)) && return 0
   if ! command -v apt-get >/dev/null 2>&1; then

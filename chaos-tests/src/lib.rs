@@ -28,6 +28,10 @@ use strata_transport::health_probe::get_health;
 
 static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::new(());
 
+/// Where Debian's faketime package puts the multi-threaded library.
+const FAKETIME_LIBS: [&str; 2] =
+    ["/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1", "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1"];
+
 /// What to start.
 #[derive(Debug, Clone)]
 pub struct ClusterSpec {
@@ -63,6 +67,8 @@ pub struct NodeProc {
     pub metrics: String,
     child: Option<Child>,
     paused: bool,
+    /// Extra environment of the process (a fake clock).
+    env: Vec<(String, String)>,
 }
 
 #[derive(Deserialize)]
@@ -92,6 +98,7 @@ pub struct Cluster {
     binary: PathBuf,
     operator_token: String,
     net: Option<netns::Net>,
+    clocks: Option<tempfile::TempDir>,
     _exclusive: MutexGuard<'static, ()>,
 }
 
@@ -127,7 +134,7 @@ fn free_base_port(nodes: usize) -> anyhow::Result<u16> {
 impl Cluster {
     /// Prepares and starts a cluster, waiting until every node is ready.
     pub async fn start(spec: ClusterSpec) -> anyhow::Result<Cluster> {
-        Self::start_with(spec, false).await
+        Self::start_prepared(spec, false, Vec::new()).await
     }
 
     /// Like [`Cluster::start`], with every node in its own network namespace on a test bridge ([`netns::Net`]);
@@ -141,10 +148,11 @@ impl Cluster {
             eprintln!("SKIPPED: this test runs nodes in network namespaces and {why}");
             return Ok(None);
         }
-        Ok(Some(Self::start_with(spec, true).await?))
+        Ok(Some(Self::start_prepared(spec, true, Vec::new()).await?))
     }
 
-    async fn start_with(spec: ClusterSpec, networked: bool) -> anyhow::Result<Cluster> {
+    /// Prepares and starts a cluster; `env[i]` is extra environment of node `i + 1` (if given).
+    async fn start_prepared(spec: ClusterSpec, networked: bool, env: Vec<Vec<(String, String)>>) -> anyhow::Result<Cluster> {
         let exclusive = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let binary = node_binary()?;
         let dir = tempfile::Builder::new().prefix("strata-chaos-").tempdir()?;
@@ -173,10 +181,26 @@ impl Cluster {
             .nodes
             .into_iter()
             .enumerate()
-            .map(|(i, n)| NodeProc { id: i + 1, config: n.config, quic: n.quic, metrics: n.metrics, child: None, paused: false })
+            .map(|(i, n)| NodeProc {
+                id: i + 1,
+                config: n.config,
+                quic: n.quic,
+                metrics: n.metrics,
+                child: None,
+                paused: false,
+                env: env.get(i).cloned().unwrap_or_default(),
+            })
             .collect();
-        let mut cluster =
-            Cluster { nodes, disks: Vec::new(), dir, binary, operator_token: manifest.operator_token, net: None, _exclusive: exclusive };
+        let mut cluster = Cluster {
+            nodes,
+            disks: Vec::new(),
+            dir,
+            binary,
+            operator_token: manifest.operator_token,
+            net: None,
+            clocks: None,
+            _exclusive: exclusive,
+        };
         if networked {
             cluster.move_onto_network(netns::Net::create(spec.nodes)?)?;
         }
@@ -244,6 +268,53 @@ impl Cluster {
         Ok(true)
     }
 
+    /// Like [`Cluster::start`], with every node's wall clock following a file of its own (libfaketime), so a
+    /// test can put any node minutes ahead or behind, or make its clock jump, while it runs
+    /// ([`Cluster::set_clock`]). Monotonic time is left alone, as NTP leaves it. `None` (after saying why)
+    /// when libfaketime is not installed; with `STRATA_CHAOS_REQUIRE_ALL=1` (CI) that is an error instead.
+    pub async fn start_with_fake_clocks(spec: ClusterSpec) -> anyhow::Result<Option<Cluster>> {
+        let Some(lib) = FAKETIME_LIBS.iter().map(Path::new).find(|p| p.is_file()) else {
+            let why = "libfaketime is not installed (Debian package faketime)";
+            if std::env::var_os("STRATA_CHAOS_REQUIRE_ALL").is_some_and(|v| v == "1") {
+                bail!("STRATA_CHAOS_REQUIRE_ALL=1, but {why}");
+            }
+            eprintln!("SKIPPED: this test skews the nodes' clocks and {why}");
+            return Ok(None);
+        };
+        let clocks = tempfile::Builder::new().prefix("strata-clocks-").tempdir()?;
+        let nodes = spec.nodes;
+        let mut env = Vec::new();
+        for id in 1..=nodes {
+            let file = clocks.path().join(format!("node{id}"));
+            std::fs::write(&file, "+0\n")?;
+            env.push(vec![
+                ("LD_PRELOAD".to_owned(), lib.display().to_string()),
+                ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
+                ("FAKETIME_TIMESTAMP_FILE".into(), file.display().to_string()),
+                // Re-read the file at most once a second: every clock read would otherwise open it.
+                ("FAKETIME_CACHE_DURATION".into(), "1".into()),
+            ]);
+        }
+        let mut cluster = Self::start_prepared(spec, false, env).await?;
+        cluster.clocks = Some(clocks);
+        Ok(Some(cluster))
+    }
+
+    /// Sets node `id`'s wall clock `offset_secs` away from the machine's and waits until the node's `/health`
+    /// reports it; the cluster must have been started with [`Cluster::start_with_fake_clocks`].
+    pub async fn set_clock(&self, id: usize, offset_secs: i64) -> anyhow::Result<()> {
+        let clocks = self.clocks.as_ref().context("the cluster was not started with fake clocks")?;
+        std::fs::write(clocks.path().join(format!("node{id}")), format!("{offset_secs:+}s\n"))?;
+        let wall_ms = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        self.wait_for(&format!("node {id}'s clock to read {offset_secs:+} s"), Duration::from_secs(10), || async move {
+            let Some(h) = self.health(id).await else { return false };
+            h["time_ms"].as_i64().is_some_and(|t| (t - wall_ms() - offset_secs * 1000).abs() < 2_000)
+        })
+        .await?;
+        eprintln!("chaos: node {id}'s clock reads {offset_secs:+} s");
+        Ok(())
+    }
+
     /// The small file system node `id` was moved to by [`Cluster::move_to_small_disk`].
     pub fn small_disk(&self, id: usize) -> &disk::SmallDisk {
         self.disks.iter().find(|(n, _)| *n == id).map(|(_, d)| d).expect("the node was moved to a small disk")
@@ -266,6 +337,7 @@ impl Cluster {
         let n = self.node(id);
         let log = std::fs::OpenOptions::new().create(true).append(true).open(n.config.with_file_name("node.log"))?;
         let child = command
+            .envs(n.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .arg("run")
             .arg("--config")
             .arg(&n.config)
@@ -505,7 +577,7 @@ impl Cluster {
     /// Adopts a node prepared outside the harness (for example by `strata-node join`) and starts it.
     pub fn add_node(&mut self, config: PathBuf, quic: String, metrics: String) -> anyhow::Result<usize> {
         let id = self.nodes.len() + 1;
-        self.nodes.push(NodeProc { id, config, quic, metrics, child: None, paused: false });
+        self.nodes.push(NodeProc { id, config, quic, metrics, child: None, paused: false, env: Vec::new() });
         self.spawn(id)?;
         Ok(id)
     }

@@ -40,6 +40,8 @@ pub struct HealthReport {
     pub shards: u64,
     /// Bytes of shard data stored here.
     pub bytes: u64,
+    /// This node's wall clock (ms since the Unix epoch): compare across nodes to see clock skew.
+    pub time_ms: u64,
 }
 
 /// Builds the health report.
@@ -66,6 +68,7 @@ pub fn health_report(ctx: &NodeContext) -> HealthReport {
         registered,
         shards: usage.shards,
         bytes: usage.bytes,
+        time_ms: crate::server::now_ms(),
     }
 }
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use strata_proto::{ErrorCode, NodeId, Role, RoleSet, Secret, TenantId, WireError};
 
 use super::catalog::{MAX_KEY_FILE_BYTES, MAX_REF_BLOBS, MAX_SUMMARY_BYTES};
-use super::command::{Digest, GenerationStep, MetaCommand};
+use super::command::{Digest, GenerationStep, MAX_DROPPED_SESSIONS, MetaCommand};
 use super::state::{MetaState, TokenProblem};
 
 /// Longest token label, tenant or generation name accepted.
@@ -20,8 +20,6 @@ pub const MAX_ENTRY_BYTES: usize = 512 << 10;
 /// Largest placement table (written by the leader once, when the first generation can hold data; about 9
 /// bytes a partition, so up to 2^20 partitions of wide profiles fit).
 pub const MAX_PLACEMENT_ENTRY_BYTES: usize = 16 << 20;
-/// How far ahead of the leader's clock a proposer's clock may be for commands that act on time.
-const CLOCK_SLACK_MS: u64 = 5 * 60 * 1000;
 
 /// Who asks for a command to be written.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -139,7 +137,7 @@ fn bounded(text: &str, what: &str) -> Result<(), WireError> {
 
 /// Whether `principal` may have `cmd` written to the log, given the current state; the error names what is
 /// missing. Commands kept only to read old log entries are never proposed again.
-pub fn authorize(state: &MetaState, principal: &Principal, cmd: &MetaCommand, now_ms: u64) -> Result<(), WireError> {
+pub fn authorize(state: &MetaState, principal: &Principal, cmd: &MetaCommand) -> Result<(), WireError> {
     match cmd {
         MetaCommand::Init(_) => node(principal, "initialising the cluster").map(|_| ()),
         // A node's first registration makes it known; a removed node cannot come back (apply refuses it too).
@@ -220,11 +218,10 @@ pub fn authorize(state: &MetaState, principal: &Principal, cmd: &MetaCommand, no
         | MetaCommand::StartMoves { .. }
         | MetaCommand::SetNodeState { .. }
         | MetaCommand::CompleteMove { .. } => member(state, principal, "changing placement, node states and moves").map(|_| ()),
-        // Expiring sessions acts on the proposer's clock: one far ahead would end live backups' sessions.
-        MetaCommand::ExpireSessions { now_ms: at } => {
-            member(state, principal, "expiring sessions")?;
-            if *at > now_ms.saturating_add(CLOCK_SLACK_MS) {
-                return Err(WireError::new(ErrorCode::BadRequest, "the proposer's clock is more than five minutes ahead of this node's"));
+        MetaCommand::DropSessions { sessions } => {
+            member(state, principal, "ending upload sessions")?;
+            if sessions.len() > MAX_DROPPED_SESSIONS {
+                return Err(too_large(format!("at most {MAX_DROPPED_SESSIONS} sessions end in one command")));
             }
             Ok(())
         }
@@ -294,6 +291,9 @@ pub fn authorize(state: &MetaState, principal: &Principal, cmd: &MetaCommand, no
         | MetaCommand::CreateToken { .. }
         | MetaCommand::OpenSessionV1 { .. }
         | MetaCommand::CommitSnapshotV1 { .. }
+        | MetaCommand::CommitSnapshotV2 { .. }
+        | MetaCommand::RenewSessionV1 { .. }
+        | MetaCommand::ExpireSessions { .. }
         | MetaCommand::PutKeyFile { .. } => {
             Err(WireError::new(ErrorCode::BadRequest, "this command is kept only to read old log entries and is not proposed any more"))
         }
@@ -302,8 +302,8 @@ pub fn authorize(state: &MetaState, principal: &Principal, cmd: &MetaCommand, no
 
 /// Checks `cmd` against `principal` (at `now_ms`, this node's clock) and the size of its encoding; the error is
 /// what the caller sees.
-pub fn check_proposal(state: &MetaState, principal: &Principal, cmd: &MetaCommand, now_ms: u64) -> Result<(), WireError> {
-    authorize(state, principal, cmd, now_ms)?;
+pub fn check_proposal(state: &MetaState, principal: &Principal, cmd: &MetaCommand) -> Result<(), WireError> {
+    authorize(state, principal, cmd)?;
     let size = postcard::to_stdvec(cmd).map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?.len();
     let limit = if matches!(cmd, MetaCommand::SetPlacement { .. }) { MAX_PLACEMENT_ENTRY_BYTES } else { MAX_ENTRY_BYTES };
     if size > limit {
@@ -346,7 +346,7 @@ mod tests {
     }
 
     fn denied_for(s: &MetaState, p: &Principal, cmd: &MetaCommand) -> bool {
-        authorize(s, p, cmd, 0).is_err_and(|e| e.code == ErrorCode::PermissionDenied)
+        authorize(s, p, cmd).is_err_and(|e| e.code == ErrorCode::PermissionDenied)
     }
 
     #[test]
@@ -365,14 +365,17 @@ mod tests {
         assert!(denied_for(&s, &n, &MetaCommand::AddGeneration { name: "g2".into(), profile: EcProfile::DEFAULT }));
         let other = NodeAnnouncement { id: NodeId(5), addr: "a:1".into(), zone: "z".into(), capacity_bytes: 1, generation: "g".into() };
         assert!(denied_for(&s, &n, &MetaCommand::RegisterNode(other.clone())));
-        assert!(authorize(&s, &n, &MetaCommand::RegisterNode(NodeAnnouncement { id: NodeId(4), ..other }), 0).is_ok());
-        assert!(denied_for(&s, &n, &MetaCommand::ExpireSessions { now_ms: 1 }), "node 4 is not a member yet");
+        assert!(authorize(&s, &n, &MetaCommand::RegisterNode(NodeAnnouncement { id: NodeId(4), ..other })).is_ok());
+        let drop = MetaCommand::DropSessions { sessions: vec![SessionId(1)] };
+        assert!(denied_for(&s, &n, &drop), "node 4 is not a member yet");
         let mut with_node = s.clone();
         let me = NodeAnnouncement { id: NodeId(4), addr: "a:1".into(), zone: "z".into(), capacity_bytes: 1, generation: "g".into() };
         with_node.apply(&MetaCommand::RegisterNode(me));
-        assert!(authorize(&with_node, &n, &MetaCommand::ExpireSessions { now_ms: 1 }, 0).is_ok());
-        let hours_ahead = MetaCommand::ExpireSessions { now_ms: 10 * 3_600_000 };
-        assert!(authorize(&with_node, &n, &hours_ahead, 3_600_000).is_err(), "a clock hours ahead would end live sessions");
+        assert!(authorize(&with_node, &n, &drop).is_ok());
+        let too_many = MetaCommand::DropSessions { sessions: vec![SessionId(1); MAX_DROPPED_SESSIONS + 1] };
+        assert_eq!(authorize(&with_node, &n, &too_many).unwrap_err().code, ErrorCode::TooLarge);
+        // Sessions end only by the leader's monotonic clock now: the wall-clock command is never proposed.
+        assert!(authorize(&with_node, &n, &MetaCommand::ExpireSessions { now_ms: 1 }).is_err());
         assert!(denied_for(&s, &n, &MetaCommand::OpenSession { tenant: t, session: SessionId(1), now_ms: 0, lease_ms: 1 }));
     }
 
@@ -380,24 +383,24 @@ mod tests {
     fn operators_bootstrap_tenants_once_and_tenants_act_within_their_roles() {
         let (mut s, t) = state();
         let op = Principal::Operator;
-        assert!(authorize(&s, &op, &token(Some(t), &[Role::Admin], Actor::Operator), 0).is_ok());
+        assert!(authorize(&s, &op, &token(Some(t), &[Role::Admin], Actor::Operator)).is_ok());
         assert!(denied_for(&s, &op, &token(Some(t), &[Role::Backup], Actor::Operator)), "operators issue no device tokens");
         s.bootstrapped.insert(t);
         assert!(denied_for(&s, &op, &token(Some(t), &[Role::Admin], Actor::Operator)), "only one bootstrap");
         let admin = Principal::Tenant { tenant: t, roles: RoleSet::of(&[Role::Admin]) };
-        assert!(authorize(&s, &admin, &token(Some(t), &[Role::Backup], Actor::TenantAdmin(t)), 0).is_ok());
+        assert!(authorize(&s, &admin, &token(Some(t), &[Role::Backup], Actor::TenantAdmin(t))).is_ok());
         assert!(denied_for(&s, &admin, &token(Some(t), &[Role::Admin], Actor::TenantAdmin(t))));
         assert!(denied_for(&s, &admin, &token(Some(t), &[Role::Backup], Actor::Operator)), "the issuer must be who asks");
         assert!(denied_for(&s, &admin, &token(Some(TenantId(99)), &[Role::Backup], Actor::TenantAdmin(TenantId(99)))));
         let laptop = Principal::Tenant { tenant: t, roles: RoleSet::of(&[Role::Backup]) };
-        assert!(authorize(&s, &laptop, &MetaCommand::OpenSession { tenant: t, session: SessionId(1), now_ms: 0, lease_ms: 1 }, 0).is_ok());
+        assert!(authorize(&s, &laptop, &MetaCommand::OpenSession { tenant: t, session: SessionId(1), now_ms: 0, lease_ms: 1 }).is_ok());
         assert!(denied_for(&s, &laptop, &MetaCommand::ForgetSnapshots { tenant: t, ids: vec![] }));
         let key = MetaCommand::StoreKeyFile { tenant: t, text: "k".into(), check: [0; 32], proof: None, now_ms: 0 };
         assert!(denied_for(&s, &laptop, &key), "a backup token cannot replace the key file");
-        assert!(authorize(&s, &admin, &key, 0).is_ok());
+        assert!(authorize(&s, &admin, &key).is_ok());
         assert!(denied_for(&s, &laptop, &token(Some(t), &[Role::Restore], Actor::TenantAdmin(t))));
         let revoke = MetaCommand::RevokeToken { id: [0; 8], tenant: Some(t), by: Actor::TenantAdmin(t), now_ms: 0 };
-        assert!(authorize(&s, &admin, &revoke, 0).is_ok());
+        assert!(authorize(&s, &admin, &revoke).is_ok());
         assert!(denied_for(&s, &laptop, &revoke));
     }
 
@@ -412,13 +415,13 @@ mod tests {
             capacity_bytes: 1,
             generation: "g".into(),
         };
-        assert_eq!(authorize(&s, &Principal::Joining([3; 32]), &admit, 0).unwrap_err().code, ErrorCode::Unauthenticated, "never issued");
+        assert_eq!(authorize(&s, &Principal::Joining([3; 32]), &admit).unwrap_err().code, ErrorCode::Unauthenticated, "never issued");
         s.join_tokens.insert([3; 32], u64::MAX);
-        assert!(authorize(&s, &Principal::Joining([3; 32]), &admit, 0).is_ok());
+        assert!(authorize(&s, &Principal::Joining([3; 32]), &admit).is_ok());
         assert!(denied_for(&s, &Principal::Joining([4; 32]), &admit));
         assert!(denied_for(&s, &Principal::Node(NodeId(1)), &admit));
         for legacy in [MetaCommand::ReserveNodeId, MetaCommand::ConsumeJoinToken { digest: [3; 32], now_ms: 0 }] {
-            assert!(authorize(&s, &Principal::Operator, &legacy, 0).is_err());
+            assert!(authorize(&s, &Principal::Operator, &legacy).is_err());
         }
     }
 
@@ -435,7 +438,7 @@ mod tests {
             now_ms: 1,
             issuer: Actor::TenantAdmin(t),
         };
-        assert_eq!(check_proposal(&s, &admin, &long_label, 0).unwrap_err().code, ErrorCode::TooLarge);
+        assert_eq!(check_proposal(&s, &admin, &long_label).unwrap_err().code, ErrorCode::TooLarge);
         let record = |summary: usize, refs: usize| SnapshotRecord {
             id: SnapshotId([1; 16]),
             time_ms: 0,
@@ -445,13 +448,13 @@ mod tests {
             ref_digests: vec![[3; 32]; refs],
         };
         let commit = |r| MetaCommand::CommitSnapshot { tenant: t, session: SessionId(1), record: r, now_ms: 0 };
-        assert!(check_proposal(&s, &admin, &commit(record(1000, 10)), 0).is_ok());
-        assert_eq!(check_proposal(&s, &admin, &commit(record(MAX_SUMMARY_BYTES + 1, 1)), 0).unwrap_err().code, ErrorCode::TooLarge);
-        assert_eq!(check_proposal(&s, &admin, &commit(record(10, MAX_REF_BLOBS + 1)), 0).unwrap_err().code, ErrorCode::TooLarge);
+        assert!(check_proposal(&s, &admin, &commit(record(1000, 10))).is_ok());
+        assert_eq!(check_proposal(&s, &admin, &commit(record(MAX_SUMMARY_BYTES + 1, 1))).unwrap_err().code, ErrorCode::TooLarge);
+        assert_eq!(check_proposal(&s, &admin, &commit(record(10, MAX_REF_BLOBS + 1))).unwrap_err().code, ErrorCode::TooLarge);
         let mut no_digests = record(10, 2);
         no_digests.ref_digests.clear();
-        assert_eq!(check_proposal(&s, &admin, &commit(no_digests), 0).unwrap_err().code, ErrorCode::BadRequest);
+        assert_eq!(check_proposal(&s, &admin, &commit(no_digests)).unwrap_err().code, ErrorCode::BadRequest);
         // The largest commit the limits allow still fits one log entry.
-        assert!(check_proposal(&s, &admin, &commit(record(MAX_SUMMARY_BYTES, MAX_REF_BLOBS)), 0).is_ok());
+        assert!(check_proposal(&s, &admin, &commit(record(MAX_SUMMARY_BYTES, MAX_REF_BLOBS))).is_ok());
     }
 }

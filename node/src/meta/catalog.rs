@@ -27,6 +27,15 @@ pub const PAGE_BYTES: usize = 1 << 20;
 /// Most snapshots in one page of a listing.
 pub const PAGE_LIMIT: u32 = 10_000;
 
+/// Which clock decides, at a snapshot commit, whether the session's lease ran out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Lease {
+    /// Log entries from before the leader kept leases: the proposer's clock in the command.
+    ProposerClock,
+    /// The leader, which ends dead sessions with `DropSessions`: a session still open is alive.
+    Leader,
+}
+
 impl MetaState {
     /// One page of `tenant`'s catalog in id order: the snapshots after `after`, at most `limit` (capped at
     /// [`PAGE_LIMIT`]) and at most `max_bytes` of encoded records (but always one, if any is left), and the id
@@ -58,6 +67,8 @@ impl MetaState {
         (page, next)
     }
 
+    /// The session if `tenant` owns it and it is open; with `now_ms` (legacy entries), also unexpired by that
+    /// clock.
     fn owned_session(&self, tenant: TenantId, session: SessionId, now_ms: Option<u64>) -> Result<&SessionRecord, MetaResponse> {
         match self.sessions.get(&session) {
             Some(s) if s.tenant == tenant && now_ms.is_none_or(|now| !s.expired(now)) => Ok(s),
@@ -87,7 +98,7 @@ impl MetaState {
         MetaResponse::Session(id)
     }
 
-    pub(super) fn renew_session(&mut self, tenant: TenantId, session: SessionId, now_ms: u64) -> MetaResponse {
+    pub(super) fn renew_session_v1(&mut self, tenant: TenantId, session: SessionId, now_ms: u64) -> MetaResponse {
         if let Err(refusal) = self.owned_session(tenant, session, Some(now_ms)) {
             return refusal;
         }
@@ -95,6 +106,27 @@ impl MetaState {
             s.renewed_ms = s.renewed_ms.max(now_ms);
         }
         MetaResponse::Ok
+    }
+
+    /// A renewal: the session must be open; its `renewed_ms` takes the proposer's clock even if that is behind,
+    /// so the leader's watch sees every renewal as a change.
+    pub(super) fn renew_session(&mut self, tenant: TenantId, session: SessionId, now_ms: u64) -> MetaResponse {
+        if let Err(refusal) = self.owned_session(tenant, session, None) {
+            return refusal;
+        }
+        if let Some(s) = self.sessions.get_mut(&session) {
+            s.renewed_ms = now_ms;
+        }
+        MetaResponse::Ok
+    }
+
+    /// Ends the sessions the leader saw no renewal of for a whole lease.
+    pub(super) fn drop_sessions(&mut self, sessions: &[SessionId]) -> MetaResponse {
+        let before = self.sessions.len();
+        for id in sessions {
+            self.sessions.remove(id);
+        }
+        MetaResponse::Count((before - self.sessions.len()) as u64)
     }
 
     pub(super) fn close_session(&mut self, tenant: TenantId, session: SessionId) -> MetaResponse {
@@ -107,7 +139,14 @@ impl MetaState {
         }
     }
 
-    pub(super) fn commit_snapshot(&mut self, tenant: TenantId, session: SessionId, record: &SnapshotRecord, now_ms: u64) -> MetaResponse {
+    pub(super) fn commit_snapshot(
+        &mut self,
+        tenant: TenantId,
+        session: SessionId,
+        record: &SnapshotRecord,
+        now_ms: u64,
+        lease: Lease,
+    ) -> MetaResponse {
         if let Some(existing) = self.snapshots.get(&tenant).and_then(|c| c.get(&record.id)) {
             // A retried commit whose first attempt succeeded: same content is success, anything else a conflict.
             return if existing.summary == record.summary && existing.refs == record.refs && existing.ref_digests == record.ref_digests {
@@ -117,7 +156,11 @@ impl MetaState {
                 MetaResponse::reject(ErrorCode::Conflict, format!("snapshot {} already exists with other contents", record.id))
             };
         }
-        if let Err(refusal) = self.owned_session(tenant, session, Some(now_ms)) {
+        let expiry = match lease {
+            Lease::ProposerClock => Some(now_ms),
+            Lease::Leader => None,
+        };
+        if let Err(refusal) = self.owned_session(tenant, session, expiry) {
             return refusal;
         }
         if record.summary.len() > MAX_SUMMARY_BYTES || record.refs.len() > MAX_REF_BLOBS {
@@ -299,18 +342,37 @@ mod tests {
     }
 
     #[test]
-    fn expired_sessions_cannot_commit_or_renew() {
+    fn old_log_entries_still_apply_their_wall_clock_leases() {
         let (mut s, t) = state_with_tenant();
         let session = open(&mut s, t, 0);
-        assert_eq!(s.apply(&MetaCommand::RenewSession { tenant: t, session, now_ms: 900 }), MetaResponse::Ok);
+        assert_eq!(s.apply(&MetaCommand::RenewSessionV1 { tenant: t, session, now_ms: 900 }), MetaResponse::Ok);
         assert_eq!(s.open_sessions(t, 1800), vec![session]);
         assert!(rejected(
-            &s.apply(&MetaCommand::CommitSnapshot { tenant: t, session, record: record(2), now_ms: 2000 }),
+            &s.apply(&MetaCommand::CommitSnapshotV2 { tenant: t, session, record: record(2), now_ms: 2000 }),
             ErrorCode::NotFound
         ));
-        assert!(rejected(&s.apply(&MetaCommand::RenewSession { tenant: t, session, now_ms: 2000 }), ErrorCode::NotFound));
+        assert!(rejected(&s.apply(&MetaCommand::RenewSessionV1 { tenant: t, session, now_ms: 2000 }), ErrorCode::NotFound));
         assert_eq!(s.apply(&MetaCommand::ExpireSessions { now_ms: 2000 }), MetaResponse::Count(1));
         assert!(s.open_sessions(t, 2000).is_empty());
+    }
+
+    #[test]
+    fn an_open_session_renews_and_commits_whatever_the_clocks_and_ends_only_when_dropped() {
+        let (mut s, t) = state_with_tenant();
+        let session = open(&mut s, t, 10 * 3_600_000);
+        // Stamps from clocks far behind and far ahead: renewals and commits go through while the session is open.
+        assert_eq!(s.apply(&MetaCommand::RenewSession { tenant: t, session, now_ms: 5 }), MetaResponse::Ok);
+        assert_eq!(s.sessions[&session].renewed_ms, 5, "a renewal always changes the stamp the leader watches");
+        assert_eq!(s.apply(&MetaCommand::RenewSession { tenant: t, session, now_ms: 99 * 3_600_000 }), MetaResponse::Ok);
+        let other = open(&mut s, t, 0);
+        assert_eq!(s.apply(&MetaCommand::CommitSnapshot { tenant: t, session, record: record(2), now_ms: 1 }), MetaResponse::Ok);
+        // The leader ends a session; then it can neither renew nor commit.
+        assert_eq!(s.apply(&MetaCommand::DropSessions { sessions: vec![other, SessionId(12345)] }), MetaResponse::Count(1));
+        assert!(rejected(&s.apply(&MetaCommand::RenewSession { tenant: t, session: other, now_ms: 1 }), ErrorCode::NotFound));
+        assert!(rejected(
+            &s.apply(&MetaCommand::CommitSnapshot { tenant: t, session: other, record: record(3), now_ms: 1 }),
+            ErrorCode::NotFound
+        ));
     }
 
     #[test]

@@ -7,6 +7,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::authority::Actor;
+
+/// Most sessions one [`MetaCommand::DropSessions`] ends.
+pub const MAX_DROPPED_SESSIONS: usize = 1024;
 use super::legacy::SnapshotRecordV1;
 use strata_proto::{
     EcProfile, Epoch, ErrorCode, NodeAnnouncement, NodeId, NodeSet, NodeState, PartitionId, PartitionPlacement, RoleSet, SessionId,
@@ -97,8 +100,10 @@ pub enum MetaCommand {
         /// Lease: the session expires this long after its last renewal.
         lease_ms: u64,
     },
-    /// Renew a session's lease; refused if it already expired.
-    RenewSession {
+    /// Renew a session's lease as log entries written before leases were kept by the leader's monotonic clock
+    /// hold it: refused if the lease already ran out by the proposer's clock, and never moves the renewal
+    /// time back. Kept for those entries; nodes propose [`MetaCommand::RenewSession`].
+    RenewSessionV1 {
         /// Tenant (must own the session).
         tenant: TenantId,
         /// Session.
@@ -114,7 +119,7 @@ pub enum MetaCommand {
         session: SessionId,
     },
     /// A snapshot commit as protocol version 1 proposed it (log entries written before reference-list
-    /// digests); applied exactly like [`MetaCommand::CommitSnapshot`] with no digests.
+    /// digests); applied exactly like [`MetaCommand::CommitSnapshotV2`] with no digests.
     CommitSnapshotV1 {
         /// Tenant.
         tenant: TenantId,
@@ -188,8 +193,10 @@ pub enum MetaCommand {
         /// The target the mover copied to (refused if the partition's target has changed since).
         target: NodeSet,
     },
-    /// Add a snapshot to the catalog and close its session; refused if the session expired.
-    CommitSnapshot {
+    /// A snapshot commit as log entries written before leases were kept by the leader's monotonic clock hold
+    /// it: refused if the session's lease ran out by the proposer's clock. Kept for those entries; nodes
+    /// propose [`MetaCommand::CommitSnapshot`].
+    CommitSnapshotV2 {
         /// Tenant.
         tenant: TenantId,
         /// Session it was uploaded in.
@@ -316,6 +323,34 @@ pub enum MetaCommand {
         force: bool,
         /// Proposer's clock.
         now_ms: u64,
+    },
+    /// Renew a session's lease: the session must still be open (the leader alone ends sessions, by its
+    /// monotonic clock, with [`MetaCommand::DropSessions`]); `renewed_ms` becomes `now_ms`, so every renewal
+    /// changes it, whichever node's clock stamped it.
+    RenewSession {
+        /// Tenant (must own the session).
+        tenant: TenantId,
+        /// Session.
+        session: SessionId,
+        /// Proposer's clock.
+        now_ms: u64,
+    },
+    /// Add a snapshot to the catalog and close its session; refused if the session is no longer open (garbage
+    /// collection waits for every open session, so what it deduplicated against is still there).
+    CommitSnapshot {
+        /// Tenant.
+        tenant: TenantId,
+        /// Session it was uploaded in.
+        session: SessionId,
+        /// The snapshot (its `committed_ms` is replaced by `now_ms`).
+        record: SnapshotRecord,
+        /// Proposer's clock.
+        now_ms: u64,
+    },
+    /// End sessions the leader saw no renewal of for a whole lease, measured on its monotonic clock.
+    DropSessions {
+        /// The sessions (at most [`MAX_DROPPED_SESSIONS`]).
+        sessions: Vec<SessionId>,
     },
 }
 

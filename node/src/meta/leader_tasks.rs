@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::BasicNode;
 use openraft::ChangeMembers;
@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use super::Meta;
 use super::command::{GenerationStep, MetaCommand};
 use super::membership::{self, MemberView, MembershipStep};
+use super::session_watch::SessionWatch;
 use crate::config::NodeConfig;
 use crate::health::Health;
 use crate::placement::{self, PlacementInput};
@@ -32,12 +33,14 @@ pub async fn run(meta: Meta, health: Arc<Health>, config: NodeConfig, mut shutdo
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     // Planning moves is costly on big clusters (seconds at 1,000 nodes): only when the map has changed.
     let mut moves_planned_at = None;
+    let mut sessions = SessionWatch::default();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
         }
         if meta.leader() != Some(meta.node_id().0) {
+            sessions.forget_all();
             continue;
         }
         // Several membership steps may be due at once (a whole cluster starting): take them back to back.
@@ -53,7 +56,7 @@ pub async fn run(meta: Meta, health: Arc<Health>, config: NodeConfig, mut shutdo
             moves_planned_at = Some(epoch);
         }
         mark_drained(&meta).await;
-        expire_sessions(&meta).await;
+        end_sessions(&meta, &mut sessions).await;
     }
 }
 
@@ -117,15 +120,18 @@ async fn mark_drained(meta: &Meta) {
     }
 }
 
-/// Drops upload sessions whose lease ran out, so they stop fencing garbage collection.
-async fn expire_sessions(meta: &Meta) {
-    let now = crate::server::now_ms();
-    if !meta.reader.read(|s| s.sessions.values().any(|x| x.expired(now))) {
+/// Ends upload sessions not renewed for a whole lease by this leader's monotonic clock ([`SessionWatch`]), so
+/// they stop fencing garbage collection. No wall clock decides: a node whose clock is off or jumps cannot end a
+/// live backup's session.
+async fn end_sessions(meta: &Meta, watch: &mut SessionWatch) {
+    let now = Instant::now();
+    let over = meta.reader.read(|s| watch.over(&s.sessions, now));
+    if over.is_empty() {
         return;
     }
-    match meta.write(MetaCommand::ExpireSessions { now_ms: now }).await {
-        Ok(r) => tracing::info!(?r, "expired upload sessions"),
-        Err(e) => tracing::warn!(error = %e, "could not expire upload sessions; will retry"),
+    match meta.write(MetaCommand::DropSessions { sessions: over }).await {
+        Ok(r) => tracing::info!(?r, "ended upload sessions whose lease ran out"),
+        Err(e) => tracing::warn!(error = %e, "could not end upload sessions; will retry"),
     }
 }
 

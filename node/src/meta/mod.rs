@@ -16,6 +16,7 @@ pub mod legacy;
 pub mod log_store;
 pub mod membership;
 pub mod network;
+pub mod session_watch;
 pub mod state;
 pub mod state_machine;
 mod state_v1;
@@ -201,7 +202,7 @@ impl Meta {
     pub async fn register_for(&self, node: NodeId, cmd: MetaCommand) -> Result<MetaResponse, MetaError> {
         let now = crate::server::now_ms();
         self.reader
-            .read(|s| principal_of(s, &Origin::Node, node, now).and_then(|p| check_proposal(s, &p, &cmd, now)))
+            .read(|s| principal_of(s, &Origin::Node, node, now).and_then(|p| check_proposal(s, &p, &cmd)))
             .map_err(MetaError::Rejected)?;
         match self.raft.client_write(cmd).await {
             Ok(resp) => match resp.data {
@@ -224,7 +225,7 @@ impl Meta {
     pub async fn write_as(&self, origin: Origin, cmd: MetaCommand) -> Result<MetaResponse, MetaError> {
         let now = crate::server::now_ms();
         self.reader
-            .read(|s| principal_of(s, &origin, self.node_id, now).and_then(|p| check_proposal(s, &p, &cmd, now)))
+            .read(|s| principal_of(s, &origin, self.node_id, now).and_then(|p| check_proposal(s, &p, &cmd)))
             .map_err(MetaError::Rejected)?;
         self.check_holder_proof(&cmd, now).map_err(MetaError::Rejected)?;
         match self.propose(ForwardRequest::Write { cmd, origin }).await? {
@@ -359,7 +360,7 @@ impl Meta {
         self.check_holder_proof(cmd, now)?;
         let check = |s: &state::MetaState| -> Result<Principal, WireError> {
             let p = principal_of(s, origin, via, now)?;
-            check_proposal(s, &p, cmd, now)?;
+            check_proposal(s, &p, cmd)?;
             Ok(p)
         };
         match self.reader.read(check) {

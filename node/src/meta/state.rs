@@ -14,6 +14,7 @@ use strata_proto::{
 };
 
 use super::authority::Actor;
+use super::catalog::Lease;
 use super::command::{Digest, InitCluster, MetaCommand, MetaResponse};
 use super::generations::MigrationSettings;
 
@@ -213,12 +214,19 @@ impl MetaState {
                 self.open_session(*tenant, id, *now_ms, *lease_ms)
             }
             MetaCommand::OpenSession { tenant, session, now_ms, lease_ms } => self.open_session(*tenant, *session, *now_ms, *lease_ms),
+            MetaCommand::RenewSessionV1 { tenant, session, now_ms } => self.renew_session_v1(*tenant, *session, *now_ms),
             MetaCommand::RenewSession { tenant, session, now_ms } => self.renew_session(*tenant, *session, *now_ms),
+            MetaCommand::DropSessions { sessions } => self.drop_sessions(sessions),
             MetaCommand::CloseSession { tenant, session } => self.close_session(*tenant, *session),
             MetaCommand::CommitSnapshotV1 { tenant, session, record, now_ms } => {
-                self.commit_snapshot(*tenant, *session, &record.clone().into_current(), *now_ms)
+                self.commit_snapshot(*tenant, *session, &record.clone().into_current(), *now_ms, Lease::ProposerClock)
             }
-            MetaCommand::CommitSnapshot { tenant, session, record, now_ms } => self.commit_snapshot(*tenant, *session, record, *now_ms),
+            MetaCommand::CommitSnapshotV2 { tenant, session, record, now_ms } => {
+                self.commit_snapshot(*tenant, *session, record, *now_ms, Lease::ProposerClock)
+            }
+            MetaCommand::CommitSnapshot { tenant, session, record, now_ms } => {
+                self.commit_snapshot(*tenant, *session, record, *now_ms, Lease::Leader)
+            }
             MetaCommand::ForgetSnapshots { tenant, ids } => self.forget_snapshots(*tenant, ids),
             MetaCommand::PutKeyFile { tenant, text, check, proof } => self.put_key_file(*tenant, text, *check, *proof),
             MetaCommand::ExpireSessions { now_ms } => self.expire_sessions(*now_ms),
