@@ -4,8 +4,9 @@
 //! whose `eth0` (a veth pair) is plugged into that bridge with the address `10.213.S.(10 + i)`, and a veth pair
 //! from the test's own namespace to the bridge with `10.213.S.1` (the "host", peer 0: the test process and the
 //! `strata` clients it runs). Node namespaces have no route but that subnet, so nothing a node sends can leave
-//! the test's network. Faults are nftables rules in a table `inet chaos` inside a node's namespace, per peer
-//! and per direction; the test's own namespace is never given a rule. Dropping the [`Net`] deletes every
+//! the test's network. Faults are counted nftables rules inside a node's namespace, per peer and per direction
+//! (drops in table `inet chaos`, duplicates in `ip chaosdup`), and token buckets (`tc tbf`) on both ends of a
+//! node's veth pair for a slow link; the test's own namespace is never given a rule. Dropping the [`Net`] deletes every
 //! namespace it created (which deletes the veth pairs with them); namespaces left behind by a test process
 //! that was killed are removed by the next [`Net::create`].
 //!
@@ -135,7 +136,8 @@ impl Net {
             run("ip", &["-n", &ns, "link", "set", "eth0", "up"])?;
             nft(
                 &ns,
-                "table inet chaos {\n  chain input { type filter hook input priority 0; policy accept; }\n  chain output { type filter hook output priority 0; policy accept; }\n}\n",
+                "table inet chaos {\n  chain input { type filter hook input priority 0; policy accept; }\n  chain output { type filter hook output priority 0; policy accept; }\n}\n\
+                 table ip chaosdup {\n  chain post { type filter hook postrouting priority 0; policy accept; }\n}\n",
             )?;
         }
         Ok(())
@@ -232,10 +234,64 @@ impl Net {
         )
     }
 
+    /// Sends a second copy of `percent` of the packets node `node` sends to its peers, at random.
+    pub fn duplicate(&self, node: usize, percent: u8) -> anyhow::Result<()> {
+        if percent > 100 {
+            bail!("a duplication of {percent} % is not a percentage");
+        }
+        let rule = format!(
+            "add rule ip chaosdup post ip daddr {PREFIX}.{}.0/24 numgen random mod 100 < {percent} counter dup to ip daddr device \"eth0\"\n",
+            self.subnet
+        );
+        nft(&self.namespace(node), &rule)
+    }
+
+    /// Limits node `node`'s link to `kbit` kbit/s each way (a token bucket on both ends of its veth pair).
+    pub fn slow(&self, node: usize, kbit: u32) -> anyhow::Result<()> {
+        let rate = format!("{kbit}kbit");
+        // A burst of at least one full-size packet per tick, and a queue of about half a second.
+        let burst = format!("{}", (kbit as u64 * 1000 / 8 / 100).max(16 * 1024));
+        let limit = format!("{}", (kbit as u64 * 1000 / 8 / 2).max(64 * 1024));
+        let shape = ["root", "tbf", "rate", &rate, "burst", &burst, "limit", &limit];
+        let node_ns = self.namespace(node);
+        let port = format!("node{node}");
+        let node_side: Vec<&str> = ["-n", &node_ns, "qdisc", "replace", "dev", "eth0"].into_iter().chain(shape).collect();
+        let hub = self.hub();
+        let hub_side: Vec<&str> = ["-n", &hub, "qdisc", "replace", "dev", &port].into_iter().chain(shape).collect();
+        run("tc", &node_side)?;
+        run("tc", &hub_side)
+    }
+
+    /// Times the token buckets of [`Net::slow`] held node `node`'s packets back (tc's overlimits, both ends).
+    pub fn throttled(&self, node: usize) -> anyhow::Result<u64> {
+        let mut total = 0;
+        for (ns, dev) in [(self.namespace(node), "eth0".to_owned()), (self.hub(), format!("node{node}"))] {
+            let out = Command::new("tc").args(["-n", &ns, "-s", "qdisc", "show", "dev", &dev]).output().context("running tc")?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            // "... (dropped 0, overlimits 12 requeues 0)"
+            total += text
+                .split_whitespace()
+                .skip_while(|w| *w != "overlimits")
+                .nth(1)
+                .and_then(|n| n.trim_end_matches(',').parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+        Ok(total)
+    }
+
     /// Packets the rules in node `node`'s namespace dropped since they were added: proof that a fault acted.
     pub fn dropped(&self, node: usize) -> anyhow::Result<u64> {
+        self.counted(node, "inet", "chaos")
+    }
+
+    /// Packets node `node` sent twice because of [`Net::duplicate`].
+    pub fn duplicated(&self, node: usize) -> anyhow::Result<u64> {
+        self.counted(node, "ip", "chaosdup")
+    }
+
+    fn counted(&self, node: usize, family: &str, table: &str) -> anyhow::Result<u64> {
         let out = Command::new("ip")
-            .args(["netns", "exec", &self.namespace(node), "nft", "list", "table", "inet", "chaos"])
+            .args(["netns", "exec", &self.namespace(node), "nft", "list", "table", family, table])
             .output()
             .context("running nft list")?;
         let text = String::from_utf8_lossy(&out.stdout);
@@ -247,10 +303,13 @@ impl Net {
             .sum())
     }
 
-    /// Removes every fault: all links carry everything again.
+    /// Removes every fault: all links carry everything again, at full speed.
     pub fn heal(&self) -> anyhow::Result<()> {
         for i in 1..=self.nodes {
-            nft(&self.namespace(i), "flush table inet chaos\n")?;
+            nft(&self.namespace(i), "flush table inet chaos\nflush table ip chaosdup\n")?;
+            // Deleting a qdisc that was never added fails; that is fine.
+            let _ = run("tc", &["-n", &self.namespace(i), "qdisc", "del", "dev", "eth0", "root"]);
+            let _ = run("tc", &["-n", &self.hub(), "qdisc", "del", "dev", &format!("node{i}"), "root"]);
         }
         Ok(())
     }

@@ -167,3 +167,102 @@ async fn a_split_cluster_acknowledges_only_what_it_can_keep_and_a_lossy_link_los
     client.close();
     Ok(())
 }
+
+/// Cuts one direction of every link of node `node`: `deaf` drops what it receives, otherwise what it sends
+/// (the host included, so that clients do not wait on it either).
+fn one_way(cluster: &Cluster, node: usize, deaf: bool) -> anyhow::Result<()> {
+    for other in (0..=NODES).filter(|&i| i != node) {
+        if deaf { cluster.net().block(other, node)? } else { cluster.net().block(node, other)? }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_cannot_hear_or_cannot_speak_is_replaced_and_catches_up() -> anyhow::Result<()> {
+    let Some(cluster) = Cluster::start_networked(ClusterSpec { nodes: NODES, ..ClusterSpec::default() }).await? else {
+        return Ok(());
+    };
+    let seed = seed();
+    let (_, admin) = cluster.create_tenant("one-way").await?;
+    let client = cluster.client_with_token(admin.expose()).await?;
+    let blobs = Workload::mixed(seed, 30, 1, 512 << 10);
+    blobs.put_all(&client, 8).await?;
+
+    for (round, deaf) in [(0, true), (1, false)] {
+        let old = cluster.wait_new_leader(None, Duration::from_secs(30)).await?;
+        one_way(&cluster, old, deaf)?;
+        let what = if deaf { "receives nothing (it still sends)" } else { "sends nothing (it still receives)" };
+        eprintln!("chaos: node {old}, the leader, {what}");
+        let started = Instant::now();
+        let others: Vec<usize> = (1..=NODES).filter(|&i| i != old).collect();
+        let new = cluster.wait_leader_among(&others, Some(old), Duration::from_secs(60)).await?;
+        eprintln!("chaos: node {new} leads the others after {:.1} s", started.elapsed().as_secs_f64());
+        // The cluster commits metadata without the old leader.
+        client.create_token(None, RoleSet::of(&[Role::Backup]), None, &format!("one-way round {round}")).await?;
+
+        cluster.net().heal()?;
+        let leader = cluster.wait_new_leader(None, Duration::from_secs(30)).await?;
+        let target = cluster.metric(leader, "strata_raft_applied_index").await.unwrap_or(0.0);
+        cluster
+            .wait_for(&format!("node {old} to apply the log up to index {target}"), Duration::from_secs(30), || async {
+                cluster.metric(old, "strata_raft_applied_index").await.is_some_and(|i| i >= target)
+            })
+            .await?;
+    }
+    let labels: Vec<String> =
+        client.list_tokens(strata_client::cluster::Credential::Tenant, None).await?.into_iter().map(|t| t.label).collect();
+    for round in 0..2 {
+        let label = format!("one-way round {round}");
+        assert_eq!(labels.iter().filter(|l| **l == label).count(), 1, "token {label:?} is listed once: {labels:?}");
+    }
+    assert_intact(&blobs.verify_all(&client, 8).await, "after two one-way partitions");
+    client.close();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bridged_split_then_duplicated_and_slow_links_lose_nothing() -> anyhow::Result<()> {
+    let Some(cluster) = Cluster::start_networked(ClusterSpec { nodes: NODES, ..ClusterSpec::default() }).await? else {
+        return Ok(());
+    };
+    let seed = seed();
+    let (_, admin) = cluster.create_tenant("bridged").await?;
+    let client = cluster.client_with_token(admin.expose()).await?;
+    let before = Workload::mixed(seed, 30, 1, 512 << 10);
+    before.put_all(&client, 8).await?;
+
+    // A bridge: two halves that cannot see each other, and one node that sees both. Only that node reaches all
+    // six holders, so writes go through it (clients move on from nodes that refuse).
+    let (left, bridge, right) = ([1, 2], 3, [4, 5, 6]);
+    cluster.net().cut(&left, &right)?;
+    eprintln!("chaos: bridged split {left:?} | {bridge} | {right:?}");
+    let started = Instant::now();
+    let during = Workload::mixed(seed ^ 1, 20, 1, 256 << 10);
+    during.put_all(&client, 4).await?;
+    client.create_token(None, RoleSet::of(&[Role::Backup]), None, "bridged").await?;
+    eprintln!("chaos: 20 puts and a metadata write across the bridge took {:.1} s", started.elapsed().as_secs_f64());
+    assert_intact(&before.verify_all(&client, 8).await, "across a bridged split");
+    cluster.net().heal()?;
+    cluster.wait_new_leader(None, Duration::from_secs(30)).await?;
+
+    // One node sends a fifth of its packets twice, another's link carries 4 Mbit/s each way.
+    cluster.net().duplicate(2, 20)?;
+    cluster.net().slow(5, 4_000)?;
+    eprintln!("chaos: node 2 duplicates 20 % of what it sends; node 5's link is limited to 4 Mbit/s");
+    let after = Workload::mixed(seed ^ 2, 30, 64 << 10, 512 << 10);
+    let started = Instant::now();
+    after.put_all(&client, 8).await?;
+    assert_intact(&after.verify_all(&client, 8).await, "over duplicating and slow links");
+    let duplicated = cluster.net().duplicated(2)?;
+    eprintln!("chaos: 30 puts over those links took {:.1} s; node 2 sent {duplicated} packets twice", started.elapsed().as_secs_f64());
+    assert!(duplicated > 10, "node 2 duplicated only {duplicated} packets: the fault did not act");
+    let throttled = cluster.net().throttled(5)?;
+    eprintln!("chaos: node 5's token buckets held packets back {throttled} times");
+    assert!(throttled > 0, "node 5's link was never slowed: the fault did not act");
+    cluster.net().heal()?;
+
+    assert_intact(&before.verify_all(&client, 8).await, "after healing");
+    assert_intact(&during.verify_all(&client, 8).await, "after healing (written across the bridge)");
+    client.close();
+    Ok(())
+}

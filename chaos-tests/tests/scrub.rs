@@ -46,18 +46,34 @@ async fn flipped_and_lost_shards_are_found_and_rebuilt() -> anyhow::Result<()> {
     damage(&cluster.nodes[2].config, 6, 3)?;
     cluster.restart(3)?;
     cluster.wait_all_ready(Duration::from_secs(60)).await?;
+    let ready_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as f64;
 
     cluster
         .wait_for("the scrub to rebuild every damaged shard", Duration::from_secs(120), || async {
             let corrupt = cluster.metric(3, "strata_scrub_corrupt_shards_total").await.unwrap_or(0.0);
             let rebuilt = cluster.metric(3, "strata_scrub_rebuilt_shards_total").await.unwrap_or(0.0);
-            let mut filled = 0.0;
-            for n in 1..=6 {
-                filled += cluster.metric(n, "strata_scrub_filled_chunks_total").await.unwrap_or(0.0);
-            }
-            corrupt == 6.0 && rebuilt == 6.0 && filled >= 3.0
+            corrupt == 6.0 && rebuilt == 6.0
         })
         .await?;
+    // Full redundancy, stated exactly: every node has since run a whole pass that found every shard it holds
+    // intact and no shard missing from any stripe of the partitions it fills. (Summing "filled" counters over
+    // the nodes once let this test go on while one of the lost shards was still missing.)
+    cluster
+        .wait_for("a clean scrub pass on every node, begun after the damage", Duration::from_secs(120), || async {
+            for n in 1..=6 {
+                let clean = cluster.metric(n, "strata_scrub_clean_pass_started_timestamp_seconds").await.unwrap_or(0.0);
+                if clean < ready_s + 1.0 {
+                    return false;
+                }
+            }
+            true
+        })
+        .await?;
+    let mut filled = 0.0;
+    for n in 1..=6 {
+        filled += cluster.metric(n, "strata_scrub_filled_chunks_total").await.unwrap_or(0.0);
+    }
+    assert!(filled >= 3.0, "the 3 lost shards were filled ({filled} filled in all)");
     cluster
         .wait_for("a last fully verified time for the generation", Duration::from_secs(60), || async {
             cluster.admin_json(&["generation", "list"])["generations"][0]["last_verified_ms"].as_u64().is_some()

@@ -94,6 +94,8 @@ pub struct Metrics {
     pub scrub_progress: Gauge,
     /// When the last complete scrub pass ended, Unix seconds (0: never).
     pub scrub_last_complete: IntGauge,
+    /// When the last scrub pass that found nothing to fix began.
+    pub scrub_clean_pass_started: IntGauge,
 }
 
 fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
@@ -223,6 +225,12 @@ impl Metrics {
                 g
             },
             scrub_last_complete: gauge(r, "strata_scrub_last_complete_timestamp_seconds", "End of the last complete scrub pass (0: never)"),
+            scrub_clean_pass_started: gauge(
+                r,
+                "strata_scrub_clean_pass_started_timestamp_seconds",
+                "Start of the last scrub pass that found every shard here intact and no shard missing from any stripe of \
+                 the partitions this node fills: from then on those stripes had full redundancy (0: never)",
+            ),
             registry,
         }
     }

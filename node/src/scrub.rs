@@ -46,6 +46,15 @@ pub struct ScrubReport {
     pub unfinished: u64,
 }
 
+impl ScrubReport {
+    /// A complete pass that found nothing to fix: every shard on this node verified, and no stripe of the
+    /// partitions it fills missing a shard. Redundancy was full for those stripes when the pass began (unless
+    /// something failed since).
+    pub fn is_clean(&self) -> bool {
+        self.corrupt == 0 && self.filled == 0 && self.unfinished == 0
+    }
+}
+
 /// Runs a pass every `scrub.interval_ms` until `shutdown` turns true.
 pub async fn run(ctx: Arc<NodeContext>, mut shutdown: watch::Receiver<bool>) {
     let throttle = Throttle::default();
@@ -56,10 +65,14 @@ pub async fn run(ctx: Arc<NodeContext>, mut shutdown: watch::Receiver<bool>) {
             _ = tokio::time::sleep(interval) => {}
             _ = shutdown.changed() => return,
         }
+        let started_s = crate::server::now_ms() as i64 / 1000;
         let r = pass(&ctx, &throttle, &codecs).await;
         if r.unfinished == 0 {
             ctx.metrics.scrub_last_complete.set(crate::server::now_ms() as i64 / 1000);
             ctx.scrubbed_at_ms.store(crate::server::now_ms(), std::sync::atomic::Ordering::Relaxed);
+        }
+        if r.is_clean() {
+            ctx.metrics.scrub_clean_pass_started.set(started_s);
         }
         let log = if r.corrupt > 0 || r.filled > 0 || r.unfinished > 0 { tracing::Level::WARN } else { tracing::Level::DEBUG };
         if log == tracing::Level::WARN {
