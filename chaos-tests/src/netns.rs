@@ -23,7 +23,7 @@ use anyhow::{Context as _, bail};
 /// The first two octets of every test network.
 const PREFIX: &str = "10.213";
 /// Namespace names begin with this, then the creating process id.
-const NAME_PREFIX: &str = "strata";
+const NAME_PREFIX: &str = "stratachaos";
 
 static NETS_CREATED: AtomicU32 = AtomicU32::new(0);
 

@@ -83,6 +83,17 @@ async fn a_node_certificate_cannot_mint_credentials_or_impersonate_other_nodes()
         let r = forward(&rogue, &cluster, claim, Origin::Node).await?;
         assert!(refused(&r, ErrorCode::PermissionDenied), "a node recorded itself as a CA key holder without the key: {r:?}");
     }
+    // End every live backup's upload session (a compromised node knows their stamps: it holds the state).
+    // Only the leader ends sessions, for itself: a forwarded DropSessions is refused, and the session lives on.
+    let (_, admin) = cluster.create_tenant("victim").await?;
+    let victim = cluster.client_with_token(admin.expose()).await?;
+    let (session, _) = victim.open_session().await?;
+    let stamps = (0..4u64).map(|i| (session, now_ms.saturating_sub(i * 1000))).collect();
+    let r = forward(&rogue, &cluster, MetaCommand::DropSessions { sessions: stamps }, Origin::Node).await?;
+    assert!(refused(&r, ErrorCode::PermissionDenied), "a node ended a tenant's upload session: {r:?}");
+    victim.renew_session(session).await?;
+    victim.abort_session(session).await?;
+    victim.close();
     rogue.close_all();
 
     // A certificate the CA signed for a node the cluster never admitted (node 99) opens no shard.

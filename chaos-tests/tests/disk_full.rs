@@ -55,6 +55,7 @@ async fn shards_stop_at_the_reserve_so_a_full_disk_never_stops_the_metadata_log(
         client.create_token(None, RoleSet::of(&[Role::Backup]), None, &format!("while full {i}")).await?;
     }
     wait_caught_up(&cluster, full).await?;
+    let log = cluster.log_tail(full, 3000);
     assert!(!log.contains("metadata log stopped"), "node {full}'s Raft stopped although its reserve was kept");
 
     let served = || cluster.metric_with(full, "strata_requests_total", &["op=\"get_shard\"", "result=\"ok\""]);

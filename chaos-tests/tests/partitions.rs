@@ -158,7 +158,7 @@ async fn a_split_cluster_acknowledges_only_what_it_can_keep_and_a_lossy_link_los
     assert_intact(&after.verify_all(&client, 8).await, "over a lossy link");
     let dropped = cluster.net().dropped(lossy)?;
     eprintln!("chaos: node {lossy}'s link dropped {dropped} packets");
-    assert!(dropped > 100, "the lossy link dropped only {dropped} packets: the fault did not act");
+    assert!(dropped > 10, "the lossy link dropped only {dropped} packets: the fault did not act");
     cluster.net().heal()?;
 
     assert_intact(&before.verify_all(&client, 8).await, "after healing");

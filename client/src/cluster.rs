@@ -29,6 +29,15 @@ const ATTEMPTS: u32 = 8;
 /// How long an address that could not be reached is tried only after the others.
 const SUSPECT_FOR: Duration = Duration::from_secs(15);
 
+/// When a request moves on to the next address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failover {
+    /// Only when the node cannot be reached.
+    Unreachable,
+    /// Also when it answers with a retryable refusal (idempotent requests only).
+    AlsoRefused,
+}
+
 /// Which credential of the profile a request is made with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Credential {
@@ -208,11 +217,27 @@ impl ClusterClient {
         self.call_in_order(&order, auth, request, body).await
     }
 
-    /// Tries `addrs` in order until one answers with success or a permanent error. A node that cannot be
-    /// reached, or that answers with a retryable error (it cannot reach enough of its peers, or has no leader),
-    /// is tried last for a while and the next one is asked at once: a node cut off from the others but not
-    /// from us must not decide for the whole cluster.
+    /// Tries `addrs` in order until one answers; a node that cannot be reached is tried last for a while.
     async fn call_in_order(&self, addrs: &[String], auth: Option<&Secret>, request: Request, body: Bytes) -> Result<Reply, ClientError> {
+        self.call_in_order_with(addrs, auth, request, body, Failover::Unreachable).await
+    }
+
+    /// Like [`Self::call_in_order`] for blob requests, which are idempotent: a node that answers with a
+    /// retryable refusal (it cannot reach enough of its peers) is also tried last for a while and the next one
+    /// is asked at once, so a node cut off from the others but not from us does not decide for the whole
+    /// cluster. Metadata requests never fail over on a refusal: the write may have been proposed already.
+    async fn call_blob(&self, addrs: &[String], auth: Option<&Secret>, request: Request, body: Bytes) -> Result<Reply, ClientError> {
+        self.call_in_order_with(addrs, auth, request, body, Failover::AlsoRefused).await
+    }
+
+    async fn call_in_order_with(
+        &self,
+        addrs: &[String],
+        auth: Option<&Secret>,
+        request: Request,
+        body: Bytes,
+        failover: Failover,
+    ) -> Result<Reply, ClientError> {
         let mut last_unreachable: Option<RpcError> = None;
         let mut last_refusal: Option<RpcError> = None;
         for addr in self.healthy_first(addrs) {
@@ -225,7 +250,7 @@ impl ClusterClient {
                     self.suspects.lock().unwrap_or_else(|e| e.into_inner()).insert(addr.clone(), Instant::now());
                     last_unreachable = Some(e);
                 }
-                Err(e) if e.is_retryable() => {
+                Err(e) if failover == Failover::AlsoRefused && e.is_retryable() => {
                     tracing::debug!(%addr, error = %e, "asking the next node");
                     self.suspects.lock().unwrap_or_else(|e| e.into_inner()).insert(addr.clone(), Instant::now());
                     last_refusal = Some(e);
@@ -357,7 +382,7 @@ impl ClusterClient {
         let reply = self
             .retrying(|| async {
                 let route = self.route(&id).await;
-                self.call_in_order(&route, Some(token), Request::PutBlob { id }, data.clone()).await
+                self.call_blob(&route, Some(token), Request::PutBlob { id }, data.clone()).await
             })
             .await?;
         match reply.response {
@@ -389,7 +414,7 @@ impl ClusterClient {
                     Some(id) => self.route(&id).await,
                     None => self.addresses(),
                 };
-                self.call_in_order(&route, Some(token), Request::PutBlobs { blobs: blobs.clone() }, body.clone()).await
+                self.call_blob(&route, Some(token), Request::PutBlobs { blobs: blobs.clone() }, body.clone()).await
             })
             .await?;
         match reply.response {
@@ -413,7 +438,7 @@ impl ClusterClient {
         let reply = self
             .retrying(|| async {
                 let route = self.route(&id).await;
-                self.call_in_order(&route, Some(token), request.clone(), Bytes::new()).await
+                self.call_blob(&route, Some(token), request.clone(), Bytes::new()).await
             })
             .await?;
         match reply.response {
@@ -426,7 +451,7 @@ impl ClusterClient {
     pub async fn delete_blob(&self, id: ChunkId) -> Result<bool, ClientError> {
         let token = self.tenant_token()?;
         let reply = self
-            .retrying(|| async { self.call_in_order(&self.route(&id).await, Some(token), Request::DeleteBlob { id }, Bytes::new()).await })
+            .retrying(|| async { self.call_blob(&self.route(&id).await, Some(token), Request::DeleteBlob { id }, Bytes::new()).await })
             .await?;
         match reply.response {
             Response::Deleted { existed } => Ok(existed),

@@ -366,13 +366,13 @@ mod tests {
         let other = NodeAnnouncement { id: NodeId(5), addr: "a:1".into(), zone: "z".into(), capacity_bytes: 1, generation: "g".into() };
         assert!(denied_for(&s, &n, &MetaCommand::RegisterNode(other.clone())));
         assert!(authorize(&s, &n, &MetaCommand::RegisterNode(NodeAnnouncement { id: NodeId(4), ..other })).is_ok());
-        let drop = MetaCommand::DropSessions { sessions: vec![SessionId(1)] };
+        let drop = MetaCommand::DropSessions { sessions: vec![(SessionId(1), 0)] };
         assert!(denied_for(&s, &n, &drop), "node 4 is not a member yet");
         let mut with_node = s.clone();
         let me = NodeAnnouncement { id: NodeId(4), addr: "a:1".into(), zone: "z".into(), capacity_bytes: 1, generation: "g".into() };
         with_node.apply(&MetaCommand::RegisterNode(me));
         assert!(authorize(&with_node, &n, &drop).is_ok());
-        let too_many = MetaCommand::DropSessions { sessions: vec![SessionId(1); MAX_DROPPED_SESSIONS + 1] };
+        let too_many = MetaCommand::DropSessions { sessions: vec![(SessionId(1), 0); MAX_DROPPED_SESSIONS + 1] };
         assert_eq!(authorize(&with_node, &n, &too_many).unwrap_err().code, ErrorCode::TooLarge);
         // Sessions end only by the leader's monotonic clock now: the wall-clock command is never proposed.
         assert!(authorize(&with_node, &n, &MetaCommand::ExpireSessions { now_ms: 1 }).is_err());

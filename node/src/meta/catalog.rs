@@ -120,11 +120,13 @@ impl MetaState {
         MetaResponse::Ok
     }
 
-    /// Ends the sessions the leader saw no renewal of for a whole lease.
-    pub(super) fn drop_sessions(&mut self, sessions: &[SessionId]) -> MetaResponse {
+    /// Ends the sessions the leader saw no renewal of for a whole lease, unless renewed since it looked.
+    pub(super) fn drop_sessions(&mut self, sessions: &[(SessionId, u64)]) -> MetaResponse {
         let before = self.sessions.len();
-        for id in sessions {
-            self.sessions.remove(id);
+        for (id, seen) in sessions {
+            if self.sessions.get(id).is_some_and(|s| s.renewed_ms == *seen) {
+                self.sessions.remove(id);
+            }
         }
         MetaResponse::Count((before - self.sessions.len()) as u64)
     }
@@ -367,7 +369,10 @@ mod tests {
         let other = open(&mut s, t, 0);
         assert_eq!(s.apply(&MetaCommand::CommitSnapshot { tenant: t, session, record: record(2), now_ms: 1 }), MetaResponse::Ok);
         // The leader ends a session; then it can neither renew nor commit.
-        assert_eq!(s.apply(&MetaCommand::DropSessions { sessions: vec![other, SessionId(12345)] }), MetaResponse::Count(1));
+        let stamp = s.sessions[&other].renewed_ms;
+        // A drop decided before a renewal that was applied first keeps the session.
+        assert_eq!(s.apply(&MetaCommand::DropSessions { sessions: vec![(other, stamp + 1)] }), MetaResponse::Count(0));
+        assert_eq!(s.apply(&MetaCommand::DropSessions { sessions: vec![(other, stamp), (SessionId(12345), 0)] }), MetaResponse::Count(1));
         assert!(rejected(&s.apply(&MetaCommand::RenewSession { tenant: t, session: other, now_ms: 1 }), ErrorCode::NotFound));
         assert!(rejected(
             &s.apply(&MetaCommand::CommitSnapshot { tenant: t, session: other, record: record(3), now_ms: 1 }),

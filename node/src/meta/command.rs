@@ -347,10 +347,12 @@ pub enum MetaCommand {
         /// Proposer's clock.
         now_ms: u64,
     },
-    /// End sessions the leader saw no renewal of for a whole lease, measured on its monotonic clock.
+    /// End sessions the leader saw no renewal of for a whole lease, measured on its monotonic clock. Each
+    /// names the renewal stamp the leader last saw: a session renewed since (the entry was delayed, or the
+    /// leader's state lagged) is kept. Only the leader proposes it, for itself.
     DropSessions {
-        /// The sessions (at most [`MAX_DROPPED_SESSIONS`]).
-        sessions: Vec<SessionId>,
+        /// The sessions and their last renewal stamps seen (at most [`MAX_DROPPED_SESSIONS`]).
+        sessions: Vec<(SessionId, u64)>,
     },
 }
 

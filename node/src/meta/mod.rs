@@ -357,6 +357,11 @@ impl Meta {
     /// token is looked up in the leader's state, caught up to its commit index first if it is not there yet).
     async fn leader_check(&self, origin: &Origin, via: NodeId, cmd: &MetaCommand) -> Result<(), WireError> {
         let now = crate::server::now_ms();
+        // Only the leader knows, on its own monotonic clock, which sessions went a lease without renewal: a
+        // DropSessions forwarded by any other node (a stale leader, or a compromised one) is refused.
+        if matches!(cmd, MetaCommand::DropSessions { .. }) && via != self.node_id {
+            return Err(WireError::new(ErrorCode::PermissionDenied, format!("only the leader ends upload sessions, not {via}")));
+        }
         self.check_holder_proof(cmd, now)?;
         let check = |s: &state::MetaState| -> Result<Principal, WireError> {
             let p = principal_of(s, origin, via, now)?;

@@ -21,9 +21,9 @@ pub struct SessionWatch {
 }
 
 impl SessionWatch {
-    /// The sessions of `sessions` that have gone a whole lease without a renewal by `now` (at most
-    /// [`MAX_DROPPED_SESSIONS`]); forgets sessions that are gone.
-    pub fn over(&mut self, sessions: &BTreeMap<SessionId, SessionRecord>, now: Instant) -> Vec<SessionId> {
+    /// The sessions of `sessions` that have gone a whole lease without a renewal by `now`, with the renewal
+    /// stamp they still carry (at most [`MAX_DROPPED_SESSIONS`]); forgets sessions that are gone.
+    pub fn over(&mut self, sessions: &BTreeMap<SessionId, SessionRecord>, now: Instant) -> Vec<(SessionId, u64)> {
         self.seen.retain(|id, _| sessions.contains_key(id));
         let mut over = Vec::new();
         for (id, s) in sessions {
@@ -32,7 +32,7 @@ impl SessionWatch {
                 *seen = (s.renewed_ms, now);
             }
             if now.saturating_duration_since(seen.1) >= Duration::from_millis(s.lease_ms) && over.len() < MAX_DROPPED_SESSIONS {
-                over.push(*id);
+                over.push((*id, s.renewed_ms));
             }
         }
         over
@@ -66,9 +66,9 @@ mod tests {
         // Session 2 is renewed with a stamp *behind* its previous one (another node's clock): still a renewal.
         let renewed = sessions(&[(1, 0), (2, 5)]);
         assert_eq!(watch.over(&renewed, t0 + Duration::from_secs(30)), vec![]);
-        assert_eq!(watch.over(&renewed, t0 + Duration::from_secs(60)), vec![SessionId(1)]);
-        assert_eq!(watch.over(&renewed, t0 + Duration::from_secs(89)), vec![SessionId(1)]);
-        assert_eq!(watch.over(&renewed, t0 + Duration::from_secs(90)), vec![SessionId(1), SessionId(2)]);
+        assert_eq!(watch.over(&renewed, t0 + Duration::from_secs(60)), vec![(SessionId(1), 0)]);
+        assert_eq!(watch.over(&renewed, t0 + Duration::from_secs(89)), vec![(SessionId(1), 0)]);
+        assert_eq!(watch.over(&renewed, t0 + Duration::from_secs(90)), vec![(SessionId(1), 0), (SessionId(2), 5)]);
     }
 
     #[test]
@@ -81,7 +81,7 @@ mod tests {
         // Leading again much later: the old observation does not count.
         let later = t0 + Duration::from_secs(600);
         assert!(watch.over(&state, later).is_empty());
-        assert_eq!(watch.over(&state, later + Duration::from_secs(60)), vec![SessionId(1)]);
+        assert_eq!(watch.over(&state, later + Duration::from_secs(60)), vec![(SessionId(1), 0)]);
         assert!(watch.over(&sessions(&[]), later + Duration::from_secs(61)).is_empty());
         assert!(watch.seen.is_empty(), "a session that left the state is forgotten");
         // Many dead sessions end in commands of bounded size.

@@ -119,7 +119,13 @@ impl RocksShardStore {
         let data_len =
             u32::try_from(w.data.len()).map_err(|_| StoreError::NoSpace(format!("shard of {} bytes is over 4 GiB", w.data.len())))?;
         let enc = encode_key(&w.key).to_vec();
-        let record = self.db.get_pinned_cf(cf(&self.db, CF_SHARD_META), &enc).map_err(io)?.map(|r| r.to_vec());
+        let record = match self.db.get_pinned_cf(cf(&self.db, CF_SHARD_META), &enc) {
+            Ok(r) => r.map(|r| r.to_vec()),
+            // A rotten table block: the slot holds a record nobody can read. An empty record decodes as
+            // damaged, which a repair may replace and a tenant's put may not.
+            Err(e) if e.kind() == rocksdb::ErrorKind::Corruption => Some(Vec::new()),
+            Err(e) => return Err(io(e)),
+        };
         let (existing, previous_len) = match record.as_deref().map(decode_header) {
             None => (Existing::Empty, 0),
             Some(Err(_)) => (Existing::Damaged, 0),
