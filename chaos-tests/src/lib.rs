@@ -508,6 +508,17 @@ impl Cluster {
         self.wait_leader_among(&running, not, timeout).await
     }
 
+    /// Waits until every running node agrees on a leader, then until node `id` has applied the Raft log as
+    /// far as that leader had when asked (a healed or restarted node has caught up).
+    pub async fn wait_caught_up(&self, id: usize) -> anyhow::Result<()> {
+        let leader = self.wait_new_leader(None, Duration::from_secs(30)).await?;
+        let target = self.metric(leader, "strata_raft_applied_index").await.unwrap_or(0.0);
+        self.wait_for(&format!("node {id} to apply the Raft log up to index {target}"), Duration::from_secs(30), || async {
+            self.metric(id, "strata_raft_applied_index").await.is_some_and(|i| i >= target)
+        })
+        .await
+    }
+
     /// Waits until nodes `ids` agree on a leader other than `not`; returns it.
     pub async fn wait_leader_among(&self, ids: &[usize], not: Option<usize>, timeout: Duration) -> anyhow::Result<usize> {
         let deadline = Instant::now() + timeout;

@@ -17,16 +17,6 @@ use strata_proto::{Role, RoleSet};
 
 const MIB: u64 = 1 << 20;
 
-async fn wait_caught_up(cluster: &Cluster, id: usize) -> anyhow::Result<()> {
-    let leader = cluster.wait_new_leader(None, Duration::from_secs(30)).await?;
-    let target = cluster.metric(leader, "strata_raft_applied_index").await.unwrap_or(0.0);
-    cluster
-        .wait_for(&format!("node {id} to apply the Raft log up to {target}"), Duration::from_secs(30), || async {
-            cluster.metric(id, "strata_raft_applied_index").await.is_some_and(|i| i >= target)
-        })
-        .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shards_stop_at_the_reserve_so_a_full_disk_never_stops_the_metadata_log() -> anyhow::Result<()> {
     let spec = ClusterSpec { extra_config: "[storage]\nreserve_bytes = 67108864\n", ..ClusterSpec::default() };
@@ -54,7 +44,7 @@ async fn shards_stop_at_the_reserve_so_a_full_disk_never_stops_the_metadata_log(
     for i in 0..5 {
         client.create_token(None, RoleSet::of(&[Role::Backup]), None, &format!("while full {i}")).await?;
     }
-    wait_caught_up(&cluster, full).await?;
+    cluster.wait_caught_up(full).await?;
     let log = cluster.log_tail(full, 3000);
     assert!(!log.contains("metadata log stopped"), "node {full}'s Raft stopped although its reserve was kept");
 
@@ -138,7 +128,7 @@ async fn a_node_that_cannot_write_its_metadata_log_stops_and_comes_back_intact()
     cluster.small_disk(full).free()?;
     cluster.restart(full)?;
     cluster.wait_all_ready(Duration::from_secs(60)).await?;
-    wait_caught_up(&cluster, full).await?;
+    cluster.wait_caught_up(full).await?;
     eprintln!("chaos: node {full} is back on its data and caught up");
     assert_intact(&before.verify_all(&client, 8).await, "after the node came back");
     let written_while_full = Workload { seed: during.seed, blobs: acknowledged };

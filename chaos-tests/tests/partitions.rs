@@ -86,13 +86,7 @@ async fn a_leader_cut_off_from_its_peers_is_replaced_and_nothing_acknowledged_is
 
     cluster.net().heal()?;
     eprintln!("chaos: healed the network");
-    let leader = cluster.wait_new_leader(None, Duration::from_secs(30)).await?;
-    let target = cluster.metric(leader, "strata_raft_applied_index").await.unwrap_or(0.0);
-    cluster
-        .wait_for(&format!("node {old} to apply the log up to index {target}"), Duration::from_secs(30), || async {
-            cluster.metric(old, "strata_raft_applied_index").await.is_some_and(|i| i >= target)
-        })
-        .await?;
+    cluster.wait_caught_up(old).await?;
 
     assert_intact(&before.verify_all(&client, 8).await, "after healing");
     assert_intact(&during.verify_all(&client, 8).await, "after healing (written while the old leader was cut off)");
@@ -201,13 +195,7 @@ async fn a_leader_that_cannot_hear_or_cannot_speak_is_replaced_and_catches_up() 
         client.create_token(None, RoleSet::of(&[Role::Backup]), None, &format!("one-way round {round}")).await?;
 
         cluster.net().heal()?;
-        let leader = cluster.wait_new_leader(None, Duration::from_secs(30)).await?;
-        let target = cluster.metric(leader, "strata_raft_applied_index").await.unwrap_or(0.0);
-        cluster
-            .wait_for(&format!("node {old} to apply the log up to index {target}"), Duration::from_secs(30), || async {
-                cluster.metric(old, "strata_raft_applied_index").await.is_some_and(|i| i >= target)
-            })
-            .await?;
+        cluster.wait_caught_up(old).await?;
     }
     let labels: Vec<String> =
         client.list_tokens(strata_client::cluster::Credential::Tenant, None).await?.into_iter().map(|t| t.label).collect();
