@@ -11,6 +11,7 @@ use bytes::Bytes;
 use strata_chaos::fs_tree::{Manifest, TreeSpec, generate};
 use strata_chaos::workload::{Workload, assert_intact, seed};
 use strata_chaos::{Cluster, ClusterSpec, TenantCli};
+use strata_client::ClusterClient;
 use strata_proto::{Request, Role, RoleSet, Secret};
 use strata_transport::{RpcLimits, RpcPool};
 
@@ -41,14 +42,23 @@ async fn ask_only(cluster: &Cluster, id: usize, token: &Secret, request: Request
     reply
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_leader_cut_off_from_its_peers_is_replaced_and_nothing_acknowledged_is_lost() -> anyhow::Result<()> {
+/// A networked cluster of [`NODES`] nodes, a tenant `name` with its admin token and a client holding it, and
+/// the run's seed; `None` where namespaces cannot be made (the test then skips).
+async fn networked_cluster(name: &str) -> anyhow::Result<Option<(Cluster, Secret, ClusterClient, u64)>> {
     let Some(cluster) = Cluster::start_networked(ClusterSpec { nodes: NODES, ..ClusterSpec::default() }).await? else {
-        return Ok(());
+        return Ok(None);
     };
     let seed = seed();
-    let (_, admin) = cluster.create_tenant("blobs").await?;
+    let (_, admin) = cluster.create_tenant(name).await?;
     let client = cluster.client_with_token(admin.expose()).await?;
+    Ok(Some((cluster, admin, client, seed)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_from_its_peers_is_replaced_and_nothing_acknowledged_is_lost() -> anyhow::Result<()> {
+    let Some((cluster, admin, client, seed)) = networked_cluster("blobs").await? else {
+        return Ok(());
+    };
     let before = Workload::mixed(seed, 40, 1, 1 << 20);
     before.put_all(&client, 8).await?;
     let work = tempfile::tempdir()?;
@@ -106,12 +116,9 @@ async fn a_leader_cut_off_from_its_peers_is_replaced_and_nothing_acknowledged_is
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_split_cluster_acknowledges_only_what_it_can_keep_and_a_lossy_link_loses_nothing() -> anyhow::Result<()> {
-    let Some(cluster) = Cluster::start_networked(ClusterSpec { nodes: NODES, ..ClusterSpec::default() }).await? else {
+    let Some((cluster, _, client, seed)) = networked_cluster("blobs").await? else {
         return Ok(());
     };
-    let seed = seed();
-    let (_, admin) = cluster.create_tenant("blobs").await?;
-    let client = cluster.client_with_token(admin.expose()).await?;
     let before = Workload::mixed(seed, 40, 1, 1 << 20);
     before.put_all(&client, 8).await?;
 
@@ -173,12 +180,9 @@ fn one_way(cluster: &Cluster, node: usize, deaf: bool) -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_that_cannot_hear_or_cannot_speak_is_replaced_and_catches_up() -> anyhow::Result<()> {
-    let Some(cluster) = Cluster::start_networked(ClusterSpec { nodes: NODES, ..ClusterSpec::default() }).await? else {
+    let Some((cluster, _, client, seed)) = networked_cluster("one-way").await? else {
         return Ok(());
     };
-    let seed = seed();
-    let (_, admin) = cluster.create_tenant("one-way").await?;
-    let client = cluster.client_with_token(admin.expose()).await?;
     let blobs = Workload::mixed(seed, 30, 1, 512 << 10);
     blobs.put_all(&client, 8).await?;
 
@@ -210,12 +214,9 @@ async fn a_leader_that_cannot_hear_or_cannot_speak_is_replaced_and_catches_up() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bridged_split_then_duplicated_and_slow_links_lose_nothing() -> anyhow::Result<()> {
-    let Some(cluster) = Cluster::start_networked(ClusterSpec { nodes: NODES, ..ClusterSpec::default() }).await? else {
+    let Some((cluster, _, client, seed)) = networked_cluster("bridged").await? else {
         return Ok(());
     };
-    let seed = seed();
-    let (_, admin) = cluster.create_tenant("bridged").await?;
-    let client = cluster.client_with_token(admin.expose()).await?;
     let before = Workload::mixed(seed, 30, 1, 512 << 10);
     before.put_all(&client, 8).await?;
 
